@@ -1,0 +1,55 @@
+"""The info event (kind 13194): what one wallet connection can do.
+
+Content is the space-separated method list plus ``notifications`` when the
+connection receives them; tags name the encryption schemes and notification
+types (protocol.md section 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from nwcd.nip47.encryption import SUPPORTED, Scheme
+from nwcd.nostr.event import Event, sign_event
+from nwcd.nostr.keys import SecretKey
+from nwcd.nostr.kinds import Kind
+
+__all__ = ["NOTIFICATION_TYPES", "build_info_event", "parse_info_event"]
+
+NOTIFICATION_TYPES: tuple[str, ...] = ("payment_received", "payment_sent")
+
+
+def build_info_event(
+    wallet_key: SecretKey,
+    methods: Iterable[str],
+    *,
+    created_at: int,
+    notifications: Iterable[str] = NOTIFICATION_TYPES,
+    encryption: Iterable[Scheme] = SUPPORTED,
+    app_pubkey: str | None = None,
+) -> Event:
+    """Sign the info event of one wallet key."""
+    notification_types = list(notifications)
+    words = list(methods)
+    if notification_types:
+        words.append("notifications")
+    tags = [["encryption", " ".join(s.value for s in encryption)]]
+    if notification_types:
+        tags.append(["notifications", " ".join(notification_types)])
+    if app_pubkey is not None:
+        tags.append(["p", app_pubkey])
+    return sign_event(
+        wallet_key, kind=Kind.NWC_INFO, content=" ".join(words), tags=tags, created_at=created_at
+    )
+
+
+def parse_info_event(event: Event) -> tuple[frozenset[str], tuple[Scheme, ...]]:
+    """Methods and encryption schemes a wallet advertises (client side).
+
+    Content separators vary in the wild (old Alby used commas); no
+    ``encryption`` tag means NIP-04 only.
+    """
+    words = event.content.replace(",", " ").replace("|", " ").split()
+    tag = event.tag_value("encryption")
+    schemes = tuple(s for s in SUPPORTED if tag is not None and s.value in tag.split())
+    return frozenset(words), schemes or (Scheme.NIP04,)

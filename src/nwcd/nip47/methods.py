@@ -1,0 +1,457 @@
+"""NIP-47 requests: one frozen params type per method, parsed strictly at one boundary.
+
+Request plaintext (inside the encrypted content of a kind-23194 event)::
+
+    {"method": "pay_invoice", "params": {"invoice": "lnbc...", "amount": 1000}}
+
+Amounts are integer millisatoshis. :func:`decode_request` turns the plaintext
+into a :class:`Request` whose ``params`` is one of the dataclasses below, or
+:class:`UnknownMethod`. A malformed request raises :class:`~nwcd.errors.RequestError`
+with code ``OTHER`` (the core error list has no "bad request" code that every
+client can parse) and a message naming the field.
+
+Batch items (``multi_pay_invoice``, ``multi_pay_keysend``) are parsed leniently:
+a problem in one item (a bad amount) is kept on the item as ``problem`` so only
+that item fails; the request fails as a whole only when the item list itself
+cannot be trusted (design.md section 1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from nwcd.errors import ErrorCode, RequestError
+
+__all__ = [
+    "GetBalanceParams",
+    "GetInfoParams",
+    "InvoiceItem",
+    "KeysendItem",
+    "ListTransactionsParams",
+    "LookupInvoiceParams",
+    "MakeInvoiceParams",
+    "Method",
+    "MultiPayInvoiceParams",
+    "MultiPayKeysendParams",
+    "Params",
+    "PayInvoiceParams",
+    "PayKeysendParams",
+    "Request",
+    "SignMessageParams",
+    "TlvRecord",
+    "UnknownMethod",
+    "decode_request",
+    "encode_request",
+]
+
+MAX_METADATA_CHARS: Final = 4096
+_MAX_U64: Final = 2**64 - 1
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+class Method(StrEnum):
+    """Methods a wallet service can serve."""
+
+    PAY_INVOICE = "pay_invoice"
+    MULTI_PAY_INVOICE = "multi_pay_invoice"
+    PAY_KEYSEND = "pay_keysend"
+    MULTI_PAY_KEYSEND = "multi_pay_keysend"
+    MAKE_INVOICE = "make_invoice"
+    LOOKUP_INVOICE = "lookup_invoice"
+    LIST_TRANSACTIONS = "list_transactions"
+    GET_BALANCE = "get_balance"
+    GET_INFO = "get_info"
+    SIGN_MESSAGE = "sign_message"
+
+
+def _bad(message: str) -> RequestError:
+    return RequestError(ErrorCode.OTHER, f"invalid params: {message}")
+
+
+def _msat(value: object, name: str) -> int:
+    """An amount in msat: a non-negative JSON integer (bools and floats are refused)."""
+    if type(value) is not int or not 0 <= value <= _MAX_U64:
+        raise _bad(f"{name} must be a non-negative integer number of millisatoshis")
+    return value
+
+
+def _optional_msat(params: Mapping[str, Any], name: str) -> int | None:
+    value = params.get(name)
+    return None if value is None else _msat(value, name)
+
+
+def _optional_str(params: Mapping[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"{name} must be a string")
+    return value
+
+
+def _required_str(params: Mapping[str, Any], name: str) -> str:
+    value = _optional_str(params, name)
+    if not value:
+        raise _bad(f"{name} is required")
+    return value
+
+
+def _hex(value: str | None, name: str, length: int) -> str | None:
+    if value is None:
+        return None
+    lowered = value.lower()
+    if len(lowered) != length or not _HEX.issuperset(lowered):
+        raise _bad(f"{name} must be {length} hex characters")
+    return lowered
+
+
+def _metadata(params: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    metadata = params.get("metadata")
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise _bad("metadata must be an object")
+    # 47.md: metadata longer than 4096 characters "MUST be dropped".
+    if len(json.dumps(metadata, separators=(",", ":"))) > MAX_METADATA_CHARS:
+        return None
+    return metadata
+
+
+@dataclass(frozen=True, slots=True)
+class PayInvoiceParams:
+    """``pay_invoice``: ``amount`` only for amountless invoices (or equal to the invoice's)."""
+
+    invoice: str
+    amount_msat: int | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceItem:
+    """One invoice of ``multi_pay_invoice``; ``problem`` fails only this item."""
+
+    index: int
+    id: str | None
+    invoice: str
+    amount_msat: int | None = None
+    metadata: Mapping[str, Any] | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MultiPayInvoiceParams:
+    """``multi_pay_invoice``: several invoices, one response each."""
+
+    invoices: tuple[InvoiceItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TlvRecord:
+    """A keysend TLV record: a u64 type and a hex value."""
+
+    type: int
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayKeysendParams:
+    """``pay_keysend``."""
+
+    pubkey: str
+    amount_msat: int
+    preimage: str | None = None
+    tlv_records: tuple[TlvRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeysendItem:
+    """One keysend of ``multi_pay_keysend``; ``problem`` fails only this item."""
+
+    index: int
+    id: str | None
+    pubkey: str
+    amount_msat: int = 0
+    preimage: str | None = None
+    tlv_records: tuple[TlvRecord, ...] = ()
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MultiPayKeysendParams:
+    """``multi_pay_keysend``."""
+
+    keysends: tuple[KeysendItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MakeInvoiceParams:
+    """``make_invoice``."""
+
+    amount_msat: int
+    description: str | None = None
+    description_hash: str | None = None
+    expiry: int | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LookupInvoiceParams:
+    """``lookup_invoice``: by payment hash or by invoice."""
+
+    payment_hash: str | None = None
+    invoice: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListTransactionsParams:
+    """``list_transactions``: ``from``/``until`` inclusive unix seconds."""
+
+    from_time: int | None = None
+    until: int | None = None
+    limit: int | None = None
+    offset: int = 0
+    unpaid: bool = False
+    type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetBalanceParams:
+    """``get_balance``."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetInfoParams:
+    """``get_info``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignMessageParams:
+    """``sign_message`` (Alby extension)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMethod:
+    """A method we do not know: answered with ``NOT_IMPLEMENTED``."""
+
+    name: str
+
+
+Params = (
+    PayInvoiceParams
+    | MultiPayInvoiceParams
+    | PayKeysendParams
+    | MultiPayKeysendParams
+    | MakeInvoiceParams
+    | LookupInvoiceParams
+    | ListTransactionsParams
+    | GetBalanceParams
+    | GetInfoParams
+    | SignMessageParams
+    | UnknownMethod
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A decoded request: ``method`` is the name as sent (also for unknown methods)."""
+
+    method: str
+    params: Params
+
+
+def _item_id(raw: Mapping[str, Any], where: str) -> str | None:
+    item_id = raw.get("id")
+    if item_id is None:
+        return None
+    if not isinstance(item_id, str) or not item_id:
+        raise _bad(f"{where}: id must be a non-empty string")
+    return item_id
+
+
+def _items(params: Mapping[str, Any], name: str, max_items: int) -> list[Mapping[str, Any]]:
+    items = params.get(name)
+    if not isinstance(items, list):
+        raise _bad(f"{name} must be a list")
+    if not items:
+        raise _bad(f"{name} is empty")
+    if len(items) > max_items:
+        raise RequestError(
+            ErrorCode.OTHER, f"too many {name}: {len(items)} (at most {max_items} per request)"
+        )
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _bad(f"{name}[{index}] must be an object")
+    return items
+
+
+def _invoice_item(index: int, raw: Mapping[str, Any]) -> InvoiceItem:
+    where = f"invoices[{index}]"
+    item_id = _item_id(raw, where)
+    invoice = raw.get("invoice")
+    if not isinstance(invoice, str) or not invoice:
+        raise _bad(f"{where}: invoice must be a non-empty string")
+    try:
+        amount = _optional_msat(raw, "amount")
+        metadata = _metadata(raw)
+    except RequestError as exc:
+        return InvoiceItem(index, item_id, invoice, problem=exc.message)
+    return InvoiceItem(index, item_id, invoice, amount, metadata)
+
+
+def _tlv_records(raw: Mapping[str, Any]) -> tuple[TlvRecord, ...]:
+    records = raw.get("tlv_records")
+    if records is None:
+        return ()
+    if not isinstance(records, list):
+        raise _bad("tlv_records must be a list")
+    out: list[TlvRecord] = []
+    for record in records:
+        if not isinstance(record, dict):
+            raise _bad("each TLV record must be an object")
+        tlv_type = record.get("type")
+        value = record.get("value")
+        if type(tlv_type) is not int or not 0 <= tlv_type <= _MAX_U64:
+            raise _bad("TLV type must be an unsigned 64-bit integer")
+        if not isinstance(value, str) or len(value) % 2 or not _HEX.issuperset(value.lower()):
+            raise _bad("TLV value must be hex")
+        out.append(TlvRecord(tlv_type, value.lower()))
+    return tuple(out)
+
+
+def _keysend_fields(raw: Mapping[str, Any]) -> tuple[str, int, str | None, tuple[TlvRecord, ...]]:
+    pubkey = _hex(_required_str(raw, "pubkey"), "pubkey", 66)
+    assert pubkey is not None
+    if "amount" not in raw:
+        raise _bad("amount is required")
+    amount = _msat(raw["amount"], "amount")
+    if amount == 0:
+        raise _bad("amount must be positive")
+    preimage = _hex(_optional_str(raw, "preimage"), "preimage", 64)
+    return pubkey, amount, preimage, _tlv_records(raw)
+
+
+def _keysend_item(index: int, raw: Mapping[str, Any]) -> KeysendItem:
+    where = f"keysends[{index}]"
+    item_id = _item_id(raw, where)
+    pubkey = raw.get("pubkey")
+    if not isinstance(pubkey, str) or not pubkey:
+        raise _bad(f"{where}: pubkey must be a non-empty string")
+    try:
+        pubkey, amount, preimage, records = _keysend_fields(raw)
+    except RequestError as exc:
+        return KeysendItem(index, item_id, pubkey.lower(), problem=exc.message)
+    return KeysendItem(index, item_id, pubkey, amount, preimage, records)
+
+
+def _parse_params(method: str, params: Mapping[str, Any], max_items: int) -> Params:
+    match method:
+        case Method.PAY_INVOICE:
+            return PayInvoiceParams(
+                _required_str(params, "invoice"),
+                _optional_msat(params, "amount"),
+                _metadata(params),
+            )
+        case Method.MULTI_PAY_INVOICE:
+            items = _items(params, "invoices", max_items)
+            return MultiPayInvoiceParams(
+                tuple(_invoice_item(i, raw) for i, raw in enumerate(items))
+            )
+        case Method.PAY_KEYSEND:
+            return PayKeysendParams(*_keysend_fields(params))
+        case Method.MULTI_PAY_KEYSEND:
+            items = _items(params, "keysends", max_items)
+            return MultiPayKeysendParams(
+                tuple(_keysend_item(i, raw) for i, raw in enumerate(items))
+            )
+        case Method.MAKE_INVOICE:
+            if "amount" not in params:
+                raise _bad("amount is required")
+            expiry = params.get("expiry")
+            if expiry is not None and (type(expiry) is not int or expiry <= 0):
+                raise _bad("expiry must be a positive integer number of seconds")
+            return MakeInvoiceParams(
+                _msat(params["amount"], "amount"),
+                _optional_str(params, "description"),
+                _hex(_optional_str(params, "description_hash"), "description_hash", 64),
+                expiry,
+                _metadata(params),
+            )
+        case Method.LOOKUP_INVOICE:
+            payment_hash = _hex(_optional_str(params, "payment_hash"), "payment_hash", 64)
+            invoice = _optional_str(params, "invoice")
+            if payment_hash is None and not invoice:
+                raise _bad("payment_hash or invoice is required")
+            return LookupInvoiceParams(payment_hash, invoice or None)
+        case Method.LIST_TRANSACTIONS:
+            return _list_params(params)
+        case Method.GET_BALANCE:
+            return GetBalanceParams()
+        case Method.GET_INFO:
+            return GetInfoParams()
+        case Method.SIGN_MESSAGE:
+            return SignMessageParams(_required_str(params, "message"))
+        case _:
+            return UnknownMethod(method)
+
+
+def _list_params(params: Mapping[str, Any]) -> ListTransactionsParams:
+    def optional_int(name: str) -> int | None:
+        value = params.get(name)
+        if value is None:
+            return None
+        if type(value) is not int or value < 0:
+            raise _bad(f"{name} must be a non-negative integer")
+        return value
+
+    unpaid = params.get("unpaid", False)
+    if not isinstance(unpaid, bool):
+        raise _bad("unpaid must be a boolean")
+    tx_type = params.get("type")
+    if tx_type is not None and tx_type not in ("incoming", "outgoing"):
+        raise _bad("type must be incoming or outgoing")
+    return ListTransactionsParams(
+        optional_int("from"),
+        optional_int("until"),
+        optional_int("limit"),
+        optional_int("offset") or 0,
+        unpaid,
+        tx_type,
+    )
+
+
+def decode_request(plaintext: str, *, max_items: int = 100) -> Request:
+    """Parse a decrypted request.
+
+    Args:
+        plaintext: the decrypted content of a kind-23194 event.
+        max_items: the most items a ``multi_*`` request may hold.
+
+    Raises:
+        RequestError: ``OTHER`` for malformed JSON, method or params.
+    """
+    try:
+        data = json.loads(plaintext)
+    except (ValueError, RecursionError):
+        raise RequestError(ErrorCode.OTHER, "invalid request: content is not JSON") from None
+    if not isinstance(data, dict):
+        raise RequestError(ErrorCode.OTHER, "invalid request: content is not a JSON object")
+    method = data.get("method")
+    if not isinstance(method, str) or not method:
+        raise RequestError(ErrorCode.OTHER, "invalid request: method must be a string")
+    params = data.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise RequestError(ErrorCode.OTHER, "invalid request: params must be an object")
+    return Request(method, _parse_params(method, params, max_items))
+
+
+def encode_request(method: str, params: Mapping[str, Any]) -> str:
+    """The plaintext of a request (client side)."""
+    return json.dumps({"method": method, "params": params}, separators=(",", ":"))

@@ -1,0 +1,1 @@
+"""Relay adapters: the client-side pool (websockets) and a small local relay."""

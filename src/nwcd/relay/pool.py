@@ -1,0 +1,409 @@
+"""A pool of relays: subscribe once, publish everywhere, receive each event once.
+
+Theory of operation:
+
+* Each relay has its own :class:`~nwcd.relay.connection.RelayConnection` task,
+  so a relay that is down never delays the others.
+* A :class:`Subscription` is opened on every relay. Filters with very many
+  tag values (one ``#p`` per wallet connection) are split into several filters
+  and, past ``max_filters_per_req``, several REQs, to stay within relay limits.
+* Incoming events are verified (id and signature) once per event id, however
+  many relays deliver them, and reach each subscription at most once.
+* Each subscription has a bounded queue. When its consumer is slow, the relay
+  readers wait, which stops reading from the sockets: back-pressure instead of
+  unbounded memory.
+* :meth:`RelayPool.publish` sends to every relay and collects each relay's
+  ``OK``; relays that are down get the event when they come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from nwcd.clock import SYSTEM_CLOCK, Clock
+from nwcd.lru import BoundedSet
+from nwcd.nostr.event import Event
+from nwcd.nostr.filters import Filter, split_values
+from nwcd.nostr.keys import SecretKey
+from nwcd.relay.connection import ConnectionOptions, OkResult, RelayConnection
+
+__all__ = ["PoolOptions", "PublishResult", "RelayPool", "Subscription", "split_filters"]
+
+log = logging.getLogger("nwcd.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """Tuning for a pool. Defaults fit public relays (nostr-rs-relay, strfry)."""
+
+    connection: ConnectionOptions = field(default_factory=ConnectionOptions)
+    max_filter_values: int = 500
+    max_filters_per_req: int = 10
+    queue_size: int = 1024
+    seen_capacity: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """Which relays accepted an event.
+
+    ``unconfirmed`` relays got no ``OK`` in time: the event may have been
+    delivered (some relays never confirm ephemeral kinds), or is queued for a
+    relay that is down.
+    """
+
+    event_id: str
+    accepted: tuple[str, ...]
+    rejected: dict[str, str]
+    unconfirmed: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """At least one relay accepted the event."""
+        return bool(self.accepted)
+
+
+def split_filters(
+    filters: Sequence[Filter], *, max_values: int, max_filters: int
+) -> list[tuple[Filter, ...]]:
+    """Cut filters into groups of REQs that fit relay limits.
+
+    A filter with more than ``max_values`` values in one tag or list field is
+    copied once per chunk of values; then filters are grouped by
+    ``max_filters`` per REQ.
+    """
+    expanded: list[Filter] = []
+    for f in filters:
+        expanded.extend(_split_one(f, max_values))
+    return [tuple(expanded[i : i + max_filters]) for i in range(0, len(expanded), max_filters)] or [
+        ()
+    ]
+
+
+def _split_one(f: Filter, max_values: int) -> list[Filter]:
+    for letter, values in f.tags.items():
+        if len(values) > max_values:
+            return [
+                part
+                for chunk in split_values(list(values), max_values)
+                for part in _split_one(
+                    replace(f, tags={**f.tags, letter: tuple(chunk)}), max_values
+                )
+            ]
+    if f.authors is not None and len(f.authors) > max_values:
+        return [
+            replace(f, authors=tuple(chunk)) for chunk in split_values(list(f.authors), max_values)
+        ]
+    if f.ids is not None and len(f.ids) > max_values:
+        return [replace(f, ids=tuple(chunk)) for chunk in split_values(list(f.ids), max_values)]
+    return [f]
+
+
+class Subscription:
+    """Events matching some filters, from every relay of a pool, each once.
+
+    Iterate with ``async for event in subscription``, or ``await get()``.
+    """
+
+    def __init__(
+        self, pool: RelayPool, sub_id: str, filters: tuple[Filter, ...], size: int
+    ) -> None:
+        self.id = sub_id
+        self.filters = filters
+        self._pool = pool
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size)
+        self._delivered: BoundedSet[str] = BoundedSet(max(size * 4, 4096))
+        self._eose_parts: dict[str, set[str]] = {}
+        self.eose = asyncio.Event()
+        self.closed_reasons: dict[str, str] = {}
+        self.parts: dict[str, tuple[Filter, ...]] = {}
+
+    async def get(self) -> Event:
+        """The next event."""
+        return await self._queue.get()
+
+    def get_nowait(self) -> Event | None:
+        """The next event if one is waiting."""
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self._queue.get()
+
+    async def update(self, filters: Sequence[Filter]) -> None:
+        """Replace the filters on every relay (e.g. a wallet connection was added)."""
+        await self._pool._resubscribe(self, tuple(filters))
+
+    async def close(self) -> None:
+        """Close on every relay."""
+        await self._pool._unsubscribe(self)
+
+    async def _deliver(self, event: Event) -> None:
+        if self._delivered.add(event.id):
+            await self._queue.put(event)
+
+    def _on_eose(self, relay: str, part: str) -> None:
+        parts = self._eose_parts.setdefault(relay, set())
+        parts.add(part)
+        if parts >= self.parts.keys():
+            self.eose.set()
+
+
+class RelayPool:
+    """Connections to several relays, used as ``async with RelayPool(urls) as pool``."""
+
+    def __init__(
+        self,
+        relays: Iterable[str] = (),
+        *,
+        auth_key: SecretKey | None = None,
+        options: PoolOptions | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._options = options or PoolOptions()
+        self._clock = clock
+        self._auth_key = auth_key
+        self._connections: dict[str, RelayConnection] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._parts: dict[str, Subscription] = {}
+        self._verified: BoundedSet[str] = BoundedSet(self._options.seen_capacity)
+        self._invalid: BoundedSet[str] = BoundedSet(4096)
+        self._counter = itertools.count()
+        self._prefix = os.urandom(4).hex()
+        self._started = False
+        self.state_changed = asyncio.Condition()
+        for url in relays:
+            self._connections[url] = self._new_connection(url)
+
+    def _new_connection(self, url: str) -> RelayConnection:
+        return RelayConnection(
+            url,
+            self,
+            clock=self._clock,
+            options=self._options.connection,
+            auth_key=self._auth_key,
+        )
+
+    async def __aenter__(self) -> RelayPool:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Start a task per relay."""
+        self._started = True
+        for url, connection in self._connections.items():
+            if url not in self._tasks:
+                self._tasks[url] = asyncio.create_task(connection.run(), name=f"relay {url}")
+
+    async def close(self) -> None:
+        """Close every connection and stop their tasks."""
+        self._started = False
+        for connection in self._connections.values():
+            await connection.close()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    @property
+    def relays(self) -> list[str]:
+        """Every relay URL in the pool."""
+        return list(self._connections)
+
+    @property
+    def connected_relays(self) -> list[str]:
+        """Relays with an open socket now."""
+        return [url for url, c in self._connections.items() if c.is_connected]
+
+    def add_relay(self, url: str) -> None:
+        """Add a relay (it receives every open subscription once connected)."""
+        if url in self._connections:
+            return
+        connection = self._new_connection(url)
+        self._connections[url] = connection
+        if self._started:
+            self._tasks[url] = asyncio.create_task(connection.run(), name=f"relay {url}")
+
+    async def remove_relay(self, url: str) -> None:
+        """Disconnect from a relay and forget it."""
+        connection = self._connections.pop(url, None)
+        task = self._tasks.pop(url, None)
+        if connection is not None:
+            await connection.close()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait_connected(self, timeout: float, *, count: int = 1) -> bool:
+        """Wait until ``count`` relays (at least one by default) are connected."""
+        want = min(count, len(self._connections))
+
+        async def enough() -> None:
+            async with self.state_changed:
+                await self.state_changed.wait_for(lambda: len(self.connected_relays) >= want)
+
+        try:
+            await asyncio.wait_for(enough(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    async def subscribe(
+        self, filters: Sequence[Filter], *, queue_size: int | None = None
+    ) -> Subscription:
+        """Open a subscription on every relay."""
+        sub_id = f"{self._prefix}{next(self._counter):x}"
+        subscription = Subscription(
+            self, sub_id, tuple(filters), queue_size or self._options.queue_size
+        )
+        self._subscriptions[sub_id] = subscription
+        await self._open_parts(subscription)
+        return subscription
+
+    async def _open_parts(self, subscription: Subscription) -> None:
+        groups = split_filters(
+            subscription.filters,
+            max_values=self._options.max_filter_values,
+            max_filters=self._options.max_filters_per_req,
+        )
+        new_parts = (
+            {subscription.id: groups[0]}
+            if len(groups) == 1
+            else {f"{subscription.id}.{i}": group for i, group in enumerate(groups)}
+        )
+        stale = subscription.parts.keys() - new_parts.keys()
+        subscription.parts = new_parts
+        for part_id in stale:
+            self._parts.pop(part_id, None)
+        for part_id in new_parts:
+            self._parts[part_id] = subscription
+        for connection in self._connections.values():
+            for part_id in stale:
+                await connection.unsubscribe(part_id)
+            for part_id, group in new_parts.items():
+                await connection.subscribe(part_id, group)
+
+    async def _resubscribe(self, subscription: Subscription, filters: tuple[Filter, ...]) -> None:
+        subscription.filters = filters
+        await self._open_parts(subscription)
+
+    async def _unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.pop(subscription.id, None)
+        for part_id in subscription.parts:
+            self._parts.pop(part_id, None)
+            for connection in self._connections.values():
+                await connection.unsubscribe(part_id)
+
+    # -- ConnectionOwner -----------------------------------------------------------------
+
+    def requests(self) -> dict[str, tuple[Filter, ...]]:
+        return {part_id: s.parts[part_id] for part_id, s in self._parts.items()}
+
+    async def on_event(
+        self, connection: RelayConnection, subscription_id: str, event: Event
+    ) -> None:
+        subscription = self._parts.get(subscription_id)
+        if subscription is None:
+            return
+        if event.id not in self._verified:
+            if event.id in self._invalid:
+                return
+            if not (event.id_matches() and event.signature_valid()):
+                self._invalid.add(event.id)
+                log.info("relay %s sent an invalid event %s", connection.url, event.id)
+                return
+            self._verified.add(event.id)
+        if not any(f.matches(event) for f in subscription.filters):
+            return  # a relay that ignores filters must not reach the consumer
+        await subscription._deliver(event)
+
+    def on_eose(self, connection: RelayConnection, subscription_id: str) -> None:
+        subscription = self._parts.get(subscription_id)
+        if subscription is not None:
+            subscription._on_eose(connection.url, subscription_id)
+
+    def on_closed(self, connection: RelayConnection, subscription_id: str, message: str) -> None:
+        subscription = self._parts.get(subscription_id)
+        if subscription is None:
+            return
+        subscription.closed_reasons[connection.url] = message
+        subscription._on_eose(connection.url, subscription_id)
+        if message.startswith(("error:", "rate-limited:")):
+            # A transient refusal: ask again after a pause. Other reasons are final.
+            task = asyncio.get_running_loop().create_task(
+                self._retry_part(connection, subscription_id)
+            )
+            task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+
+    async def _retry_part(self, connection: RelayConnection, part_id: str) -> None:
+        await asyncio.sleep(self._options.connection.backoff_base * 8)
+        subscription = self._parts.get(part_id)
+        if subscription is not None and part_id in subscription.parts:
+            await connection.subscribe(part_id, subscription.parts[part_id])
+
+    def on_state(self, connection: RelayConnection) -> None:
+        async def notify() -> None:
+            async with self.state_changed:
+                self.state_changed.notify_all()
+
+        task = asyncio.get_running_loop().create_task(notify())
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(
+        self, event: Event, *, timeout: float = 5.0, relays: Iterable[str] | None = None
+    ) -> PublishResult:
+        """Send ``event`` to every relay (or ``relays``) and wait up to ``timeout`` for OKs.
+
+        Relays that are down get the event when they reconnect, as long as
+        nobody has given up on it. Returns as soon as every relay answered.
+        """
+        targets = list(relays) if relays is not None else list(self._connections)
+        for url in targets:
+            if url not in self._connections:
+                self.add_relay(url)
+        waiters = {url: self._connections[url].publish(event) for url in targets}
+        if waiters:
+            await asyncio.wait(waiters.values(), timeout=timeout)
+        accepted: list[str] = []
+        rejected: dict[str, str] = {}
+        unconfirmed: list[str] = []
+        for url, waiter in waiters.items():
+            if waiter.done() and not waiter.cancelled():
+                result: OkResult = waiter.result()
+                if result.accepted:
+                    accepted.append(url)
+                else:
+                    rejected[url] = result.message
+            else:
+                waiter.cancel()
+                unconfirmed.append(url)
+                connection = self._connections.get(url)
+                if connection is not None and connection.is_connected:
+                    # Sent but never confirmed (some relays never OK ephemeral kinds):
+                    # do not re-send it on every reconnect.
+                    connection.forget(event.id)
+        return PublishResult(event.id, tuple(accepted), rejected, tuple(unconfirmed))
