@@ -25,8 +25,13 @@ _RELAY_SCHEMES: Final = ("ws", "wss")
 
 
 def _check_relay(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in _RELAY_SCHEMES or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError:  # e.g. "wss://[::1" (unbalanced IPv6 bracket)
+        raise InvalidUri(f"relay {url!r} is not a valid URL") from None
+    if parts.scheme not in _RELAY_SCHEMES or not hostname:
         raise InvalidUri(f"relay {url!r} is not a ws:// or wss:// URL")
     return url
 

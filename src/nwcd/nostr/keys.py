@@ -166,6 +166,10 @@ class SecretKey:
         if len(message) != 32:
             raise ValueError("nostr signs 32-byte digests only")
         aux = os.urandom(32) if aux_rand is None else aux_rand
+        if len(aux) != 32:
+            # libsecp256k1 reads exactly 32 bytes from this pointer: a shorter
+            # buffer would be read past its end.
+            raise ValueError("aux_rand must be 32 bytes")
         signature: Any = ffi.new("unsigned char[64]")
         ok = lib.secp256k1_schnorrsig_sign32(
             GLOBAL_CONTEXT.ctx, signature, message, self._keypair, aux
