@@ -1,0 +1,101 @@
+"""A wallet connection: what one app was granted.
+
+Each connection has its own wallet key pair (the URI's pubkey), so revoking
+one never touches another and an app learns nothing about the others.
+Scopes are shorthands for sets of methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from nwcd.nip47.methods import Method
+from nwcd.nostr.keys import SecretKey
+
+__all__ = ["SCOPES", "BudgetPeriod", "Connection", "expand_methods"]
+
+SCOPES: dict[str, frozenset[str]] = {
+    "pay": frozenset(
+        {
+            Method.PAY_INVOICE,
+            Method.MULTI_PAY_INVOICE,
+            Method.PAY_KEYSEND,
+            Method.MULTI_PAY_KEYSEND,
+        }
+    ),
+    "receive": frozenset({Method.MAKE_INVOICE}),
+    "read": frozenset(
+        {Method.GET_BALANCE, Method.GET_INFO, Method.LOOKUP_INVOICE, Method.LIST_TRANSACTIONS}
+    ),
+    "sign": frozenset({Method.SIGN_MESSAGE}),
+}
+
+PAY_METHODS = SCOPES["pay"]
+
+
+class BudgetPeriod(StrEnum):
+    """When a budget renews (calendar periods, in the configured time zone)."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    YEARLY = "yearly"
+    NEVER = "never"
+
+
+def expand_methods(words: Iterable[str]) -> frozenset[str]:
+    """Scopes and method names -> method names.
+
+    Raises:
+        ValueError: a word is neither a scope nor a method.
+    """
+    known = {m.value for m in Method}
+    methods: set[str] = set()
+    for word in words:
+        word = word.strip()
+        if not word:
+            continue
+        if word in SCOPES:
+            methods |= SCOPES[word]
+        elif word in known:
+            methods.add(word)
+        else:
+            raise ValueError(
+                f"unknown method or scope {word!r}; scopes: {', '.join(SCOPES)}; "
+                f"methods: {', '.join(sorted(known))}"
+            )
+    return frozenset(methods)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One app's grant. ``methods`` None means every method."""
+
+    name: str
+    wallet_key: SecretKey
+    app_pubkey: str
+    relays: tuple[str, ...]
+    created_at: int
+    methods: frozenset[str] | None = None
+    max_amount_msat: int | None = None
+    budget_msat: int | None = None
+    budget_period: BudgetPeriod = BudgetPeriod.NEVER
+    expires_at: int | None = None
+    lud16: str | None = None
+    revoked_at: int | None = None
+    last_used_at: int | None = None
+
+    @property
+    def wallet_pubkey(self) -> str:
+        return self.wallet_key.public_key.hex
+
+    def allowed_methods(self, backend_methods: Iterable[str]) -> list[str]:
+        """Methods this connection may use on this backend, in a stable order."""
+        available = set(backend_methods)
+        return [
+            m.value
+            for m in Method
+            if m.value in available and (self.methods is None or m.value in self.methods)
+        ]

@@ -1,0 +1,257 @@
+"""The seams between the service and the outside world, as ``typing.Protocol`` s.
+
+The service talks only to these; each technology (the simulator, LNbits,
+LND, SQLite, PostgreSQL, websockets) is one adapter behind one of them.
+Adapters translate their library's exceptions at their edge: from a backend
+only :class:`~nwcd.errors.BackendError` (or :class:`~nwcd.errors.RequestError`
+for a refusal the app should see) comes out.
+
+Expected payment outcomes are values, not exceptions:
+:class:`Succeeded`, :class:`Failed` (definitely not paid, money released) or
+:class:`Pending` (unknown: might still be paid; the money stays reserved).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from nwcd.bolt11 import Invoice
+from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, TlvRecord
+from nwcd.nip47.results import NodeInfo, Transaction
+from nwcd.nostr.event import Event
+from nwcd.policy.authorize import Deny
+from nwcd.policy.grants import Connection
+
+__all__ = [
+    "Failed",
+    "LightningBackend",
+    "PaymentIntent",
+    "PaymentOutcome",
+    "PaymentRecord",
+    "PaymentState",
+    "Pending",
+    "RequestRecord",
+    "Store",
+    "Succeeded",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    """The payment settled."""
+
+    preimage: str
+    fee_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The payment definitely did not happen (and never will)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The outcome is not known yet (in flight, or the backend could not tell)."""
+
+    reason: str = "payment in flight"
+
+
+PaymentOutcome = Succeeded | Failed | Pending
+
+
+class LightningBackend(Protocol):
+    """A Lightning wallet nwcd pays through.
+
+    ``methods`` lists the NIP-47 methods the backend can serve; the service
+    never calls a method outside it. ``max_concurrent_payments`` is a cap the
+    adapter declares when the backend cannot take more payments at once
+    (``None``: no cap of its own).
+    """
+
+    methods: frozenset[str]
+    max_concurrent_payments: int | None
+
+    async def pay_invoice(
+        self, invoice: Invoice, *, amount_msat: int, fee_limit_msat: int
+    ) -> PaymentOutcome:
+        """Pay a decoded invoice; ``amount_msat`` is set for amountless invoices too."""
+        ...
+
+    async def pay_keysend(
+        self,
+        *,
+        pubkey: str,
+        amount_msat: int,
+        preimage: str,
+        tlv_records: tuple[TlvRecord, ...],
+        fee_limit_msat: int,
+    ) -> PaymentOutcome:
+        """Spontaneous payment to a node; ``preimage`` is chosen by the caller."""
+        ...
+
+    async def payment_status(self, payment_hash: str) -> PaymentOutcome:
+        """What became of an outgoing payment (crash recovery).
+
+        A payment the backend never saw is ``Failed("not found")``.
+        """
+        ...
+
+    async def make_invoice(self, params: MakeInvoiceParams) -> Transaction:
+        """Create an incoming invoice."""
+        ...
+
+    async def lookup_invoice(
+        self, *, payment_hash: str | None, invoice: str | None
+    ) -> Transaction | None:
+        """An incoming or outgoing transaction by hash or invoice, or None."""
+        ...
+
+    async def list_transactions(self, params: ListTransactionsParams) -> list[Transaction]:
+        """Transactions, newest first."""
+        ...
+
+    async def get_balance(self) -> int:
+        """Spendable balance in msat."""
+        ...
+
+    async def get_info(self) -> NodeInfo:
+        """The node's identity and chain position (``methods`` left empty)."""
+        ...
+
+    async def sign_message(self, message: str) -> str:
+        """Sign with the node key (only if ``sign_message`` is in ``methods``)."""
+        ...
+
+    def incoming_payments(self) -> AsyncIterator[Transaction]:
+        """Settled incoming payments as they happen (for notifications)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class PaymentState(StrEnum):
+    """Where a payment is; each state is stored before the next step is taken."""
+
+    RESERVED = "reserved"
+    IN_FLIGHT = "in_flight"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+UNRESOLVED_STATES = (PaymentState.RESERVED, PaymentState.IN_FLIGHT, PaymentState.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A claimed request event: enough to answer it again after a restart."""
+
+    event_id: str
+    wallet_pubkey: str
+    app_pubkey: str
+    scheme: str
+    event_json: str
+    received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIntent:
+    """A payment about to be reserved (one ``pay_*`` request or one batch item)."""
+
+    item_index: int
+    result_type: str
+    d_tag: str | None
+    payment_hash: str
+    invoice: str | None
+    amount_msat: int
+    fee_reserve_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """A stored payment and what is known of its outcome."""
+
+    id: int
+    request_id: str
+    wallet_pubkey: str
+    intent: PaymentIntent
+    state: PaymentState
+    preimage: str | None = None
+    fee_msat: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class Store(Protocol):
+    """Durable state: connections, request claims, payments, signed responses.
+
+    Every method is atomic. ``reserve`` checks the budget and inserts the
+    reservations in one transaction, so concurrent requests (also from other
+    processes sharing the store) can never overspend.
+    """
+
+    async def close(self) -> None: ...
+
+    # connections
+    async def add_connection(self, connection: Connection) -> None: ...
+    async def save_connection(self, connection: Connection) -> None: ...
+    async def connections(self) -> list[Connection]: ...
+    async def connections_version(self) -> int: ...
+    async def touch_connection(self, wallet_pubkey: str, now: int) -> None: ...
+    async def budget_used(self, wallet_pubkey: str, since: int) -> int: ...
+
+    # requests and payments
+    async def claim(self, record: RequestRecord) -> bool: ...
+    async def unanswered_requests(self) -> list[RequestRecord]: ...
+    async def reserve(
+        self,
+        request_id: str,
+        wallet_pubkey: str,
+        intents: Sequence[PaymentIntent],
+        *,
+        budget_msat: int | None,
+        window_start: int,
+        now: int,
+    ) -> list[int | Deny]: ...
+    async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> None: ...
+    async def settle(
+        self,
+        payment_id: int,
+        state: PaymentState,
+        *,
+        now: int,
+        preimage: str | None = None,
+        fee_msat: int | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        response: tuple[str, int | None, Event] | None = None,
+    ) -> None: ...
+    async def payment_by_hash(
+        self, wallet_pubkey: str, payment_hash: str
+    ) -> PaymentRecord | None: ...
+    async def payments_by_hashes(
+        self, wallet_pubkey: str, payment_hashes: Sequence[str]
+    ) -> dict[str, PaymentRecord]: ...
+    async def payment(self, payment_id: int) -> PaymentRecord | None: ...
+    async def payments_for(self, request_id: str) -> list[PaymentRecord]: ...
+    async def request(self, event_id: str) -> RequestRecord | None: ...
+    async def unresolved_payments(self) -> list[PaymentRecord]: ...
+
+    # invoices made through a connection
+    async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None: ...
+    async def invoice_owner(self, payment_hash: str) -> str | None: ...
+    async def owned_hashes(self, wallet_pubkey: str) -> set[str]: ...
+
+    # responses
+    async def save_responses(
+        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
+    ) -> None: ...
+    async def responses_for(self, request_id: str) -> list[Event]: ...
+    async def answered_items(self, request_id: str) -> set[int | None]: ...

@@ -1,0 +1,1 @@
+"""The wallet service: sequences the pipeline steps; holds no protocol rules itself."""

@@ -1,0 +1,296 @@
+"""The running wallet service: lifespan, recovery, subscriptions, info and notifications.
+
+Start-up order matters for exactly-once payment:
+
+1. Recovery first: every payment left ``reserved``/``in_flight``/``unknown`` by
+   a previous run is looked up in the backend before anything else happens;
+   settled ones are answered, open ones keep being resolved. Requests claimed
+   but never started are processed now.
+2. Then the subscription opens (``#p`` = every wallet key, ``since`` a margin
+   before now), and the info event of each connection is published.
+3. Each request runs in its own task, bounded by ``max_concurrent_requests``,
+   so no request ever waits behind another request's payments.
+
+A watcher polls the store's connection version, so connections created,
+changed or revoked by ``nwcd connection ...`` in another process take effect
+at once: the subscription and the info events follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nwcd.clock import SYSTEM_CLOCK, Clock
+from nwcd.errors import BackendError
+from nwcd.nip47.encryption import Scheme, seal_content
+from nwcd.nip47.info import NOTIFICATION_TYPES, build_info_event
+from nwcd.nip47.results import PayResult, Transaction
+from nwcd.nostr.event import Event, parse_event, sign_event
+from nwcd.nostr.filters import Filter
+from nwcd.nostr.keys import PublicKey
+from nwcd.nostr.kinds import Kind
+from nwcd.policy.grants import Connection
+from nwcd.ports import Failed, LightningBackend, PaymentState, Pending, Store
+from nwcd.relay.pool import PoolOptions, RelayPool, Subscription
+from nwcd.service.payments import PlannedPayment
+from nwcd.service.pipeline import Pipeline, RequestContext, ServiceSettings
+from nwcd.service.publisher import Publisher, PublishPolicy
+
+__all__ = ["DaemonOptions", "WalletDaemon"]
+
+log = logging.getLogger("nwcd.service")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    """Relay and lifecycle tuning of the running service."""
+
+    relays: tuple[str, ...] = ()
+    subscribe_margin: int = 60
+    connections_poll_interval: float = 1.0
+    max_concurrent_requests: int = 1024
+    shutdown_grace: float = 10.0
+    publish: PublishPolicy = field(default_factory=PublishPolicy)
+    pool: PoolOptions = field(default_factory=PoolOptions)
+
+
+class WalletDaemon:
+    """``nwcd serve``: call :meth:`run` and cancel it to stop."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        backend: LightningBackend,
+        settings: ServiceSettings | None = None,
+        options: DaemonOptions | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._settings = settings or ServiceSettings()
+        self._options = options or DaemonOptions()
+        self._clock = clock
+        self._pool = RelayPool(self._options.relays, options=self._options.pool, clock=clock)
+        self._publisher = Publisher(self._pool, self._options.publish)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._request_slots = asyncio.Semaphore(self._options.max_concurrent_requests)
+        self.pipeline = Pipeline(
+            store=store, backend=backend, sink=self, clock=clock, settings=self._settings
+        )
+        self._subscription: Subscription | None = None
+        self._version = -1
+        self._published_info: dict[str, tuple[Any, ...]] = {}
+
+    @property
+    def pool(self) -> RelayPool:
+        return self._pool
+
+    def _now(self) -> int:
+        return int(self._clock.now())
+
+    # -- EventSink -----------------------------------------------------------------------
+
+    def publish(self, event: Event, relays: Iterable[str]) -> None:
+        relays = tuple(relays) or tuple(self._pool.relays)
+        self._publisher.publish(event, relays)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guard(coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("background task failed")
+
+    def payment_sent(self, ctx: RequestContext, item: PlannedPayment, result: PayResult) -> None:
+        tx = Transaction(
+            type="outgoing",
+            state="settled",
+            payment_hash=item.payment_hash or "",
+            amount_msat=item.amount_msat,
+            fees_paid_msat=result.fees_paid_msat,
+            preimage=result.preimage,
+            invoice=item.invoice.bolt11 if item.invoice else None,
+            description=item.invoice.description if item.invoice else None,
+            created_at=self._now(),
+            settled_at=self._now(),
+        )
+        self._notify(ctx.connection, "payment_sent", tx)
+
+    def _notify(self, connection: Connection, kind: str, tx: Transaction) -> None:
+        """Send a notification to one app, NIP-44 (23197) and NIP-04 (23196)."""
+        app_key = PublicKey.from_hex(connection.app_pubkey)
+        plaintext = json.dumps(
+            {"notification_type": kind, "notification": tx.to_json()}, separators=(",", ":")
+        )
+        for scheme, event_kind in (
+            (Scheme.NIP44_V2, Kind.NWC_NOTIFICATION),
+            (Scheme.NIP04, Kind.NWC_NOTIFICATION_NIP04),
+        ):
+            event = sign_event(
+                connection.wallet_key,
+                kind=event_kind,
+                content=seal_content(connection.wallet_key, app_key, scheme, plaintext),
+                tags=[["p", connection.app_pubkey]],
+                created_at=self._now(),
+            )
+            self.publish(event, connection.relays)
+
+    # -- lifespan ------------------------------------------------------------------------
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve until cancelled."""
+        self._pool.start()
+        try:
+            await self._load_connections()
+            await self._recover()
+            self._subscription = await self._pool.subscribe(self._filters())
+            self._publish_info()
+            self.spawn(self._watch_connections())
+            self.spawn(self._watch_incoming())
+            if ready is not None:
+                ready()
+            log.info(
+                "nwcd ready: %d connections, relays %s",
+                len(self.pipeline.connections),
+                ", ".join(self._pool.relays),
+            )
+            async for event in self._subscription:
+                await self._request_slots.acquire()
+                task = asyncio.create_task(self._handle(event))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            await self._shutdown()
+
+    async def _handle(self, event: Event) -> None:
+        try:
+            await self.pipeline.handle(event)
+        finally:
+            self._request_slots.release()
+
+    async def _shutdown(self) -> None:
+        # Stop intake, give running payments and publishes a grace period, then cancel.
+        with contextlib.suppress(Exception):
+            await self.pipeline.payments.drain(self._options.shutdown_grace)
+            await self._publisher.drain(min(2.0, self._options.shutdown_grace))
+        await self.pipeline.payments.close()
+        await self._publisher.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self._pool.close()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _filters(self) -> list[Filter]:
+        wallets = sorted(self.pipeline.connections)
+        since = self._now() - max(self._options.subscribe_margin, self._settings.freshness_window)
+        return [Filter(kinds=(Kind.NWC_REQUEST,), tags={"p": tuple(wallets)}, since=since)]
+
+    async def _load_connections(self) -> bool:
+        version = await self._store.connections_version()
+        if version == self._version:
+            return False
+        self._version = version
+        connections = await self._store.connections()
+        self.pipeline.connections = {c.wallet_pubkey: c for c in connections}
+        for connection in connections:
+            for relay in connection.relays:
+                self._pool.add_relay(relay)
+        return True
+
+    async def _watch_connections(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.connections_poll_interval)
+            before = set(self.pipeline.connections)
+            if not await self._load_connections():
+                continue
+            if set(self.pipeline.connections) != before and self._subscription is not None:
+                await self._subscription.update(self._filters())
+            self._publish_info()
+
+    def _publish_info(self) -> None:
+        for connection in self.pipeline.connections.values():
+            methods = connection.allowed_methods(self._backend.methods)
+            active = connection.revoked_at is None
+            fingerprint = (tuple(methods), active, connection.relays)
+            if self._published_info.get(connection.wallet_pubkey) == fingerprint:
+                continue
+            self._published_info[connection.wallet_pubkey] = fingerprint
+            event = build_info_event(
+                connection.wallet_key,
+                methods if active else [],
+                created_at=self._now(),
+                notifications=NOTIFICATION_TYPES if active else (),
+                app_pubkey=connection.app_pubkey,
+            )
+            self.publish(event, connection.relays)
+
+    async def _watch_incoming(self) -> None:
+        """``payment_received`` goes only to the app that made the invoice."""
+        async for tx in self._backend.incoming_payments():
+            owner = await self._store.invoice_owner(tx.payment_hash)
+            connection = self.pipeline.connections.get(owner or "")
+            if connection is not None and connection.revoked_at is None:
+                self._notify(connection, "payment_received", tx)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Resolve every payment a previous run left open, before taking new requests."""
+        unresolved = await self._store.unresolved_payments()
+        if unresolved:
+            log.info("recovery: %d payments to resolve", len(unresolved))
+        for record in unresolved:
+            request = await self._store.request(record.request_id)
+            connection = self.pipeline.connections.get(record.wallet_pubkey)
+            if request is None or connection is None:
+                continue
+            ctx = RequestContext(
+                parse_event(json.loads(request.event_json)),
+                connection,
+                PublicKey.from_hex(request.app_pubkey),
+                Scheme(request.scheme),
+                record.intent.result_type,
+            )
+            item = PlannedPayment(
+                index=record.intent.item_index,
+                d_tag=record.intent.d_tag,
+                payment_hash=record.intent.payment_hash,
+                amount_msat=record.intent.amount_msat,
+            )
+            answer = self.pipeline.item_answerer(ctx)
+            try:
+                outcome = await self._backend.payment_status(record.intent.payment_hash)
+            except BackendError:
+                outcome = Pending("backend unavailable during recovery")
+            if isinstance(outcome, Failed) and record.state is PaymentState.RESERVED:
+                outcome = Failed("the payment was not started before the service stopped")
+            if isinstance(outcome, Pending):
+                self.pipeline.payments.resume(connection.wallet_pubkey, item, record.id, answer)
+            else:
+                await self.pipeline.payments.finish_recovered(
+                    connection.wallet_pubkey, item, record.id, outcome, answer
+                )
+        for request in await self._store.unanswered_requests():
+            connection = self.pipeline.connections.get(request.wallet_pubkey)
+            if connection is None:
+                continue
+            event = parse_event(json.loads(request.event_json))
+            ctx = RequestContext(
+                event, connection, PublicKey.from_hex(request.app_pubkey), Scheme(request.scheme)
+            )
+            self.spawn(self.pipeline.process(ctx))

@@ -1,0 +1,536 @@
+"""Paying: from checked batch items to settled payments, concurrently and exactly once.
+
+Theory of operation (design.md sections 1 and 2). For a ``pay_*`` request or
+each item of a ``multi_pay_*`` request:
+
+1. :func:`plan_invoices` / :func:`plan_keysends` (pure) decode and check every
+   item: a problem with one item becomes that item's error and never touches
+   the others; only an untrustworthy list (duplicate correlation keys) fails
+   the whole request.
+2. :class:`PaymentEngine` answers items this connection already paid from the
+   store, joins items already in flight, and reserves the rest (amount + fee
+   reserve, against the budget) in one store transaction, in request order.
+3. Each reserved item waits for a slot (per connection, then service-wide,
+   then the backend's own cap), is marked ``in_flight`` in the store, and is
+   paid. Its outcome is settled in the store together with its signed
+   response, which is then published at once.
+4. An outcome that is not known (backend error, timeout, still in flight)
+   stays reserved as ``unknown``; a resolver asks the backend until it knows,
+   then settles and answers. Unknown is never failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from nwcd import bolt11
+from nwcd.clock import Clock
+from nwcd.errors import BackendError, ErrorCode, InvalidInvoice, RequestError
+from nwcd.nip47.methods import InvoiceItem, KeysendItem, TlvRecord
+from nwcd.nip47.results import PayResult
+from nwcd.policy.authorize import Deny
+from nwcd.policy.budget import FeeReserve
+from nwcd.policy.grants import Connection
+from nwcd.ports import (
+    Failed,
+    LightningBackend,
+    PaymentIntent,
+    PaymentOutcome,
+    PaymentRecord,
+    PaymentState,
+    Pending,
+    Store,
+    Succeeded,
+)
+
+__all__ = [
+    "AnswerFn",
+    "ItemResult",
+    "PaymentEngine",
+    "PaymentLimits",
+    "PlannedPayment",
+    "plan_invoices",
+    "plan_keysends",
+]
+
+log = logging.getLogger("nwcd.service")
+
+ItemResult = PayResult | RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPayment:
+    """One payment to make, or (``error`` set) one item already answered with an error.
+
+    ``d_tag`` is None for a single ``pay_*`` request (its response has no ``d``).
+    """
+
+    index: int
+    d_tag: str | None
+    payment_hash: str | None
+    amount_msat: int = 0
+    invoice: bolt11.Invoice | None = None
+    keysend_pubkey: str | None = None
+    keysend_preimage: str | None = None
+    tlv_records: tuple[TlvRecord, ...] = ()
+    error: RequestError | None = None
+
+
+def _item_error(message: str, code: ErrorCode = ErrorCode.OTHER) -> RequestError:
+    return RequestError(code, message)
+
+
+def plan_invoices(
+    items: Sequence[InvoiceItem],
+    *,
+    network: bolt11.Network,
+    now: int,
+    max_amount_msat: int | None,
+    with_d_tags: bool,
+) -> list[PlannedPayment]:
+    """Decode and check invoices; raise only for an untrustworthy item list.
+
+    Raises:
+        RequestError: ``OTHER`` when two items share a correlation key (the same
+            ``id``, or without ids the same payment hash or invoice).
+    """
+    planned: list[PlannedPayment] = []
+    keys: set[str] = set()
+    for item in items:
+        decoded: bolt11.Invoice | None = None
+        error: RequestError | None = None
+        try:
+            decoded = bolt11.decode(item.invoice)
+        except InvalidInvoice as exc:
+            error = _item_error(f"invalid invoice: {exc}")
+        payment_hash = decoded.payment_hash if decoded is not None else None
+        d_tag = item.id or payment_hash or item.invoice
+        if with_d_tags:
+            if d_tag in keys:
+                what = "id" if item.id else "invoice"
+                raise RequestError(
+                    ErrorCode.OTHER,
+                    f"invalid params: two items share the {what} {d_tag[:80]!r};"
+                    " give each item a unique id",
+                )
+            keys.add(d_tag)
+        amount = 0
+        if error is None and decoded is not None:
+            error, amount = _check_invoice(item, decoded, network, now, max_amount_msat)
+        planned.append(
+            PlannedPayment(
+                index=item.index,
+                d_tag=d_tag if with_d_tags else None,
+                payment_hash=payment_hash,
+                amount_msat=amount,
+                invoice=decoded,
+                error=error,
+            )
+        )
+    return planned
+
+
+def _check_invoice(
+    item: InvoiceItem,
+    invoice: bolt11.Invoice,
+    network: bolt11.Network,
+    now: int,
+    max_amount_msat: int | None,
+) -> tuple[RequestError | None, int]:
+    if item.problem is not None:
+        return _item_error(item.problem), 0
+    if invoice.network is not network:
+        return (
+            _item_error(
+                f"invoice is for network {invoice.network.value!r}, this wallet is on"
+                f" {network.value!r}"
+            ),
+            0,
+        )
+    if invoice.is_expired(now):
+        return _item_error("invoice has expired"), 0
+    if invoice.amount_msat is None:
+        if not item.amount_msat:
+            return _item_error("invoice has no amount: give a positive amount in msat"), 0
+        amount = item.amount_msat
+    else:
+        if item.amount_msat is not None and item.amount_msat != invoice.amount_msat:
+            return (
+                _item_error(
+                    f"amount {item.amount_msat} msat does not match the invoice amount"
+                    f" {invoice.amount_msat} msat"
+                ),
+                0,
+            )
+        amount = invoice.amount_msat
+    if max_amount_msat is not None and amount > max_amount_msat:
+        return (
+            _item_error(
+                f"payment of {amount} msat exceeds this connection's maximum of"
+                f" {max_amount_msat} msat per payment",
+                ErrorCode.QUOTA_EXCEEDED,
+            ),
+            0,
+        )
+    return None, amount
+
+
+def plan_keysends(
+    items: Sequence[KeysendItem], *, max_amount_msat: int | None, with_d_tags: bool
+) -> list[PlannedPayment]:
+    """Check keysends; ``d`` is the item id, else the destination pubkey.
+
+    Raises:
+        RequestError: ``OTHER`` when two items share a correlation key.
+    """
+    planned: list[PlannedPayment] = []
+    keys: set[str] = set()
+    for item in items:
+        d_tag = item.id or item.pubkey
+        if with_d_tags:
+            if d_tag in keys:
+                raise RequestError(
+                    ErrorCode.OTHER,
+                    f"invalid params: two keysends share the key {d_tag[:80]!r};"
+                    " give each item a unique id",
+                )
+            keys.add(d_tag)
+        error: RequestError | None = None
+        if item.problem is not None:
+            error = _item_error(item.problem)
+        elif max_amount_msat is not None and item.amount_msat > max_amount_msat:
+            error = _item_error(
+                f"payment of {item.amount_msat} msat exceeds this connection's maximum of"
+                f" {max_amount_msat} msat per payment",
+                ErrorCode.QUOTA_EXCEEDED,
+            )
+        preimage = item.preimage or os.urandom(32).hex()
+        planned.append(
+            PlannedPayment(
+                index=item.index,
+                d_tag=d_tag if with_d_tags else None,
+                payment_hash=hashlib.sha256(bytes.fromhex(preimage)).hexdigest(),
+                amount_msat=item.amount_msat,
+                keysend_pubkey=item.pubkey,
+                keysend_preimage=preimage,
+                tlv_records=item.tlv_records,
+                error=error,
+            )
+        )
+    return planned
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLimits:
+    """Bounds that protect the backend and keep apps fair (design.md section 1)."""
+
+    in_flight: int = 256
+    per_connection: int = 100
+
+
+class _Slots:
+    """Per-connection, service-wide and backend slots, taken in that order.
+
+    ``asyncio.Semaphore`` wakes waiters in FIFO order, so items start in
+    request order as slots free up; a batch waits on its own connection's
+    semaphore first, so it never holds service-wide slots another app needs.
+    """
+
+    def __init__(self, limits: PaymentLimits, backend_cap: int | None) -> None:
+        self._limits = limits
+        self._global = asyncio.Semaphore(limits.in_flight)
+        self._backend = asyncio.Semaphore(backend_cap) if backend_cap else None
+        self._per_connection: dict[str, asyncio.Semaphore] = {}
+
+    @contextlib.asynccontextmanager
+    async def take(self, wallet_pubkey: str) -> AsyncIterator[None]:
+        own = self._per_connection.get(wallet_pubkey)
+        if own is None:
+            own = self._per_connection[wallet_pubkey] = asyncio.Semaphore(
+                self._limits.per_connection
+            )
+        async with own, self._global:
+            if self._backend is None:
+                yield
+            else:
+                async with self._backend:
+                    yield
+
+
+AnswerFn = Callable[[PlannedPayment, ItemResult, PaymentState | None, int | None], Awaitable[None]]
+"""``answer(item, result, state, payment_id)``: settle ``payment_id`` to ``state`` (when
+set) atomically with storing the item's signed response, then publish it."""
+
+
+class PaymentEngine:
+    """Runs planned payments through the store and the backend."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: LightningBackend,
+        clock: Clock,
+        *,
+        limits: PaymentLimits,
+        fee_reserve: FeeReserve,
+        resolve_interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._clock = clock
+        self._fee_reserve = fee_reserve
+        self._slots = _Slots(limits, backend.max_concurrent_payments)
+        self._resolve_interval = resolve_interval
+        self._in_flight: dict[tuple[str, str], asyncio.Future[ItemResult]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _now(self) -> int:
+        return int(self._clock.now())
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(
+        self,
+        *,
+        request_id: str,
+        result_type: str,
+        connection: Connection,
+        planned: Sequence[PlannedPayment],
+        answer: AnswerFn,
+        window_start: int,
+    ) -> None:
+        """Pay every planned item; ``answer`` is called once per item with its result.
+
+        Returns once every item is reserved and started (or answered); results
+        arrive through ``answer`` as payments finish.
+        """
+        wallet = connection.wallet_pubkey
+        to_pay: list[PlannedPayment] = []
+        joined: list[tuple[PlannedPayment, asyncio.Future[ItemResult] | PaymentRecord]] = []
+        hashes = [p.payment_hash for p in planned if p.error is None and p.payment_hash]
+        known = await self._store.payments_by_hashes(wallet, hashes) if hashes else {}
+        for item in planned:
+            if item.error is not None:
+                await answer(item, item.error, None, None)
+                continue
+            assert item.payment_hash is not None
+            key = (wallet, item.payment_hash)
+            future = self._in_flight.get(key)
+            record = known.get(item.payment_hash)
+            if future is not None:
+                joined.append((item, future))
+            elif record is not None:
+                joined.append((item, record))
+            else:
+                self._in_flight[key] = asyncio.get_running_loop().create_future()
+                to_pay.append(item)
+        for item, source in joined:
+            self._spawn(self._join(item, source, answer))
+        if not to_pay:
+            return
+        intents = [
+            PaymentIntent(
+                item_index=item.index,
+                result_type=result_type,
+                d_tag=item.d_tag,
+                payment_hash=item.payment_hash or "",
+                invoice=item.invoice.bolt11 if item.invoice else None,
+                amount_msat=item.amount_msat,
+                fee_reserve_msat=self._fee_reserve.for_amount(item.amount_msat),
+            )
+            for item in to_pay
+        ]
+        try:
+            reservations = await self._store.reserve(
+                request_id,
+                wallet,
+                intents,
+                budget_msat=connection.budget_msat,
+                window_start=window_start,
+                now=self._now(),
+            )
+        except BaseException:
+            for item in to_pay:
+                self._release(wallet, item, None)
+            raise
+        for item, intent, reservation in zip(to_pay, intents, reservations, strict=True):
+            if isinstance(reservation, Deny):
+                error = RequestError(reservation.code, reservation.message)
+                self._release(wallet, item, error)
+                await answer(item, error, None, None)
+            else:
+                self._spawn(self._pay(connection, item, intent, reservation, answer))
+
+    def _release(self, wallet: str, item: PlannedPayment, result: ItemResult | None) -> None:
+        future = self._in_flight.pop((wallet, item.payment_hash or ""), None)
+        if future is not None and not future.done():
+            if result is None:
+                future.set_result(RequestError(ErrorCode.INTERNAL, "payment was not started"))
+            else:
+                future.set_result(result)
+
+    async def _join(
+        self,
+        item: PlannedPayment,
+        source: asyncio.Future[ItemResult] | PaymentRecord,
+        answer: AnswerFn,
+    ) -> None:
+        """Answer an item whose invoice this connection paid or is paying already."""
+        if isinstance(source, asyncio.Future):
+            result = await asyncio.shield(source)
+        else:
+            result = await self._wait_record(source)
+        await answer(item, result, None, None)
+
+    async def _wait_record(self, record: PaymentRecord) -> ItemResult:
+        while True:
+            if record.state is PaymentState.SUCCEEDED:
+                return PayResult(record.preimage or "", record.fee_msat or 0)
+            if record.state is PaymentState.FAILED:
+                return RequestError(
+                    ErrorCode(record.error_code or "PAYMENT_FAILED"),
+                    record.error_message or "payment failed",
+                )
+            await asyncio.sleep(self._resolve_interval)
+            fresh = await self._store.payment(record.id)
+            assert fresh is not None
+            record = fresh
+
+    async def _pay(
+        self,
+        connection: Connection,
+        item: PlannedPayment,
+        intent: PaymentIntent,
+        payment_id: int,
+        answer: AnswerFn,
+    ) -> None:
+        wallet = connection.wallet_pubkey
+        outcome: PaymentOutcome | RequestError
+        async with self._slots.take(wallet):
+            await self._store.mark_in_flight([payment_id], self._now())
+            outcome = await self._attempt(item, intent)
+        await self._finish(wallet, item, payment_id, outcome, answer)
+
+    async def _attempt(
+        self, item: PlannedPayment, intent: PaymentIntent
+    ) -> PaymentOutcome | RequestError:
+        try:
+            if item.invoice is not None:
+                return await self._backend.pay_invoice(
+                    item.invoice,
+                    amount_msat=item.amount_msat,
+                    fee_limit_msat=intent.fee_reserve_msat,
+                )
+            assert item.keysend_pubkey is not None
+            assert item.keysend_preimage is not None
+            return await self._backend.pay_keysend(
+                pubkey=item.keysend_pubkey,
+                amount_msat=item.amount_msat,
+                preimage=item.keysend_preimage,
+                tlv_records=item.tlv_records,
+                fee_limit_msat=intent.fee_reserve_msat,
+            )
+        except RequestError as exc:
+            return exc  # a refusal before anything was sent (e.g. insufficient balance)
+        except BackendError as exc:
+            return Pending(f"backend error: {type(exc).__name__}")
+        except Exception:
+            log.exception("payment %s: unexpected error; outcome unknown", item.payment_hash)
+            return Pending("internal error")
+
+    async def _finish(
+        self,
+        wallet: str,
+        item: PlannedPayment,
+        payment_id: int,
+        outcome: PaymentOutcome | RequestError,
+        answer: AnswerFn,
+    ) -> None:
+        result: ItemResult
+        match outcome:
+            case Succeeded(preimage, fee_msat):
+                result = PayResult(preimage, fee_msat)
+                state = PaymentState.SUCCEEDED
+            case Failed(reason):
+                result = RequestError(ErrorCode.PAYMENT_FAILED, f"payment failed: {reason}")
+                state = PaymentState.FAILED
+            case RequestError():
+                result = outcome
+                state = PaymentState.FAILED
+            case Pending(reason):
+                log.info("payment %s outcome unknown (%s)", item.payment_hash, reason)
+                await self._store.settle(payment_id, PaymentState.UNKNOWN, now=self._now())
+                self._spawn(self._resolve(wallet, item, payment_id, answer))
+                return
+        await answer(item, result, state, payment_id)
+        self._release(wallet, item, result)
+
+    async def _resolve(
+        self,
+        wallet: str,
+        item: PlannedPayment,
+        payment_id: int,
+        answer: AnswerFn,
+    ) -> None:
+        """Ask the backend until the outcome is known (never guess failed)."""
+        assert item.payment_hash is not None
+        delay = self._resolve_interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                outcome = await self._backend.payment_status(item.payment_hash)
+            except BackendError:
+                outcome = Pending("backend unavailable")
+            if not isinstance(outcome, Pending):
+                await self._finish(wallet, item, payment_id, outcome, answer)
+                return
+            delay = min(delay * 2, 30.0)
+
+    def resume(
+        self,
+        wallet: str,
+        item: PlannedPayment,
+        payment_id: int,
+        answer: AnswerFn,
+    ) -> None:
+        """After a restart: keep resolving a payment whose outcome is still unknown."""
+        if item.payment_hash is not None:
+            self._in_flight.setdefault(
+                (wallet, item.payment_hash), asyncio.get_running_loop().create_future()
+            )
+        self._spawn(self._resolve(wallet, item, payment_id, answer))
+
+    async def finish_recovered(
+        self,
+        wallet: str,
+        item: PlannedPayment,
+        payment_id: int,
+        outcome: PaymentOutcome,
+        answer: AnswerFn,
+    ) -> None:
+        """After a restart: settle a payment whose outcome the backend now knows."""
+        await self._finish(wallet, item, payment_id, outcome, answer)
+
+    async def close(self) -> None:
+        """Stop resolvers and payment tasks (their state is in the store)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for running payments, up to ``timeout`` seconds."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -1,0 +1,481 @@
+"""The request pipeline: one kind-23194 event in, its response events out.
+
+The steps, in order, each in one place::
+
+    event (signature already verified by the relay pool)
+    -> route: the ``p`` tag names one of our wallet keys, else drop
+    -> ``expiration`` passed: drop (NIP-47); oversized content: drop
+    -> durable claim of the event id (a repeat re-publishes stored responses)
+    -> freshness window, app key, encryption scheme
+    -> decrypt -> decode params -> authorize
+    -> execute (payments through :mod:`nwcd.service.payments`)
+    -> encode, encrypt, sign -> store -> publish
+
+Errors are answered, never raised: a :class:`~nwcd.errors.RequestError`
+becomes its code and message; anything else is our fault and becomes
+``INTERNAL`` with a generic message (the exception text is logged, not sent).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
+from typing import Any, Protocol
+
+from nwcd import bolt11
+from nwcd.clock import Clock
+from nwcd.errors import BackendError, DecryptionError, ErrorCode, InvalidInvoice, RequestError
+from nwcd.nip47.encryption import Scheme, open_content, scheme_of, seal_content
+from nwcd.nip47.methods import (
+    GetBalanceParams,
+    GetInfoParams,
+    InvoiceItem,
+    KeysendItem,
+    ListTransactionsParams,
+    LookupInvoiceParams,
+    MakeInvoiceParams,
+    Method,
+    MultiPayInvoiceParams,
+    MultiPayKeysendParams,
+    PayInvoiceParams,
+    PayKeysendParams,
+    Request,
+    SignMessageParams,
+    UnknownMethod,
+    decode_request,
+)
+from nwcd.nip47.results import PayResult, encode_response, error_response
+from nwcd.nostr.event import Event, sign_event
+from nwcd.nostr.keys import PublicKey
+from nwcd.nostr.kinds import Kind
+from nwcd.policy.authorize import authorize
+from nwcd.policy.budget import FeeReserve, window_start
+from nwcd.policy.grants import Connection
+from nwcd.ports import LightningBackend, PaymentState, RequestRecord, Store
+from nwcd.service.payments import (
+    ItemResult,
+    PaymentEngine,
+    PaymentLimits,
+    PlannedPayment,
+    plan_invoices,
+    plan_keysends,
+)
+
+__all__ = ["EventSink", "Pipeline", "RequestContext", "ServiceSettings"]
+
+log = logging.getLogger("nwcd.service")
+
+_NETWORKS = {
+    "mainnet": bolt11.Network.MAINNET,
+    "testnet": bolt11.Network.TESTNET,
+    "signet": bolt11.Network.SIGNET,
+    "regtest": bolt11.Network.REGTEST,
+}
+_PAY_BATCH = {Method.MULTI_PAY_INVOICE.value, Method.MULTI_PAY_KEYSEND.value}
+
+
+class EventSink(Protocol):
+    """Where the pipeline's output goes: the daemon publishes and runs background work."""
+
+    def publish(self, event: Event, relays: Iterable[str]) -> None:
+        """Publish in the background; never blocks the pipeline."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a small background job."""
+        ...
+
+    def payment_sent(self, ctx: RequestContext, item: PlannedPayment, result: PayResult) -> None:
+        """A payment succeeded: notify the app."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """Behaviour of the wallet service (design.md sections 1 and 2)."""
+
+    freshness_window: int = 300
+    max_batch_items: int = 100
+    max_content_chars: int = 256 * 1024
+    limits: PaymentLimits = field(default_factory=PaymentLimits)
+    fee_reserve: FeeReserve = field(default_factory=FeeReserve)
+    payment_hash_tag: bool = True
+    timezone: tzinfo = UTC
+    resolve_interval: float = 1.0
+    touch_interval: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who asked, how to answer: fixed once the request is claimed."""
+
+    event: Event
+    connection: Connection
+    app_key: PublicKey
+    scheme: Scheme
+    method: str = ""
+
+    def with_method(self, method: str) -> RequestContext:
+        return RequestContext(self.event, self.connection, self.app_key, self.scheme, method)
+
+
+class Pipeline:
+    """Handles request events for a set of connections."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        backend: LightningBackend,
+        sink: EventSink,
+        clock: Clock,
+        settings: ServiceSettings,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._sink = sink
+        self._clock = clock
+        self._settings = settings
+        self.connections: dict[str, Connection] = {}
+        self._touched: dict[str, int] = {}
+        self._network: bolt11.Network | None = None
+        self.payments = PaymentEngine(
+            store,
+            backend,
+            clock,
+            limits=settings.limits,
+            fee_reserve=settings.fee_reserve,
+            resolve_interval=settings.resolve_interval,
+        )
+
+    def _now(self) -> int:
+        return int(self._clock.now())
+
+    # -- intake --------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        """Process one request event; never raises (except cancellation)."""
+        started = time.perf_counter()
+        try:
+            await self._handle(event)
+        except Exception:
+            log.exception("request %s: unexpected error", event.id)
+        finally:
+            log.debug(
+                "request %s handled in %.1f ms", event.id, 1e3 * (time.perf_counter() - started)
+            )
+
+    async def _handle(self, event: Event) -> None:
+        if event.kind != Kind.NWC_REQUEST:
+            return
+        connection = self.connections.get(event.tag_value("p") or "")
+        if connection is None:
+            return  # not addressed to any of our wallet keys
+        now = self._now()
+        expiration = event.tag_value("expiration")
+        if expiration is not None and expiration.isdigit() and int(expiration) <= now:
+            log.info("request %s: expired, ignored", event.id)
+            return
+        if len(event.content) > self._settings.max_content_chars:
+            log.info("request %s: content too large, dropped", event.id)
+            return
+        try:
+            app_key = PublicKey.from_hex(event.pubkey)
+        except ValueError:
+            return
+        try:
+            scheme = scheme_of(event)
+            scheme_error = None
+        except RequestError as exc:
+            # We cannot answer in a scheme we lack: answer in our preferred one.
+            scheme, scheme_error = Scheme.NIP44_V2, exc
+        claimed = await self._store.claim(
+            RequestRecord(
+                event_id=event.id,
+                wallet_pubkey=connection.wallet_pubkey,
+                app_pubkey=event.pubkey,
+                scheme=scheme.value,
+                event_json=json.dumps(event.to_json(), separators=(",", ":")),
+                received_at=now,
+            )
+        )
+        if not claimed:
+            await self.republish(event.id, connection)
+            return
+        ctx = RequestContext(event, connection, app_key, scheme)
+        await self.process(ctx, scheme_error)
+
+    async def republish(self, request_id: str, connection: Connection) -> None:
+        """A repeated request: send the stored responses again, do nothing else."""
+        responses = await self._store.responses_for(request_id)
+        log.info("request %s: repeat, re-publishing %d responses", request_id, len(responses))
+        for response in responses:
+            self._sink.publish(response, connection.relays)
+
+    async def process(self, ctx: RequestContext, scheme_error: RequestError | None = None) -> None:
+        """Everything after the claim (also used to finish requests after a restart)."""
+        event, connection = ctx.event, ctx.connection
+        now = self._now()
+        try:
+            if scheme_error is not None:
+                raise scheme_error
+            if event.pubkey != connection.app_pubkey:
+                raise RequestError(ErrorCode.UNAUTHORIZED, "this key has no wallet connected")
+            age = now - event.created_at
+            if age > self._settings.freshness_window:
+                raise RequestError(ErrorCode.OTHER, f"request is too old ({age} s); send it again")
+            if -age > self._settings.freshness_window:
+                raise RequestError(ErrorCode.OTHER, "request is dated in the future")
+            try:
+                plaintext = open_content(
+                    connection.wallet_key, ctx.app_key, ctx.scheme, event.content
+                )
+            except DecryptionError:
+                raise RequestError(
+                    ErrorCode.OTHER, f"cannot decrypt the request with {ctx.scheme.value}"
+                ) from None
+            ctx = ctx.with_method(_method_name(plaintext))
+            request = decode_request(plaintext, max_items=self._settings.max_batch_items)
+            ctx = ctx.with_method(request.method)
+            await self._execute(ctx, request)
+        except RequestError as exc:
+            await self._answer(ctx, error_response(ctx.method, exc.code, exc.message))
+        except BackendError as exc:
+            log.warning("request %s: backend error %s", event.id, type(exc).__name__)
+            await self._answer(
+                ctx, error_response(ctx.method, ErrorCode.INTERNAL, "the wallet backend failed")
+            )
+        except Exception:
+            log.exception("request %s: internal error", event.id)
+            await self._answer(
+                ctx, error_response(ctx.method, ErrorCode.INTERNAL, "internal error")
+            )
+        self._touch(connection, now)
+
+    def _touch(self, connection: Connection, now: int) -> None:
+        wallet = connection.wallet_pubkey
+        if now - self._touched.get(wallet, 0) >= self._settings.touch_interval:
+            self._touched[wallet] = now
+            self._sink.spawn(self._store.touch_connection(wallet, now))
+
+    # -- responses -----------------------------------------------------------------------
+
+    def build_response(
+        self,
+        ctx: RequestContext,
+        plaintext: str,
+        *,
+        d_tag: str | None = None,
+        payment_hash: str | None = None,
+    ) -> Event:
+        """Encrypt and sign one response event."""
+        tags = [["p", ctx.app_key.hex], ["e", ctx.event.id]]
+        if d_tag is not None:
+            tags.append(["d", d_tag])
+            if payment_hash is not None and self._settings.payment_hash_tag:
+                tags.append(["payment_hash", payment_hash])
+        wallet_key = ctx.connection.wallet_key
+        return sign_event(
+            wallet_key,
+            kind=Kind.NWC_RESPONSE,
+            content=seal_content(wallet_key, ctx.app_key, ctx.scheme, plaintext),
+            tags=tags,
+            created_at=self._now(),
+        )
+
+    async def _answer(self, ctx: RequestContext, plaintext: str) -> None:
+        response = self.build_response(ctx, plaintext)
+        await self._store.save_responses(ctx.event.id, [(None, response)], now=self._now())
+        self._sink.publish(response, ctx.connection.relays)
+
+    def item_answerer(self, ctx: RequestContext) -> Any:
+        """The ``answer`` callback of the payment engine for this request."""
+
+        async def answer(
+            item: PlannedPayment,
+            result: ItemResult,
+            state: PaymentState | None,
+            payment_id: int | None,
+        ) -> None:
+            if isinstance(result, PayResult):
+                plaintext = encode_response(ctx.method, result=result.to_json())
+            else:
+                plaintext = error_response(ctx.method, result.code, result.message)
+            response = self.build_response(
+                ctx, plaintext, d_tag=item.d_tag, payment_hash=item.payment_hash
+            )
+            now = self._now()
+            if payment_id is not None and state is not None:
+                kwargs: dict[str, Any] = {}
+                if isinstance(result, PayResult):
+                    kwargs = {"preimage": result.preimage, "fee_msat": result.fees_paid_msat}
+                else:
+                    kwargs = {"error_code": result.code.value, "error_message": result.message}
+                await self._store.settle(
+                    payment_id,
+                    state,
+                    now=now,
+                    response=(ctx.event.id, item.index, response),
+                    **kwargs,
+                )
+            else:
+                await self._store.save_responses(ctx.event.id, [(item.index, response)], now=now)
+            self._sink.publish(response, ctx.connection.relays)
+            if isinstance(result, PayResult) and state is PaymentState.SUCCEEDED:
+                self._sink.payment_sent(ctx, item, result)
+
+        return answer
+
+    # -- methods -------------------------------------------------------------------------
+
+    async def _execute(self, ctx: RequestContext, request: Request) -> None:
+        params = request.params
+        if isinstance(params, UnknownMethod) or request.method not in self._backend.methods:
+            raise RequestError(
+                ErrorCode.NOT_IMPLEMENTED, f"method {request.method[:64]!r} is not supported"
+            )
+        denial = authorize(ctx.connection, request.method, self._now())
+        if denial is not None:
+            raise RequestError(denial.code, denial.message)
+        match params:
+            case (
+                PayInvoiceParams()
+                | MultiPayInvoiceParams()
+                | PayKeysendParams()
+                | (MultiPayKeysendParams())
+            ):
+                await self._pay(ctx, params)
+            case GetBalanceParams():
+                balance = await self._backend.get_balance()
+                await self._ok(ctx, {"balance": balance})
+            case GetInfoParams():
+                info = await self._backend.get_info()
+                result = info.to_json()
+                result["methods"] = ctx.connection.allowed_methods(self._backend.methods)
+                result["notifications"] = ["payment_received", "payment_sent"]
+                await self._ok(ctx, result)
+            case MakeInvoiceParams():
+                tx = await self._backend.make_invoice(params)
+                await self._store.add_invoice(
+                    tx.payment_hash, ctx.connection.wallet_pubkey, self._now()
+                )
+                await self._ok(ctx, tx.to_json())
+            case LookupInvoiceParams():
+                await self._lookup(ctx, params)
+            case ListTransactionsParams():
+                await self._list(ctx, params)
+            case SignMessageParams():
+                signature = await self._backend.sign_message(params.message)
+                await self._ok(ctx, {"message": params.message, "signature": signature})
+
+    async def _ok(self, ctx: RequestContext, result: Mapping[str, Any]) -> None:
+        await self._answer(ctx, encode_response(ctx.method, result=result))
+
+    async def network(self) -> bolt11.Network:
+        """The backend's network (asked once)."""
+        if self._network is None:
+            info = await self._backend.get_info()
+            self._network = _NETWORKS.get(info.network, bolt11.Network.MAINNET)
+        return self._network
+
+    async def _pay(
+        self,
+        ctx: RequestContext,
+        params: PayInvoiceParams | MultiPayInvoiceParams | PayKeysendParams | MultiPayKeysendParams,
+    ) -> None:
+        connection = ctx.connection
+        batch = ctx.method in _PAY_BATCH
+        now = self._now()
+        planned: list[PlannedPayment]
+        match params:
+            case PayInvoiceParams():
+                items = (InvoiceItem(0, None, params.invoice, params.amount_msat, params.metadata),)
+                planned = plan_invoices(
+                    items,
+                    network=await self.network(),
+                    now=now,
+                    max_amount_msat=connection.max_amount_msat,
+                    with_d_tags=False,
+                )
+            case MultiPayInvoiceParams():
+                planned = plan_invoices(
+                    params.invoices,
+                    network=await self.network(),
+                    now=now,
+                    max_amount_msat=connection.max_amount_msat,
+                    with_d_tags=True,
+                )
+            case PayKeysendParams():
+                keysends = (
+                    KeysendItem(
+                        0,
+                        None,
+                        params.pubkey,
+                        params.amount_msat,
+                        params.preimage,
+                        params.tlv_records,
+                    ),
+                )
+                planned = plan_keysends(
+                    keysends, max_amount_msat=connection.max_amount_msat, with_d_tags=False
+                )
+            case MultiPayKeysendParams():
+                planned = plan_keysends(
+                    params.keysends, max_amount_msat=connection.max_amount_msat, with_d_tags=True
+                )
+        if not batch and planned[0].error is not None:
+            raise planned[0].error
+        await self.payments.run(
+            request_id=ctx.event.id,
+            result_type=ctx.method,
+            connection=connection,
+            planned=planned,
+            answer=self.item_answerer(ctx),
+            window_start=window_start(now, connection.budget_period, self._settings.timezone),
+        )
+
+    async def _lookup(self, ctx: RequestContext, params: LookupInvoiceParams) -> None:
+        payment_hash = params.payment_hash
+        if payment_hash is None and params.invoice is not None:
+            try:
+                payment_hash = bolt11.decode(params.invoice).payment_hash
+            except InvalidInvoice as exc:
+                raise RequestError(ErrorCode.OTHER, f"invalid invoice: {exc}") from None
+        assert payment_hash is not None
+        owned = await self._store.owned_hashes(ctx.connection.wallet_pubkey)
+        tx = None
+        if payment_hash in owned:
+            tx = await self._backend.lookup_invoice(payment_hash=payment_hash, invoice=None)
+        if tx is None:
+            raise RequestError(ErrorCode.NOT_FOUND, "invoice not found")
+        await self._ok(ctx, tx.to_json())
+
+    async def _list(self, ctx: RequestContext, params: ListTransactionsParams) -> None:
+        owned = await self._store.owned_hashes(ctx.connection.wallet_pubkey)
+        everything = await self._backend.list_transactions(
+            ListTransactionsParams(
+                params.from_time, params.until, None, 0, params.unpaid, params.type
+            )
+        )
+        mine = [tx for tx in everything if tx.payment_hash in owned]
+        limit = params.limit if params.limit is not None else 50
+        page = mine[params.offset : params.offset + limit]
+        await self._ok(ctx, {"transactions": [tx.to_json() for tx in page]})
+
+
+def _method_name(plaintext: str) -> str:
+    """The method named in a request, for the ``result_type`` of an early error."""
+    try:
+        method = json.loads(plaintext).get("method")
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+    return method[:64] if isinstance(method, str) else ""
+
+
+def relays_of(connections: Iterable[Connection]) -> list[str]:
+    """Every relay any connection uses."""
+    return list(dict.fromkeys(relay for c in connections for relay in c.relays))

@@ -1,0 +1,1 @@
+"""Store adapters: durable connections, request claims, payments and responses."""

@@ -1,0 +1,580 @@
+"""The SQLite store: one file in the data dir, safe for several processes.
+
+Theory of operation: every store method is one synchronous function run on a
+single dedicated thread, so each is one transaction and they never interleave
+inside this process; ``BEGIN IMMEDIATE`` plus ``busy_timeout`` serialize
+writers across processes (``nwcd serve`` and ``nwcd connection ...``). WAL
+mode keeps readers from blocking the writer. Commits survive a killed process
+(``synchronous=NORMAL`` in WAL mode); after a power loss the last commits may
+be lost, which crash recovery handles by asking the backend about every
+payment that is not final.
+
+Migrations are numbered ``.sql`` files applied in order, tracked by
+``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nwcd.errors import ErrorCode
+from nwcd.nostr.event import Event, parse_event
+from nwcd.nostr.keys import SecretKey
+from nwcd.policy.authorize import Deny
+from nwcd.policy.grants import BudgetPeriod, Connection
+from nwcd.ports import (
+    UNRESOLVED_STATES,
+    PaymentIntent,
+    PaymentRecord,
+    PaymentState,
+    RequestRecord,
+)
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+# Column lists are constants; every value goes through "?" parameters.
+_SELECT_PAYMENTS = (
+    "SELECT id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice, "
+    "amount_msat, fee_reserve_msat, state, preimage, fee_msat, error_code, error_message"
+    " FROM payments "
+)
+# What a payment counts against a budget: the real spend once settled, the
+# reservation (amount + fee reserve) while the outcome is open.
+_BUDGET_SUM = (
+    "SELECT COALESCE(SUM(CASE WHEN state = 'succeeded' THEN amount_msat + COALESCE(fee_msat, 0)"
+    " ELSE amount_msat + fee_reserve_msat END), 0) FROM payments"
+    " WHERE wallet_pubkey = ? AND created_at >= ? AND state != 'failed'"
+)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("nwcd.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+class SqliteStore:
+    """:class:`~nwcd.ports.Store` on a SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwcd-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open (creating and migrating) the database at ``path``."""
+        store = cls(path)
+        await store._run(store._open)
+        return store
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists()
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if fresh:
+            # The file holds wallet keys: readable by the owner only.
+            os.chmod(self.path, 0o600)
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        self._db = db
+        with self._transaction() as tx:
+            version = tx.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in _migrations():
+                if number > version:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            tx.execute(statement)
+                    tx.execute(f"PRAGMA user_version = {number}")
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _transaction(self) -> _Transaction:
+        assert self._db is not None, "store is closed"
+        return _Transaction(self._db)
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def add_connection(self, connection: Connection) -> None:
+        def add() -> None:
+            with self._transaction() as tx:
+                tx.execute(
+                    "INSERT INTO connections (wallet_pubkey, wallet_secret, name, app_pubkey,"
+                    " relays, methods, max_amount_msat, budget_msat, budget_period, expires_at,"
+                    " lud16, created_at, updated_at, revoked_at, last_used_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        connection.wallet_pubkey,
+                        connection.wallet_key.reveal_hex(),
+                        *_connection_fields(connection),
+                        connection.created_at,
+                        connection.created_at,
+                        connection.revoked_at,
+                        connection.last_used_at,
+                    ),
+                )
+                _bump_version(tx)
+
+        try:
+            await self._run(add)
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a connection named {connection.name!r} exists already") from None
+
+    async def save_connection(self, connection: Connection) -> None:
+        def save() -> None:
+            with self._transaction() as tx:
+                tx.execute(
+                    "UPDATE connections SET name = ?, app_pubkey = ?, relays = ?, methods = ?,"
+                    " max_amount_msat = ?, budget_msat = ?, budget_period = ?, expires_at = ?,"
+                    " lud16 = ?, revoked_at = ?,"
+                    " updated_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE wallet_pubkey = ?",
+                    (
+                        *_connection_fields(connection),
+                        connection.revoked_at,
+                        connection.wallet_pubkey,
+                    ),
+                )
+                _bump_version(tx)
+
+        await self._run(save)
+
+    async def connections(self) -> list[Connection]:
+        def load() -> list[Connection]:
+            assert self._db is not None
+            rows = self._db.execute(
+                "SELECT wallet_secret, name, app_pubkey, relays, methods, max_amount_msat,"
+                " budget_msat, budget_period, expires_at, lud16, created_at, revoked_at,"
+                " last_used_at FROM connections ORDER BY created_at, name"
+            ).fetchall()
+            return [_connection_from_row(row) for row in rows]
+
+        return await self._run(load)
+
+    async def connections_version(self) -> int:
+        def version() -> int:
+            assert self._db is not None
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'connections_version'"
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(version)
+
+    async def touch_connection(self, wallet_pubkey: str, now: int) -> None:
+        def touch() -> None:
+            with self._transaction() as tx:
+                tx.execute(
+                    "UPDATE connections SET last_used_at = ? WHERE wallet_pubkey = ?",
+                    (now, wallet_pubkey),
+                )
+
+        await self._run(touch)
+
+    async def budget_used(self, wallet_pubkey: str, since: int) -> int:
+        def used() -> int:
+            assert self._db is not None
+            return int(self._db.execute(_BUDGET_SUM, (wallet_pubkey, since)).fetchone()[0])
+
+        return await self._run(used)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def claim(self, record: RequestRecord) -> bool:
+        def claim() -> bool:
+            with self._transaction() as tx:
+                cursor = tx.execute(
+                    "INSERT OR IGNORE INTO requests (event_id, wallet_pubkey, app_pubkey, scheme,"
+                    " event_json, received_at) VALUES (?,?,?,?,?,?)",
+                    (
+                        record.event_id,
+                        record.wallet_pubkey,
+                        record.app_pubkey,
+                        record.scheme,
+                        record.event_json,
+                        record.received_at,
+                    ),
+                )
+                return cursor.rowcount == 1
+
+        return await self._run(claim)
+
+    async def unanswered_requests(self) -> list[RequestRecord]:
+        def load() -> list[RequestRecord]:
+            assert self._db is not None
+            rows = self._db.execute(
+                "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at"
+                " FROM requests r WHERE NOT EXISTS"
+                " (SELECT 1 FROM responses WHERE request_id = r.event_id)"
+                " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id)"
+            ).fetchall()
+            return [RequestRecord(*row) for row in rows]
+
+        return await self._run(load)
+
+    # -- payments ------------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        request_id: str,
+        wallet_pubkey: str,
+        intents: Sequence[PaymentIntent],
+        *,
+        budget_msat: int | None,
+        window_start: int,
+        now: int,
+    ) -> list[int | Deny]:
+        def reserve() -> list[int | Deny]:
+            results: list[int | Deny] = []
+            with self._transaction() as tx:
+                used = (
+                    int(tx.execute(_BUDGET_SUM, (wallet_pubkey, window_start)).fetchone()[0])
+                    if budget_msat is not None
+                    else 0
+                )
+                for intent in intents:
+                    cost = intent.amount_msat + intent.fee_reserve_msat
+                    if budget_msat is not None and used + cost > budget_msat:
+                        results.append(
+                            Deny(
+                                ErrorCode.QUOTA_EXCEEDED,
+                                f"payment of {intent.amount_msat} msat (+{intent.fee_reserve_msat}"
+                                f" msat fee reserve) exceeds the remaining budget of"
+                                f" {max(0, budget_msat - used)} msat",
+                            )
+                        )
+                        continue
+                    used += cost
+                    cursor = tx.execute(
+                        "INSERT INTO payments (request_id, item_index, wallet_pubkey, result_type,"
+                        " d_tag, payment_hash, invoice, amount_msat, fee_reserve_msat, state,"
+                        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            request_id,
+                            intent.item_index,
+                            wallet_pubkey,
+                            intent.result_type,
+                            intent.d_tag,
+                            intent.payment_hash,
+                            intent.invoice,
+                            intent.amount_msat,
+                            intent.fee_reserve_msat,
+                            PaymentState.RESERVED.value,
+                            now,
+                            now,
+                        ),
+                    )
+                    assert cursor.lastrowid is not None
+                    results.append(cursor.lastrowid)
+            return results
+
+        return await self._run(reserve)
+
+    async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> None:
+        def mark() -> None:
+            with self._transaction() as tx:
+                tx.executemany(
+                    "UPDATE payments SET state = 'in_flight', updated_at = ?"
+                    " WHERE id = ? AND state = 'reserved'",
+                    [(now, payment_id) for payment_id in payment_ids],
+                )
+
+        await self._run(mark)
+
+    async def settle(
+        self,
+        payment_id: int,
+        state: PaymentState,
+        *,
+        now: int,
+        preimage: str | None = None,
+        fee_msat: int | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        response: tuple[str, int | None, Event] | None = None,
+    ) -> None:
+        def settle() -> None:
+            with self._transaction() as tx:
+                tx.execute(
+                    "UPDATE payments SET state = ?, preimage = ?, fee_msat = ?, error_code = ?,"
+                    " error_message = ?, updated_at = ? WHERE id = ?",
+                    (state.value, preimage, fee_msat, error_code, error_message, now, payment_id),
+                )
+                if response is not None:
+                    _insert_responses(tx, response[0], [(response[1], response[2])], now)
+
+        await self._run(settle)
+
+    async def payment_by_hash(self, wallet_pubkey: str, payment_hash: str) -> PaymentRecord | None:
+        def find() -> PaymentRecord | None:
+            assert self._db is not None
+            row = self._db.execute(
+                _SELECT_PAYMENTS + "WHERE wallet_pubkey = ?"
+                " AND payment_hash = ? AND state != 'failed'"
+                " ORDER BY state = 'succeeded' DESC, id DESC LIMIT 1",
+                (wallet_pubkey, payment_hash),
+            ).fetchone()
+            return _payment_from_row(row) if row else None
+
+        return await self._run(find)
+
+    async def payments_by_hashes(
+        self, wallet_pubkey: str, payment_hashes: Sequence[str]
+    ) -> dict[str, PaymentRecord]:
+        """The best record (succeeded first, then newest) per hash, failed ones left out."""
+
+        def find() -> dict[str, PaymentRecord]:
+            assert self._db is not None
+            found: dict[str, PaymentRecord] = {}
+            unique = list(dict.fromkeys(payment_hashes))
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    _SELECT_PAYMENTS + "WHERE wallet_pubkey = ? AND state != 'failed'"
+                    " AND payment_hash IN (" + marks + ") ORDER BY id",
+                    [wallet_pubkey, *chunk],
+                ).fetchall()
+                for row in rows:
+                    record = _payment_from_row(row)
+                    best = found.get(record.intent.payment_hash)
+                    if best is None or best.state is not PaymentState.SUCCEEDED:
+                        found[record.intent.payment_hash] = record
+            return found
+
+        return await self._run(find)
+
+    async def payment(self, payment_id: int) -> PaymentRecord | None:
+        """One payment by id."""
+
+        def load() -> PaymentRecord | None:
+            assert self._db is not None
+            row = self._db.execute(_SELECT_PAYMENTS + "WHERE id = ?", (payment_id,)).fetchone()
+            return _payment_from_row(row) if row else None
+
+        return await self._run(load)
+
+    async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None:
+        """Record that a connection made this invoice."""
+
+        def add() -> None:
+            with self._transaction() as tx:
+                tx.execute(
+                    "INSERT OR IGNORE INTO invoices (payment_hash, wallet_pubkey, created_at)"
+                    " VALUES (?,?,?)",
+                    (payment_hash, wallet_pubkey, now),
+                )
+
+        await self._run(add)
+
+    async def invoice_owner(self, payment_hash: str) -> str | None:
+        """The wallet pubkey of the connection that made an invoice."""
+
+        def load() -> str | None:
+            assert self._db is not None
+            row = self._db.execute(
+                "SELECT wallet_pubkey FROM invoices WHERE payment_hash = ?", (payment_hash,)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(load)
+
+    async def owned_hashes(self, wallet_pubkey: str) -> set[str]:
+        """Payment hashes a connection paid or invoiced: what it may see."""
+
+        def load() -> set[str]:
+            assert self._db is not None
+            rows = self._db.execute(
+                "SELECT payment_hash FROM invoices WHERE wallet_pubkey = ?"
+                " UNION SELECT payment_hash FROM payments WHERE wallet_pubkey = ?",
+                (wallet_pubkey, wallet_pubkey),
+            ).fetchall()
+            return {row[0] for row in rows}
+
+        return await self._run(load)
+
+    async def unresolved_payments(self) -> list[PaymentRecord]:
+        def load() -> list[PaymentRecord]:
+            assert self._db is not None
+            rows = self._db.execute(
+                _SELECT_PAYMENTS + "WHERE state IN (?, ?, ?) ORDER BY id",
+                [s.value for s in UNRESOLVED_STATES],
+            ).fetchall()
+            return [_payment_from_row(row) for row in rows]
+
+        return await self._run(load)
+
+    async def payments_for(self, request_id: str) -> list[PaymentRecord]:
+        """Every payment of one request (used to rebuild responses after a restart)."""
+
+        def load() -> list[PaymentRecord]:
+            assert self._db is not None
+            rows = self._db.execute(
+                _SELECT_PAYMENTS + "WHERE request_id = ? ORDER BY item_index",
+                (request_id,),
+            ).fetchall()
+            return [_payment_from_row(row) for row in rows]
+
+        return await self._run(load)
+
+    async def request(self, event_id: str) -> RequestRecord | None:
+        """A claimed request by event id."""
+
+        def load() -> RequestRecord | None:
+            assert self._db is not None
+            row = self._db.execute(
+                "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at"
+                " FROM requests WHERE event_id = ?",
+                (event_id,),
+            ).fetchone()
+            return RequestRecord(*row) if row else None
+
+        return await self._run(load)
+
+    # -- responses -----------------------------------------------------------------------
+
+    async def save_responses(
+        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
+    ) -> None:
+        def save() -> None:
+            with self._transaction() as tx:
+                _insert_responses(tx, request_id, responses, now)
+
+        await self._run(save)
+
+    async def responses_for(self, request_id: str) -> list[Event]:
+        def load() -> list[Event]:
+            assert self._db is not None
+            rows = self._db.execute(
+                "SELECT event_json FROM responses WHERE request_id = ? ORDER BY rowid",
+                (request_id,),
+            ).fetchall()
+            return [parse_event(json.loads(row[0])) for row in rows]
+
+        return await self._run(load)
+
+    async def answered_items(self, request_id: str) -> set[int | None]:
+        def load() -> set[int | None]:
+            assert self._db is not None
+            rows = self._db.execute(
+                "SELECT item_index FROM responses WHERE request_id = ?", (request_id,)
+            ).fetchall()
+            return {row[0] for row in rows}
+
+        return await self._run(load)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` on error)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _insert_responses(
+    tx: sqlite3.Connection,
+    request_id: str,
+    responses: Sequence[tuple[int | None, Event]],
+    now: int,
+) -> None:
+    tx.executemany(
+        "INSERT OR IGNORE INTO responses (event_id, request_id, item_index, event_json,"
+        " created_at) VALUES (?,?,?,?,?)",
+        [
+            (
+                event.id,
+                request_id,
+                item_index,
+                json.dumps(event.to_json(), separators=(",", ":")),
+                now,
+            )
+            for item_index, event in responses
+        ],
+    )
+
+
+def _bump_version(tx: sqlite3.Connection) -> None:
+    tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'connections_version'")
+
+
+def _connection_fields(c: Connection) -> tuple[Any, ...]:
+    return (
+        c.name,
+        c.app_pubkey,
+        json.dumps(list(c.relays)),
+        json.dumps(sorted(c.methods)) if c.methods is not None else None,
+        c.max_amount_msat,
+        c.budget_msat,
+        c.budget_period.value,
+        c.expires_at,
+        c.lud16,
+    )
+
+
+def _connection_from_row(row: Sequence[Any]) -> Connection:
+    (secret, name, app_pubkey, relays, methods, max_amount, budget, period, expires_at, lud16,
+     created_at, revoked_at, last_used_at) = row  # fmt: skip
+    return Connection(
+        name=name,
+        wallet_key=SecretKey.from_hex(secret),
+        app_pubkey=app_pubkey,
+        relays=tuple(json.loads(relays)),
+        created_at=created_at,
+        methods=frozenset(json.loads(methods)) if methods is not None else None,
+        max_amount_msat=max_amount,
+        budget_msat=budget,
+        budget_period=BudgetPeriod(period),
+        expires_at=expires_at,
+        lud16=lud16,
+        revoked_at=revoked_at,
+        last_used_at=last_used_at,
+    )
+
+
+def _payment_from_row(row: Sequence[Any]) -> PaymentRecord:
+    (payment_id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice,
+     amount, fee_reserve, state, preimage, fee, error_code, error_message) = row  # fmt: skip
+    return PaymentRecord(
+        id=payment_id,
+        request_id=request_id,
+        wallet_pubkey=wallet_pubkey,
+        intent=PaymentIntent(
+            item_index, result_type, d_tag, payment_hash, invoice, amount, fee_reserve
+        ),
+        state=PaymentState(state),
+        preimage=preimage,
+        fee_msat=fee,
+        error_code=error_code,
+        error_message=error_message,
+    )
