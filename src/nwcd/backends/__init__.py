@@ -1,0 +1,1 @@
+"""Lightning backend adapters: one per technology, each implementing ``LightningBackend``."""

@@ -1,0 +1,651 @@
+"""The simulated Lightning backend: payments, behaviours, shared state, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import coincurve
+import pytest
+
+from nwcd.backends.simulator import (
+    PAYEE_COUNT,
+    SCHEMA_VERSION,
+    SimInvoice,
+    SimulatedBackend,
+    SimulatorConfig,
+    SimulatorError,
+    zbase32,
+)
+from nwcd.bolt11 import Network, decode, encode
+from nwcd.errors import BackendUnavailable, ErrorCode, RequestError
+from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method
+from nwcd.nip47.results import Transaction
+from nwcd.ports import Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
+
+ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
+NO_LIMIT = 10**12
+
+
+class ShiftedClock:
+    """The real clock, moved by ``shift`` seconds."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.shift
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.shift
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> SimulatorConfig:
+    return SimulatorConfig(tmp_path / "sim.sqlite3")
+
+
+@pytest.fixture
+async def sim(config: SimulatorConfig) -> AsyncIterator[SimulatedBackend]:
+    backend = await SimulatedBackend.open(config)
+    yield backend
+    await backend.close()
+
+
+@contextlib.asynccontextmanager
+async def opened(config: SimulatorConfig, **kwargs: object) -> AsyncIterator[SimulatedBackend]:
+    backend = await SimulatedBackend.open(config, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def pay(
+    sim: SimulatedBackend,
+    invoice: SimInvoice,
+    amount_msat: int | None = None,
+    fee_limit_msat: int = NO_LIMIT,
+) -> PaymentOutcome:
+    decoded = decode(invoice.invoice)
+    amount = amount_msat if amount_msat is not None else decoded.amount_msat
+    assert amount is not None
+    return await sim.pay_invoice(decoded, amount_msat=amount, fee_limit_msat=fee_limit_msat)
+
+
+async def until_in_flight(sim: SimulatedBackend, payment_hash: str) -> None:
+    """Wait until a payment started in another task is stored as in flight."""
+    for _ in range(200):
+        if isinstance(await sim.payment_status(payment_hash), Pending):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the payment never went in flight")
+
+
+def zbase32_decode(text: str) -> bytes:
+    value = 0
+    for char in text:
+        value = value << 5 | ZBASE32.index(char)
+    size = len(text) * 5 // 8
+    return (value >> (len(text) * 5 - size * 8)).to_bytes(size, "big")
+
+
+# --- the network and its invoices -----------------------------------------------------------
+
+
+async def test_invoice_is_a_signed_regtest_invoice_of_a_payee(sim: SimulatedBackend) -> None:
+    invoice = await sim.create_invoice(21_000, description="coffee", payee_index=2)
+    decoded = decode(invoice.invoice)
+    assert invoice.invoice.startswith("lnbcrt")
+    assert decoded.network is Network.REGTEST
+    assert decoded.amount_msat == invoice.amount_msat == 21_000
+    assert decoded.payment_hash == invoice.payment_hash
+    assert hashlib.sha256(bytes.fromhex(invoice.preimage)).hexdigest() == invoice.payment_hash
+    assert decoded.payee == sim.payee_pubkeys[2]
+    assert decoded.description == "coffee"
+    assert len(set(sim.payee_pubkeys)) == PAYEE_COUNT
+    assert sim.node_pubkey not in sim.payee_pubkeys
+
+
+async def test_create_invoice_refuses_bad_arguments(sim: SimulatedBackend) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        await sim.create_invoice(0)
+    with pytest.raises(ValueError, match="outcome"):
+        await sim.create_invoice(1000, outcome="explode")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="payee_index"):
+        await sim.create_invoice(1000, payee_index=PAYEE_COUNT)
+    with pytest.raises(ValueError, match="latency_ms"):
+        await sim.create_invoice(1000, latency_ms=-1)
+
+
+async def test_keys_and_balance_survive_reopening(config: SimulatorConfig) -> None:
+    async with opened(config) as first:
+        node, payees = first.node_pubkey, first.payee_pubkeys
+        await pay(first, await first.create_invoice(1000))
+    other = SimulatorConfig(config.path, initial_balance_msat=5)
+    async with opened(other) as second:
+        assert (second.node_pubkey, second.payee_pubkeys) == (node, payees)
+        assert await second.get_balance() == config.initial_balance_msat - 1000
+        db = sqlite3.connect(config.path)
+        try:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            db.close()
+
+
+async def test_separate_files_are_separate_networks(tmp_path: Path) -> None:
+    async with (
+        opened(SimulatorConfig(tmp_path / "a")) as one,
+        opened(SimulatorConfig(tmp_path / "b")) as two,
+    ):
+        assert one.node_pubkey != two.node_pubkey
+        assert await pay(one, await two.create_invoice(1000)) == Failed("no route")
+
+
+async def test_backend_serves_every_method_without_a_cap(sim: SimulatedBackend) -> None:
+    port: LightningBackend = sim  # mypy checks the structural match
+    assert port.methods == {m.value for m in Method}
+    assert port.max_concurrent_payments is None
+
+
+# --- paying invoices ------------------------------------------------------------------------
+
+
+async def test_pays_and_returns_the_real_preimage_and_fee(sim: SimulatedBackend) -> None:
+    before = await sim.get_balance()
+    invoice = await sim.create_invoice(5_000, fee_msat=7)
+    assert await pay(sim, invoice) == Succeeded(invoice.preimage, 7)
+    assert await sim.payment_status(invoice.payment_hash) == Succeeded(invoice.preimage, 7)
+    assert await sim.get_balance() == before - 5_007
+
+
+async def test_amountless_invoice_pays_the_given_amount(sim: SimulatedBackend) -> None:
+    before = await sim.get_balance()
+    invoice = await sim.create_invoice(None)
+    assert decode(invoice.invoice).amount_msat is None
+    assert await pay(sim, invoice, amount_msat=1_234) == Succeeded(invoice.preimage, 0)
+    assert await sim.get_balance() == before - 1_234
+
+
+async def test_unknown_invoices_have_no_route(sim: SimulatedBackend) -> None:
+    foreign = encode(
+        secret=hashlib.sha256(b"some other node").digest(),
+        payment_hash="ab" * 32,
+        payment_secret="cd" * 32,
+        timestamp=int(time.time()),
+        network=Network.REGTEST,
+        amount_msat=1000,
+        description="elsewhere",
+    )
+    decoded = decode(foreign)
+    assert await sim.pay_invoice(decoded, amount_msat=1000, fee_limit_msat=0) == Failed("no route")
+    assert await sim.payment_status(decoded.payment_hash) == Failed("not found")
+    own = await sim.make_invoice(MakeInvoiceParams(1000, "to myself"))
+    assert own.invoice is not None
+    assert await pay(sim, SimInvoice(own.invoice, own.payment_hash, "", 1000)) == Failed("no route")
+
+
+async def test_fee_over_the_limit_fails_before_paying(sim: SimulatedBackend) -> None:
+    before = await sim.get_balance()
+    invoice = await sim.create_invoice(1_000, fee_msat=11)
+    assert await pay(sim, invoice, fee_limit_msat=10) == Failed("fee limit exceeded")
+    assert await sim.payment_status(invoice.payment_hash) == Failed("not found")
+    assert await sim.get_balance() == before
+    assert await pay(sim, invoice, fee_limit_msat=11) == Succeeded(invoice.preimage, 11)
+
+
+async def test_insufficient_balance_raises_before_paying(tmp_path: Path) -> None:
+    async with opened(SimulatorConfig(tmp_path / "s", initial_balance_msat=1_000)) as sim:
+        invoice = await sim.create_invoice(1_000, fee_msat=1)
+        with pytest.raises(RequestError) as caught:
+            await pay(sim, invoice)
+        assert caught.value.code is ErrorCode.INSUFFICIENT_BALANCE
+        assert await sim.payment_status(invoice.payment_hash) == Failed("not found")
+        assert await sim.get_balance() == 1_000
+
+
+async def test_second_payment_of_a_paid_invoice_fails(sim: SimulatedBackend) -> None:
+    invoice = await sim.create_invoice(1_000)
+    await pay(sim, invoice)
+    before = await sim.get_balance()
+    assert await pay(sim, invoice) == Failed("invoice already paid")
+    assert await sim.get_balance() == before
+
+
+async def test_wrong_amount_fails(sim: SimulatedBackend) -> None:
+    invoice = await sim.create_invoice(1_000)
+    assert await pay(sim, invoice, amount_msat=999) == Failed("incorrect payment amount")
+    assert await sim.payment_status(invoice.payment_hash) == Failed("not found")
+
+
+async def test_expired_invoice_fails(config: SimulatorConfig) -> None:
+    clock = ShiftedClock()
+    async with opened(config, clock=clock) as sim:
+        invoice = await sim.create_invoice(1_000, expiry=60)
+        clock.shift = 61
+        assert await pay(sim, invoice) == Failed("invoice expired")
+
+
+async def test_success_waits_for_the_latency(sim: SimulatedBackend) -> None:
+    invoice = await sim.create_invoice(1_000, latency_ms=80)
+    started = time.monotonic()
+    assert await pay(sim, invoice) == Succeeded(invoice.preimage, 0)
+    assert time.monotonic() - started >= 0.08
+
+
+async def test_failure_at_payee_releases_the_money(sim: SimulatedBackend) -> None:
+    before = await sim.get_balance()
+    invoice = await sim.create_invoice(1_000, latency_ms=50, outcome="fail", fee_msat=3)
+    task = asyncio.create_task(pay(sim, invoice))
+    await until_in_flight(sim, invoice.payment_hash)
+    assert await sim.get_balance() == before - 1_003  # reserved while in flight
+    assert await task == Failed("payment failed at payee")
+    assert await sim.payment_status(invoice.payment_hash) == Failed("payment failed at payee")
+    assert await sim.get_balance() == before
+    # A failed payment may be tried again; this payee fails again.
+    assert await pay(sim, invoice) == Failed("payment failed at payee")
+
+
+async def test_payment_in_flight_is_pending_for_a_second_attempt(sim: SimulatedBackend) -> None:
+    invoice = await sim.create_invoice(1_000, outcome="hang")
+    task = asyncio.create_task(pay(sim, invoice))
+    await until_in_flight(sim, invoice.payment_hash)
+    assert await pay(sim, invoice) == Pending("payment in transition")
+    await sim.release(invoice.payment_hash, "succeed")
+    assert await task == Succeeded(invoice.preimage, 0)
+
+
+# --- hanging payments and release -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [("succeed", "succeeded"), ("fail", "failed")],
+)
+async def test_release_ends_a_hanging_payment(
+    sim: SimulatedBackend, outcome: str, expected: str
+) -> None:
+    before = await sim.get_balance()
+    invoice = await sim.create_invoice(2_000, outcome="hang", fee_msat=5)
+    task = asyncio.create_task(pay(sim, invoice))
+    await until_in_flight(sim, invoice.payment_hash)
+    await asyncio.sleep(0.06)
+    assert not task.done()
+    assert await sim.get_balance() == before - 2_005
+    await sim.release(invoice.payment_hash, outcome)  # type: ignore[arg-type]
+    result = await asyncio.wait_for(task, 0.5)
+    if expected == "succeeded":
+        assert result == Succeeded(invoice.preimage, 5)
+        assert await sim.get_balance() == before - 2_005
+    else:
+        assert result == Failed("payment failed at payee")
+        assert await sim.get_balance() == before
+
+
+async def test_release_before_paying_presets_the_outcome(sim: SimulatedBackend) -> None:
+    invoice = await sim.create_invoice(1_000, outcome="hang")
+    await sim.release(invoice.payment_hash, "succeed")
+    assert await asyncio.wait_for(pay(sim, invoice), 0.5) == Succeeded(invoice.preimage, 0)
+
+
+async def test_release_refuses_what_it_cannot_release(sim: SimulatedBackend) -> None:
+    with pytest.raises(SimulatorError, match="no simulated invoice"):
+        await sim.release("00" * 32, "succeed")
+    plain = await sim.create_invoice(1_000)
+    with pytest.raises(SimulatorError, match="does not hang"):
+        await sim.release(plain.payment_hash, "fail")
+    hanging = await sim.create_invoice(1_000, outcome="hang")
+    await sim.release(hanging.payment_hash, "fail")
+    await sim.release(hanging.payment_hash, "fail")  # the same again: nothing to do
+    with pytest.raises(SimulatorError, match="already released"):
+        await sim.release(hanging.payment_hash, "succeed")
+
+
+async def test_release_from_another_process(config: SimulatorConfig) -> None:
+    async with opened(config) as server, opened(config) as cli:
+        invoice = await cli.create_invoice(3_000, outcome="hang")
+        task = asyncio.create_task(pay(server, invoice))
+        await until_in_flight(cli, invoice.payment_hash)
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        await cli.release(invoice.payment_hash, "succeed")
+        assert await asyncio.wait_for(task, 0.5) == Succeeded(invoice.preimage, 0)
+
+
+async def test_release_while_the_payer_is_down(config: SimulatorConfig) -> None:
+    async with opened(config) as server:
+        invoice = await server.create_invoice(3_000, outcome="hang")
+        task = asyncio.create_task(pay(server, invoice))
+        await until_in_flight(server, invoice.payment_hash)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    async with opened(config) as cli:
+        await cli.release(invoice.payment_hash, "fail")
+    async with opened(config) as restarted:
+        assert await restarted.payment_status(invoice.payment_hash) == Failed(
+            "payment failed at payee"
+        )
+        assert await restarted.get_balance() == config.initial_balance_msat
+
+
+# --- shared state, concurrency, crash recovery ----------------------------------------------
+
+
+async def test_concurrent_payments_never_overdraw(tmp_path: Path) -> None:
+    config = SimulatorConfig(tmp_path / "s", initial_balance_msat=10_000)
+    async with opened(config) as one, opened(config) as two:
+        invoices = [await one.create_invoice(3_000, latency_ms=40) for _ in range(6)]
+        results = await asyncio.gather(
+            *(pay(one if i % 2 else two, inv) for i, inv in enumerate(invoices)),
+            return_exceptions=True,
+        )
+        paid = [r for r in results if isinstance(r, Succeeded)]
+        refused = [r for r in results if isinstance(r, RequestError)]
+        assert len(paid) == 3
+        assert len(refused) == 3
+        assert all(r.code is ErrorCode.INSUFFICIENT_BALANCE for r in refused)
+        assert await one.get_balance() == await two.get_balance() == 1_000
+
+
+async def test_crash_mid_payment_is_recovered_from_stored_state(config: SimulatorConfig) -> None:
+    async with opened(config) as crashed:
+        invoice = await crashed.create_invoice(4_000, latency_ms=150, fee_msat=2)
+        task = asyncio.create_task(pay(crashed, invoice))
+        await until_in_flight(crashed, invoice.payment_hash)
+        task.cancel()  # the process dies mid-sleep
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    async with opened(config) as recovered:
+        assert await recovered.payment_status(invoice.payment_hash) == Pending()
+        assert await recovered.get_balance() == config.initial_balance_msat - 4_002
+        await asyncio.sleep(0.16)
+        assert await recovered.payment_status(invoice.payment_hash) == Succeeded(
+            invoice.preimage, 2
+        )
+        assert await recovered.get_balance() == config.initial_balance_msat - 4_002
+        assert await pay(recovered, invoice) == Failed("invoice already paid")
+
+
+async def test_unknown_payment_status_is_not_found(sim: SimulatedBackend) -> None:
+    assert await sim.payment_status("12" * 32) == Failed("not found")
+
+
+# --- keysend ---------------------------------------------------------------------------------
+
+
+async def test_keysend_to_a_payee_uses_the_callers_preimage(sim: SimulatedBackend) -> None:
+    before = await sim.get_balance()
+    preimage = "42" * 32
+    outcome = await sim.pay_keysend(
+        pubkey=sim.payee_pubkeys[1],
+        amount_msat=2_500,
+        preimage=preimage,
+        tlv_records=(),
+        fee_limit_msat=0,
+    )
+    assert outcome == Succeeded(preimage, 0)
+    payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    assert await sim.payment_status(payment_hash) == Succeeded(preimage, 0)
+    assert await sim.get_balance() == before - 2_500
+    again = await sim.pay_keysend(
+        pubkey=sim.payee_pubkeys[1],
+        amount_msat=2_500,
+        preimage=preimage,
+        tlv_records=(),
+        fee_limit_msat=0,
+    )
+    assert again == Failed("invoice already paid")
+    found = await sim.lookup_invoice(payment_hash=payment_hash, invoice=None)
+    assert found is not None
+    assert (found.type, found.state, found.preimage) == ("outgoing", "settled", preimage)
+
+
+async def test_keysend_elsewhere_has_no_route(sim: SimulatedBackend) -> None:
+    for pubkey in ("02" + "11" * 32, sim.node_pubkey):
+        outcome = await sim.pay_keysend(
+            pubkey=pubkey, amount_msat=1, preimage="42" * 32, tlv_records=(), fee_limit_msat=0
+        )
+        assert outcome == Failed("no route")
+
+
+async def test_keysend_over_the_balance_raises(tmp_path: Path) -> None:
+    async with opened(SimulatorConfig(tmp_path / "s", initial_balance_msat=100)) as sim:
+        with pytest.raises(RequestError) as caught:
+            await sim.pay_keysend(
+                pubkey=sim.payee_pubkeys[0],
+                amount_msat=101,
+                preimage="42" * 32,
+                tlv_records=(),
+                fee_limit_msat=0,
+            )
+        assert caught.value.code is ErrorCode.INSUFFICIENT_BALANCE
+
+
+# --- the wallet's own invoices --------------------------------------------------------------
+
+
+async def test_make_invoice_lookup_and_receive(sim: SimulatedBackend) -> None:
+    before = await sim.get_balance()
+    made = await sim.make_invoice(MakeInvoiceParams(7_000, "pizza", metadata={"order": 7}))
+    assert (made.type, made.state, made.amount_msat) == ("incoming", "pending", 7_000)
+    assert made.preimage is None
+    assert made.metadata == {"order": 7}
+    assert made.invoice is not None
+    decoded = decode(made.invoice)
+    assert decoded.network is Network.REGTEST
+    assert decoded.amount_msat == 7_000
+    assert decoded.payee == sim.node_pubkey == (await sim.get_info()).pubkey
+    assert made.expires_at == decoded.timestamp + 3600
+    by_hash = await sim.lookup_invoice(payment_hash=made.payment_hash, invoice=None)
+    by_invoice = await sim.lookup_invoice(payment_hash=None, invoice=made.invoice.upper())
+    assert by_hash == by_invoice == made
+
+    settled = await sim.receive(made.payment_hash)
+    assert settled.state == "settled"
+    assert settled.preimage is not None
+    assert hashlib.sha256(bytes.fromhex(settled.preimage)).hexdigest() == made.payment_hash
+    assert await sim.get_balance() == before + 7_000
+    assert await sim.lookup_invoice(payment_hash=made.payment_hash, invoice=None) == settled
+    with pytest.raises(SimulatorError, match="already paid"):
+        await sim.receive(made.payment_hash)
+
+
+async def test_make_invoice_with_description_hash_and_no_amount(sim: SimulatedBackend) -> None:
+    made = await sim.make_invoice(MakeInvoiceParams(0, "shown", "ee" * 32, expiry=60))
+    assert made.invoice is not None
+    decoded = decode(made.invoice)
+    assert (decoded.amount_msat, decoded.description_hash, decoded.expiry) == (None, "ee" * 32, 60)
+    with pytest.raises(SimulatorError, match="cannot be paid"):
+        await sim.receive(made.payment_hash)
+    assert (await sim.receive(made.payment_hash, 123)).amount_msat == 123
+
+
+async def test_receive_refuses_what_no_payer_could_pay(config: SimulatorConfig) -> None:
+    clock = ShiftedClock()
+    async with opened(config, clock=clock) as sim:
+        payee = await sim.create_invoice(1_000)
+        with pytest.raises(SimulatorError, match="no invoice"):
+            await sim.receive(payee.payment_hash)
+        made = await sim.make_invoice(MakeInvoiceParams(1_000, expiry=60))
+        clock.shift = 61
+        found = await sim.lookup_invoice(payment_hash=made.payment_hash, invoice=None)
+        assert found is not None
+        assert found.state == "expired"
+        with pytest.raises(SimulatorError, match="expired"):
+            await sim.receive(made.payment_hash)
+
+
+async def test_lookup_of_unknown_is_none(sim: SimulatedBackend) -> None:
+    assert await sim.lookup_invoice(payment_hash="34" * 32, invoice=None) is None
+    payee = await sim.create_invoice(1_000)  # not the wallet's until it pays it
+    assert await sim.lookup_invoice(payment_hash=None, invoice=payee.invoice) is None
+
+
+async def test_incoming_stream_sees_payments_from_another_process(
+    config: SimulatorConfig,
+) -> None:
+    async with opened(config) as server, opened(config) as cli:
+        old = await cli.make_invoice(MakeInvoiceParams(1_000))
+        await cli.receive(old.payment_hash)  # settled before the stream started
+        stream = server.incoming_payments()
+
+        async def next_payment() -> Transaction:
+            return await anext(stream)
+
+        first = asyncio.create_task(next_payment())
+        made = await server.make_invoice(MakeInvoiceParams(9_000, "tip"))
+        await asyncio.sleep(0.03)
+        assert not first.done()
+        await cli.receive(made.payment_hash)
+        got = await asyncio.wait_for(first, 0.5)
+        assert (got.payment_hash, got.state, got.amount_msat) == (
+            made.payment_hash,
+            "settled",
+            9_000,
+        )
+        second = await server.make_invoice(MakeInvoiceParams(500))
+        await server.receive(second.payment_hash)  # in-process: wakes the stream at once
+        assert (await asyncio.wait_for(anext(stream), 0.5)).payment_hash == second.payment_hash
+        await server.close()
+        assert await anext(stream, None) is None  # the stream ends with the backend
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+async def test_list_transactions_filters_and_orders(config: SimulatorConfig) -> None:
+    clock = ShiftedClock()
+    async with opened(config, clock=clock) as sim:
+        t0 = int(clock.now())
+        received = await sim.make_invoice(MakeInvoiceParams(1_000, "in"))
+        await sim.receive(received.payment_hash)
+        clock.shift = 100
+        unpaid = await sim.make_invoice(MakeInvoiceParams(2_000, "unpaid"))
+        clock.shift = 200
+        paid = await sim.create_invoice(3_000, fee_msat=1)
+        await pay(sim, paid)
+        clock.shift = 300
+        failed = await sim.create_invoice(4_000, outcome="fail")
+        await pay(sim, failed)
+
+        async def hashes(**kwargs: object) -> list[str]:
+            params = ListTransactionsParams(**kwargs)  # type: ignore[arg-type]
+            return [tx.payment_hash for tx in await sim.list_transactions(params)]
+
+        assert await hashes() == [paid.payment_hash, received.payment_hash]
+        everything = [
+            failed.payment_hash,
+            paid.payment_hash,
+            unpaid.payment_hash,
+            received.payment_hash,
+        ]
+        assert await hashes(unpaid=True) == everything
+        assert await hashes(unpaid=True, limit=2, offset=1) == everything[1:3]
+        assert await hashes(unpaid=True, type="incoming") == everything[2:]
+        assert await hashes(unpaid=True, type="outgoing") == everything[:2]
+        assert await hashes(unpaid=True, from_time=t0 + 100, until=t0 + 200) == everything[1:3]
+
+        listed = await sim.list_transactions(ListTransactionsParams(unpaid=True))
+        states = [(tx.type, tx.state, tx.fees_paid_msat) for tx in listed]
+        assert states == [
+            ("outgoing", "failed", 0),
+            ("outgoing", "settled", 1),
+            ("incoming", "pending", 0),
+            ("incoming", "settled", 0),
+        ]
+        assert listed[1].preimage == paid.preimage
+        assert listed[0].preimage is None
+
+
+# --- info and signing -------------------------------------------------------------------------
+
+
+async def test_get_info(sim: SimulatedBackend) -> None:
+    info = await sim.get_info()
+    assert info.alias == "nwcd simulator"
+    assert info.network == "regtest"
+    assert info.pubkey == sim.node_pubkey
+    assert info.block_height >= 101
+    assert len(info.block_hash) == 64
+
+
+def test_zbase32_matches_the_spec_examples() -> None:
+    assert zbase32(bytes.fromhex("f0bfc7")) == "6n9hq"
+    assert zbase32(bytes.fromhex("d47a04")) == "4t7ye"
+    assert zbase32(b"\x00") == "yy"
+
+
+async def test_sign_message_is_lnd_style_and_recovers_the_node_key(sim: SimulatedBackend) -> None:
+    message = "hello, nwcd"
+    signature = await sim.sign_message(message)
+    raw = zbase32_decode(signature)
+    assert len(raw) == 65
+    assert 31 <= raw[0] <= 34  # compressed key, recovery id 0..3
+    digest = hashlib.sha256(
+        hashlib.sha256(b"Lightning Signed Message:" + message.encode()).digest()
+    ).digest()
+    recovered = coincurve.PublicKey.from_signature_and_message(
+        raw[1:] + bytes((raw[0] - 31,)), digest, hasher=None
+    )
+    assert recovered.format(compressed=True).hex() == sim.node_pubkey
+
+
+# --- failures at the SQLite edge --------------------------------------------------------------
+
+
+async def test_unreachable_file_is_backend_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable):
+        await SimulatedBackend.open(SimulatorConfig(tmp_path / "missing" / "dir" / "sim"))
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(BackendUnavailable):
+        await SimulatedBackend.open(SimulatorConfig(garbage))
+
+
+async def test_newer_schema_is_refused(config: SimulatorConfig) -> None:
+    db = sqlite3.connect(config.path)
+    try:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    finally:
+        db.close()
+    with pytest.raises(BackendUnavailable, match="newer"):
+        await SimulatedBackend.open(config)
+
+
+async def test_closed_backend_is_unavailable(config: SimulatorConfig) -> None:
+    sim = await SimulatedBackend.open(config)
+    await sim.close()
+    await sim.close()  # idempotent
+    with pytest.raises(BackendUnavailable):
+        await sim.get_balance()
+    with pytest.raises(BackendUnavailable):
+        await sim.payment_status("00" * 32)
+
+
+async def test_locked_file_is_backend_unavailable(tmp_path: Path) -> None:
+    config = SimulatorConfig(tmp_path / "s", busy_timeout=0.05)
+    async with opened(config) as sim:
+        invoice = await sim.create_invoice(1_000)
+        blocker = sqlite3.connect(config.path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with pytest.raises(BackendUnavailable, match="locked"):
+                await pay(sim, invoice)
+            blocker.execute("ROLLBACK")
+        finally:
+            blocker.close()
+        assert await pay(sim, invoice) == Succeeded(invoice.preimage, 0)
+
+
+def test_config_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="network"):
+        SimulatorConfig(tmp_path / "s", network="moon")
+    with pytest.raises(ValueError, match="initial_balance"):
+        SimulatorConfig(tmp_path / "s", initial_balance_msat=-1)
