@@ -66,6 +66,22 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit mid-transaction)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
+    ):
+        raise ValueError("migration ends with an incomplete statement")
+    return statements
+
+
 class SqliteStore:
     """:class:`~nwcd.ports.Store` on a SQLite file."""
 
@@ -97,9 +113,8 @@ class SqliteStore:
             version = tx.execute("PRAGMA user_version").fetchone()[0]
             for number, script in _migrations():
                 if number > version:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            tx.execute(statement)
+                    for statement in _statements(script):
+                        tx.execute(statement)
                     tx.execute(f"PRAGMA user_version = {number}")
 
     async def close(self) -> None:

@@ -1,0 +1,162 @@
+"""Settings: one frozen object built once from a TOML file and ``NWCD_*`` variables.
+
+Precedence: command-line flags > environment > TOML file > defaults.
+Unknown keys are errors (a typo must not silently fall back to a default).
+Example ``nwcd.toml``::
+
+    relays = ["wss://relay.example.com"]
+
+    [service]
+    freshness_window = 300          # seconds a request stays payable
+    max_batch_items = 100
+    max_payments_in_flight = 256
+    max_payments_per_connection = 100
+    fee_reserve_ppm = 10000         # 1% of the amount ...
+    fee_reserve_floor_msat = 10000  # ... but at least 10 sat
+    payment_hash_tag = true         # also tag multi_pay responses with payment_hash
+    timezone = "UTC"                # budget periods follow this calendar
+
+    [backend]
+    kind = "simulator"              # the embedded default
+
+    [backend.simulator]
+    initial_balance_msat = 100000000000
+
+Environment: ``NWCD_DATA_DIR``, ``NWCD_CONFIG``, ``NWCD_RELAYS`` (comma-separated),
+``NWCD_BACKEND`` (backend kind).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+_SERVICE_KEYS = {
+    "freshness_window": int,
+    "max_batch_items": int,
+    "max_payments_in_flight": int,
+    "max_payments_per_connection": int,
+    "fee_reserve_ppm": int,
+    "fee_reserve_floor_msat": int,
+    "payment_hash_tag": bool,
+    "timezone": str,
+}
+_BACKEND_KINDS = ("simulator",)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``nwcd`` needs to start, validated."""
+
+    data_dir: Path
+    relays: tuple[str, ...] = ()
+    service: Mapping[str, Any] = field(default_factory=dict)
+    backend_kind: str = "simulator"
+    backend: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "nwcd.sqlite"
+
+    @property
+    def simulator_path(self) -> Path:
+        return self.data_dir / "simulator.sqlite"
+
+    def timezone(self) -> ZoneInfo:
+        name = str(self.service.get("timezone", "UTC"))
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"service.timezone: unknown time zone {name!r}") from None
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory."""
+    return Path(platformdirs.user_data_dir("nwcd", appauthor=False))
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    data_dir: Path | None = None,
+    relays: tuple[str, ...] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from flags, environment and the TOML file.
+
+    Raises:
+        ConfigError: unreadable file, unknown keys, or values of the wrong type.
+    """
+    env = os.environ if environ is None else environ
+    path = config_file or (Path(env["NWCD_CONFIG"]) if env.get("NWCD_CONFIG") else None)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    _check_keys(data, {"data_dir", "relays", "service", "backend"}, "config")
+    service = data.get("service", {})
+    if not isinstance(service, dict):
+        raise ConfigError("service must be a table")
+    _check_keys(service, set(_SERVICE_KEYS), "service")
+    for key, expected in _SERVICE_KEYS.items():
+        if key in service and type(service[key]) is not expected:
+            raise ConfigError(f"service.{key} must be a {expected.__name__}")
+    backend = data.get("backend", {})
+    if not isinstance(backend, dict):
+        raise ConfigError("backend must be a table")
+    kind = str(env.get("NWCD_BACKEND") or backend.get("kind", "simulator"))
+    if kind not in _BACKEND_KINDS:
+        raise ConfigError(f"backend.kind must be one of {', '.join(_BACKEND_KINDS)}")
+    _check_keys(backend, {"kind", *_BACKEND_KINDS}, "backend")
+    backend_table = backend.get(kind, {})
+    if not isinstance(backend_table, dict):
+        raise ConfigError(f"backend.{kind} must be a table")
+    if kind == "simulator":
+        _check_keys(backend_table, {"initial_balance_msat"}, "backend.simulator")
+    chosen_relays = relays
+    if not chosen_relays and env.get("NWCD_RELAYS"):
+        chosen_relays = tuple(r.strip() for r in env["NWCD_RELAYS"].split(",") if r.strip())
+    if not chosen_relays:
+        file_relays = data.get("relays", [])
+        if not isinstance(file_relays, list) or not all(isinstance(r, str) for r in file_relays):
+            raise ConfigError("relays must be a list of URLs")
+        chosen_relays = tuple(file_relays)
+    directory = data_dir or (
+        Path(env["NWCD_DATA_DIR"])
+        if env.get("NWCD_DATA_DIR")
+        else Path(data["data_dir"]).expanduser()
+        if "data_dir" in data
+        else default_data_dir()
+    )
+    settings = Settings(
+        data_dir=directory,
+        relays=chosen_relays,
+        service=service,
+        backend_kind=kind,
+        backend=backend_table,
+    )
+    settings.timezone()  # validate early
+    return settings

@@ -1,0 +1,126 @@
+"""``nwcd demo``: the whole product on one machine, with nothing to configure.
+
+It starts the local relay, the wallet service on the simulated Lightning
+wallet, and a connection; makes a batch of invoices (some slow, one failing);
+pays them with one ``multi_pay_invoice`` through the relay using the client
+SDK, showing each result as it arrives; then sums up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
+from nwcd.client.client import InvoiceRequest, NWCClient
+from nwcd.nip47.uri import ConnectionUri
+from nwcd.nostr.keys import SecretKey
+from nwcd.policy.grants import Connection
+from nwcd.relay.server import LocalRelay
+from nwcd.service.daemon import DaemonOptions, WalletDaemon
+from nwcd.store.sqlite import SqliteStore
+
+__all__ = ["run_demo"]
+
+
+def _latencies(count: int) -> list[int]:
+    """A spread of payment latencies (ms): most quick, a few slow."""
+    pattern = [60, 120, 250, 400, 800, 90, 150, 1000, 200, 70, 300, 500]
+    return [pattern[i % len(pattern)] for i in range(count)]
+
+
+async def run_demo(*, data_dir: Path | None = None, count: int = 12) -> int:
+    """Run the demo; 0 when every invoice got the outcome it was made for."""
+    count = max(2, count)
+    with tempfile.TemporaryDirectory(prefix="nwcd-demo-") as tmp:
+        directory = data_dir or Path(tmp)
+        out = sys.stdout
+        async with LocalRelay("127.0.0.1", 0) as relay:
+            print(f"local relay      {relay.url}", file=out)
+            store = await SqliteStore.open(directory / "nwcd.sqlite")
+            backend = await SimulatedBackend.open(SimulatorConfig(directory / "simulator.sqlite"))
+            try:
+                return await _run(relay.url, store, backend, count)
+            finally:
+                await backend.close()
+                await store.close()
+
+
+async def _run(relay_url: str, store: SqliteStore, backend: SimulatedBackend, count: int) -> int:
+    wallet_key, app_secret = SecretKey.generate(), SecretKey.generate()
+    await store.add_connection(
+        Connection(
+            name=f"demo-{wallet_key.public_key.hex[:8]}",
+            wallet_key=wallet_key,
+            app_pubkey=app_secret.public_key.hex,
+            relays=(relay_url,),
+            created_at=int(time.time()),
+        )
+    )
+    uri = ConnectionUri(wallet_key.public_key, (relay_url,), app_secret)
+    daemon = WalletDaemon(store=store, backend=backend, options=DaemonOptions(relays=(relay_url,)))
+    ready = asyncio.Event()
+    service = asyncio.create_task(daemon.run(ready.set))
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        print(
+            f"wallet service   ready on the simulator, balance {await backend.get_balance():,} msat"
+        )
+        latencies = _latencies(count)
+        failing = count // 2
+        invoices = []
+        for i, latency in enumerate(latencies):
+            made = await backend.create_invoice(
+                1_000 * (i + 1) * 10,
+                latency_ms=latency,
+                outcome="fail" if i == failing else "succeed",
+                fee_msat=1_000 if i % 3 == 0 else 0,
+            )
+            invoices.append(made)
+        print(
+            f"batch            {count} invoices, latencies {min(latencies)}-{max(latencies)} ms,"
+            f" invoice #{failing + 1} set to fail\n"
+        )
+        hashes = {made.invoice: made.payment_hash for made in invoices}
+        expected = {made.invoice: i != failing for i, made in enumerate(invoices)}
+        as_designed = True
+        paid = failed = 0
+        started = time.perf_counter()
+        async with NWCClient.from_uri(uri, timeout=30) as client:
+            requests = [InvoiceRequest(made.invoice) for made in invoices]
+            async for result in client.multi_pay_invoice_iter(requests):
+                elapsed = time.perf_counter() - started
+                index = int(result.id) + 1
+                if result.ok:
+                    paid += 1
+                    proof = hashlib.sha256(bytes.fromhex(result.preimage or "")).hexdigest()
+                    verified = proof == hashes[result.invoice]
+                    as_designed &= verified and expected[result.invoice]
+                    print(
+                        f"  {elapsed:6.3f}s  #{index:<3} paid   fee {result.fees_paid_msat} msat,"
+                        f" preimage {'verified' if verified else 'WRONG'}"
+                    )
+                else:
+                    failed += 1
+                    as_designed &= not expected[result.invoice]
+                    code = result.error.code if result.error else "?"
+                    message = result.error.message if result.error else ""
+                    print(f"  {elapsed:6.3f}s  #{index:<3} failed {code}: {message}")
+        total = time.perf_counter() - started
+        print(
+            f"\n{paid} paid, {failed} failed in {total:.3f} s"
+            f" (paid one by one: {sum(latencies) / 1000:.3f} s of payment latency)"
+        )
+        print(f"balance now {await backend.get_balance():,} msat")
+        as_designed &= paid == count - 1 and failed == 1
+        print("demo ran as designed" if as_designed else "demo did NOT run as designed")
+        return 0 if as_designed else 1
+    finally:
+        service.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await service
