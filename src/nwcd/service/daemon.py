@@ -197,7 +197,9 @@ class WalletDaemon:
 
     def _filters(self) -> list[Filter]:
         wallets = sorted(self.pipeline.connections)
-        since = self._now() - max(self._options.subscribe_margin, self._settings.freshness_window)
+        # Reach back past the freshness window, so a stale request is answered "too old"
+        # instead of vanishing; older ones are not even delivered.
+        since = self._now() - 2 * self._settings.freshness_window - self._options.subscribe_margin
         return [Filter(kinds=(Kind.NWC_REQUEST,), tags={"p": tuple(wallets)}, since=since)]
 
     async def _load_connections(self) -> bool:
