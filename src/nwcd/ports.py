@@ -26,6 +26,7 @@ from nwcd.policy.authorize import Deny
 from nwcd.policy.grants import Connection
 
 __all__ = [
+    "NOT_FOUND",
     "Failed",
     "LightningBackend",
     "PaymentIntent",
@@ -63,6 +64,9 @@ class Pending:
 
 PaymentOutcome = Succeeded | Failed | Pending
 
+NOT_FOUND = "not found"
+"""The reason of ``payment_status`` for a payment the backend never saw."""
+
 
 class LightningBackend(Protocol):
     """A Lightning wallet nwcd pays through.
@@ -97,7 +101,7 @@ class LightningBackend(Protocol):
     async def payment_status(self, payment_hash: str) -> PaymentOutcome:
         """What became of an outgoing payment (crash recovery).
 
-        A payment the backend never saw is ``Failed("not found")``.
+        A payment the backend never saw is ``Failed(NOT_FOUND)``.
         """
         ...
 

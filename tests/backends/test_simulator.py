@@ -245,11 +245,11 @@ async def test_failure_at_payee_releases_the_money(sim: SimulatedBackend) -> Non
     task = asyncio.create_task(pay(sim, invoice))
     await until_in_flight(sim, invoice.payment_hash)
     assert await sim.get_balance() == before - 1_003  # reserved while in flight
-    assert await task == Failed("payment failed at payee")
-    assert await sim.payment_status(invoice.payment_hash) == Failed("payment failed at payee")
+    assert await task == Failed("rejected by the payee")
+    assert await sim.payment_status(invoice.payment_hash) == Failed("rejected by the payee")
     assert await sim.get_balance() == before
     # A failed payment may be tried again; this payee fails again.
-    assert await pay(sim, invoice) == Failed("payment failed at payee")
+    assert await pay(sim, invoice) == Failed("rejected by the payee")
 
 
 async def test_payment_in_flight_is_pending_for_a_second_attempt(sim: SimulatedBackend) -> None:
@@ -284,7 +284,7 @@ async def test_release_ends_a_hanging_payment(
         assert result == Succeeded(invoice.preimage, 5)
         assert await sim.get_balance() == before - 2_005
     else:
-        assert result == Failed("payment failed at payee")
+        assert result == Failed("rejected by the payee")
         assert await sim.get_balance() == before
 
 
@@ -330,7 +330,7 @@ async def test_release_while_the_payer_is_down(config: SimulatorConfig) -> None:
         await cli.release(invoice.payment_hash, "fail")
     async with opened(config) as restarted:
         assert await restarted.payment_status(invoice.payment_hash) == Failed(
-            "payment failed at payee"
+            "rejected by the payee"
         )
         assert await restarted.get_balance() == config.initial_balance_msat
 

@@ -47,7 +47,7 @@ from nwcd.clock import SYSTEM_CLOCK, Clock
 from nwcd.errors import BackendUnavailable, ErrorCode, NwcdError, RequestError
 from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method, TlvRecord
 from nwcd.nip47.results import NodeInfo, Transaction
-from nwcd.ports import Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
+from nwcd.ports import NOT_FOUND, Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
 
 __all__ = [
     "DEFAULT_INITIAL_BALANCE_MSAT",
@@ -74,8 +74,7 @@ ALREADY_PAID: Final = "invoice already paid"
 IN_TRANSITION: Final = "payment in transition"
 INCORRECT_AMOUNT: Final = "incorrect payment amount"
 INVOICE_EXPIRED: Final = "invoice expired"
-FAILED_AT_PAYEE: Final = "payment failed at payee"
-NOT_FOUND: Final = "not found"
+FAILED_AT_PAYEE: Final = "rejected by the payee"
 
 _NETWORKS: Final = {
     "mainnet": Network.MAINNET,

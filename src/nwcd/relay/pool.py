@@ -8,7 +8,10 @@ Theory of operation:
   tag values (one ``#p`` per wallet connection) are split into several filters
   and, past ``max_filters_per_req``, several REQs, to stay within relay limits.
 * Incoming events are verified (id and signature) once per event id, however
-  many relays deliver them, and reach each subscription at most once.
+  many relays deliver them, and reach each subscription once: copies from
+  other relays within ``redeliver_after`` seconds are dropped. A copy that
+  comes much later is delivered again, since it means something (an app
+  re-sending a request whose answer it lost); the consumer decides.
 * Each subscription has a bounded queue. When its consumer is slow, the relay
   readers wait, which stops reading from the sockets: back-pressure instead of
   unbounded memory.
@@ -23,6 +26,8 @@ import contextlib
 import itertools
 import logging
 import os
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -47,6 +52,7 @@ class PoolOptions:
     max_filters_per_req: int = 10
     queue_size: int = 1024
     seen_capacity: int = 100_000
+    redeliver_after: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +118,20 @@ class Subscription:
     """
 
     def __init__(
-        self, pool: RelayPool, sub_id: str, filters: tuple[Filter, ...], size: int
+        self,
+        pool: RelayPool,
+        sub_id: str,
+        filters: tuple[Filter, ...],
+        size: int,
+        redeliver_after: float = 60.0,
     ) -> None:
         self.id = sub_id
         self.filters = filters
         self._pool = pool
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size)
-        self._delivered: BoundedSet[str] = BoundedSet(max(size * 4, 4096))
+        self._delivered: OrderedDict[str, float] = OrderedDict()
+        self._delivered_capacity = max(size * 4, 4096)
+        self._redeliver_after = redeliver_after
         self._eose_parts: dict[str, set[str]] = {}
         self.eose = asyncio.Event()
         self.closed_reasons: dict[str, str] = {}
@@ -151,8 +164,15 @@ class Subscription:
         await self._pool._unsubscribe(self)
 
     async def _deliver(self, event: Event) -> None:
-        if self._delivered.add(event.id):
-            await self._queue.put(event)
+        now = time.monotonic()
+        seen = self._delivered.get(event.id)
+        if seen is not None and now - seen < self._redeliver_after:
+            return
+        self._delivered[event.id] = now
+        self._delivered.move_to_end(event.id)
+        if len(self._delivered) > self._delivered_capacity:
+            self._delivered.popitem(last=False)
+        await self._queue.put(event)
 
     def _on_eose(self, relay: str, part: str) -> None:
         parts = self._eose_parts.setdefault(relay, set())
@@ -276,7 +296,11 @@ class RelayPool:
         """Open a subscription on every relay."""
         sub_id = f"{self._prefix}{next(self._counter):x}"
         subscription = Subscription(
-            self, sub_id, tuple(filters), queue_size or self._options.queue_size
+            self,
+            sub_id,
+            tuple(filters),
+            queue_size or self._options.queue_size,
+            self._options.redeliver_after,
         )
         self._subscriptions[sub_id] = subscription
         await self._open_parts(subscription)

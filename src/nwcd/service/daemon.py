@@ -36,7 +36,7 @@ from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import PublicKey
 from nwcd.nostr.kinds import Kind
 from nwcd.policy.grants import Connection
-from nwcd.ports import Failed, LightningBackend, PaymentState, Pending, Store
+from nwcd.ports import NOT_FOUND, Failed, LightningBackend, PaymentState, Pending, Store
 from nwcd.relay.pool import PoolOptions, RelayPool, Subscription
 from nwcd.service.payments import PlannedPayment
 from nwcd.service.pipeline import Pipeline, RequestContext, ServiceSettings
@@ -279,8 +279,10 @@ class WalletDaemon:
                 outcome = await self._backend.payment_status(record.intent.payment_hash)
             except BackendError:
                 outcome = Pending("backend unavailable during recovery")
-            if isinstance(outcome, Failed) and record.state is PaymentState.RESERVED:
-                outcome = Failed("the payment was not started before the service stopped")
+            if isinstance(outcome, Failed) and (
+                record.state is PaymentState.RESERVED or outcome.reason == NOT_FOUND
+            ):
+                outcome = Failed("the service stopped before the payment reached the wallet")
             if isinstance(outcome, Pending):
                 self.pipeline.payments.resume(connection.wallet_pubkey, item, record.id, answer)
             else:

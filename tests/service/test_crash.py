@@ -1,0 +1,212 @@
+"""Exactly once across a kill -9: ``nwcd serve`` as a real process, state in the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
+from nwcd.nip47.uri import ConnectionUri
+from nwcd.nostr.filters import Filter
+from nwcd.nostr.kinds import Kind
+from nwcd.ports import Pending
+from nwcd.relay.pool import RelayPool
+from tests.service.harness import RawApp
+
+pytestmark = pytest.mark.slow
+
+
+def nwcd(*args: str, data_dir: Path) -> str:
+    """Run a CLI command to completion and return its stdout."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nwcd", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+class Service:
+    """``nwcd serve`` in a child process."""
+
+    def __init__(self, data_dir: Path, relay: str) -> None:
+        self.data_dir = data_dir
+        self.relay = relay
+        self.process: asyncio.subprocess.Process | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "nwcd",
+            "serve",
+            "--relay",
+            self.relay,
+            "--data-dir",
+            str(self.data_dir),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.process.stderr is not None
+        async with asyncio.timeout(30):
+            while True:
+                line = await self.process.stderr.readline()
+                assert line, "nwcd serve exited before it was ready"
+                if b"nwcd ready" in line:
+                    break
+        self._drain = asyncio.create_task(self._read_rest())
+
+    async def _read_rest(self) -> None:
+        assert self.process is not None
+        assert self.process.stderr is not None
+        while await self.process.stderr.readline():
+            pass
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()  # SIGKILL: no clean-up of any kind
+            await self.process.wait()
+        if self._drain is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drain
+        self.process = None
+
+
+@pytest.fixture
+async def service(tmp_path: Path, relay_url: str) -> AsyncIterator[Service]:
+    service = Service(tmp_path, relay_url)
+    try:
+        yield service
+    finally:
+        await service.kill()
+
+
+async def test_kill_9_mid_batch_pays_nothing_twice(
+    tmp_path: Path, relay_url: str, service: Service
+) -> None:
+    created = json.loads(
+        nwcd(
+            "connection",
+            "create",
+            "--name",
+            "app",
+            "--relay",
+            relay_url,
+            "--json",
+            data_dir=tmp_path,
+        )
+    )
+    assert set(created) == {"name", "uri", "wallet_pubkey", "app_pubkey"}
+    uri = ConnectionUri.parse(created["uri"])
+
+    def sim_invoice(amount: int, outcome: str) -> dict[str, object]:
+        out = nwcd(
+            "sim", "invoice", "--amount-msat", str(amount), "--outcome", outcome, "--fee-msat",
+            "2", "--json", data_dir=tmp_path,
+        )  # fmt: skip
+        made = json.loads(out)
+        assert set(made) == {"invoice", "payment_hash", "amount_msat"}
+        return dict(made)
+
+    quick = [sim_invoice(1_000 * (i + 1), "succeed") for i in range(2)]
+    hanging = [sim_invoice(10_000 * (i + 1), "hang") for i in range(3)]
+    items = [{"id": f"q{i}", "invoice": m["invoice"]} for i, m in enumerate(quick)]
+    items += [{"id": f"h{i}", "invoice": m["invoice"]} for i, m in enumerate(hanging)]
+
+    await service.start()
+    async with RelayPool([relay_url]) as pool:
+        await pool.wait_connected(10)
+        app = RawApp(uri, pool)
+        request = app.request("multi_pay_invoice", {"invoices": items})
+        responses = await pool.subscribe(
+            [
+                Filter(
+                    kinds=(Kind.NWC_RESPONSE,),
+                    authors=(uri.wallet_pubkey.hex,),
+                    tags={"e": (request.id,)},
+                )
+            ]
+        )
+        await pool.publish(request)
+        first = await app.collect(responses, 2, 15, 0, request.pubkey)
+        assert {event.tag_value("d") for event, _ in first} == {"q0", "q1"}
+        # Kill only once the backend holds all three hanging payments in flight.
+        async with await SimulatedBackend.open(
+            SimulatorConfig(tmp_path / "simulator.sqlite")
+        ) as watcher:
+            async with asyncio.timeout(15):
+                for made in hanging:
+                    while True:  # polling: the payments live in another process
+                        status = await watcher.payment_status(str(made["payment_hash"]))
+                        if isinstance(status, Pending):
+                            break
+                        await asyncio.sleep(0.02)
+
+        await service.kill()
+        # While the service is down: one payee settles, one fails, one keeps hanging.
+        nwcd(
+            "sim",
+            "release",
+            str(hanging[0]["payment_hash"]),
+            "--outcome",
+            "succeed",
+            data_dir=tmp_path,
+        )
+        nwcd(
+            "sim",
+            "release",
+            str(hanging[1]["payment_hash"]),
+            "--outcome",
+            "fail",
+            data_dir=tmp_path,
+        )
+
+        await service.start()
+        recovered = await app.collect(responses, 2, 20, 0, request.pubkey)
+        by_d = {event.tag_value("d"): response for event, response in recovered}
+        assert set(by_d) == {"h0", "h1"}
+        assert by_d["h0"].result is not None
+        assert by_d["h1"].error is not None
+        assert by_d["h1"].error.code == "PAYMENT_FAILED"
+
+        nwcd(
+            "sim",
+            "release",
+            str(hanging[2]["payment_hash"]),
+            "--outcome",
+            "succeed",
+            data_dir=tmp_path,
+        )
+        last = await app.collect(responses, 1, 30, 1.0, request.pubkey)
+        assert [event.tag_value("d") for event, _ in last] == ["h2"]
+
+        await responses.close()
+
+    await service.kill()
+    async with await SimulatedBackend.open(SimulatorConfig(tmp_path / "simulator.sqlite")) as sim:
+        outgoing = await sim.list_transactions(
+            __import__(
+                "nwcd.nip47.methods", fromlist=["ListTransactionsParams"]
+            ).ListTransactionsParams(type="outgoing", unpaid=True)
+        )
+        hashes = [tx.payment_hash for tx in outgoing]
+        assert len(hashes) == len(set(hashes)), "an invoice was paid twice"
+        settled = {tx.payment_hash for tx in outgoing if tx.state == "settled"}
+        expected = {m["payment_hash"] for m in quick} | {
+            hanging[0]["payment_hash"],
+            hanging[2]["payment_hash"],
+        }
+        assert settled == expected
+        paid = 1_000 + 2_000 + 10_000 + 30_000 + 4 * 2
+        assert await sim.get_balance() == 100_000_000_000 - paid
