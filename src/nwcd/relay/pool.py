@@ -200,7 +200,6 @@ class RelayPool:
         self._subscriptions: dict[str, Subscription] = {}
         self._parts: dict[str, Subscription] = {}
         self._verified: BoundedSet[str] = BoundedSet(self._options.seen_capacity)
-        self._invalid: BoundedSet[str] = BoundedSet(4096)
         self._counter = itertools.count()
         self._prefix = os.urandom(4).hex()
         self._started = False
@@ -352,10 +351,8 @@ class RelayPool:
         if subscription is None:
             return
         if event.id not in self._verified:
-            if event.id in self._invalid:
-                return
+            # Failures are not remembered by id: a forged copy must not block the real event.
             if not (event.id_matches() and event.signature_valid()):
-                self._invalid.add(event.id)
                 log.info("relay %s sent an invalid event %s", connection.url, event.id)
                 return
             self._verified.add(event.id)
