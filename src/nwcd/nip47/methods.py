@@ -115,8 +115,9 @@ def _metadata(params: Mapping[str, Any]) -> Mapping[str, Any] | None:
         return None
     if not isinstance(metadata, dict):
         raise _bad("metadata must be an object")
-    # 47.md: metadata longer than 4096 characters "MUST be dropped".
-    if len(json.dumps(metadata, separators=(",", ":"))) > MAX_METADATA_CHARS:
+    # 47.md: metadata longer than 4096 characters "MUST be dropped" (characters, so
+    # non-ASCII text is not counted as its 6-character \u escapes).
+    if len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)) > MAX_METADATA_CHARS:
         return None
     return metadata
 

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -82,6 +83,24 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+def _enable_wal(db: sqlite3.Connection, *, timeout: float) -> None:
+    """Switch a database to WAL mode, waiting for other openers of a fresh file.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked"
+    at once (without the busy handler) while another connection holds a lock,
+    e.g. a second process migrating the same new file: retry until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
+
+
 class SqliteStore:
     """:class:`~nwcd.ports.Store` on a SQLite file."""
 
@@ -105,7 +124,7 @@ class SqliteStore:
             # The file holds wallet keys: readable by the owner only.
             os.chmod(self.path, 0o600)
         db.execute("PRAGMA busy_timeout = 10000")
-        db.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(db, timeout=10.0)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
         self._db = db

@@ -1,0 +1,99 @@
+"""Scopes, method grants and the methods a connection may use."""
+
+from __future__ import annotations
+
+import pytest
+
+from nwcd.nip47.methods import Method
+from nwcd.nostr.keys import SecretKey
+from nwcd.policy.grants import SCOPES, BudgetPeriod, Connection, expand_methods
+
+PAY = {"pay_invoice", "multi_pay_invoice", "pay_keysend", "multi_pay_keysend"}
+READ = {"get_balance", "get_info", "lookup_invoice", "list_transactions"}
+ALL = [m.value for m in Method]
+
+
+def connection(methods: frozenset[str] | None) -> Connection:
+    return Connection(
+        name="app",
+        wallet_key=SecretKey.generate(),
+        app_pubkey="ab" * 32,
+        relays=("ws://127.0.0.1:1",),
+        created_at=1,
+        methods=methods,
+    )
+
+
+def test_scopes_cover_every_method_exactly_once() -> None:
+    seen = [method for scope in SCOPES.values() for method in scope]
+    assert sorted(seen) == sorted(ALL)
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ([], set()),
+        (["pay"], PAY),
+        (["read"], READ),
+        (["receive"], {"make_invoice"}),
+        (["sign"], {"sign_message"}),
+        (["pay", "read", "receive", "sign"], set(ALL)),
+        (["get_info"], {"get_info"}),
+        (["read", "make_invoice", "get_info"], READ | {"make_invoice"}),
+        ([" pay_invoice ", "", "  ", "\tget_balance\n"], {"pay_invoice", "get_balance"}),
+        (["pay", "pay"], PAY),
+    ],
+)
+def test_expand_methods(words: list[str], expected: set[str]) -> None:
+    result = expand_methods(words)
+    assert isinstance(result, frozenset)
+    assert result == expected
+
+
+@pytest.mark.parametrize("word", ["bogus", "PAY", "pay_invoices", "make_hold_invoice", "pay read"])
+def test_expand_methods_rejects_unknown_words(word: str) -> None:
+    with pytest.raises(ValueError, match="unknown method or scope") as info:
+        expand_methods(["get_info", word])
+    message = str(info.value)
+    assert repr(word.strip()) in message
+    assert "scopes: pay, receive, read, sign" in message
+    assert "pay_invoice" in message
+
+
+def test_expand_methods_accepts_any_iterable() -> None:
+    assert expand_methods(w for w in ("sign", "get_info")) == {"sign_message", "get_info"}
+
+
+def test_budget_periods() -> None:
+    assert [p.value for p in BudgetPeriod] == ["daily", "weekly", "monthly", "yearly", "never"]
+    assert BudgetPeriod("weekly") is BudgetPeriod.WEEKLY
+
+
+def test_connection_defaults() -> None:
+    conn = connection(None)
+    assert conn.budget_period is BudgetPeriod.NEVER
+    assert conn.budget_msat is None
+    assert conn.max_amount_msat is None
+    assert conn.revoked_at is None
+    assert conn.wallet_pubkey == conn.wallet_key.public_key.hex
+
+
+def test_allowed_methods_follow_the_method_order() -> None:
+    backend = list(reversed(ALL))
+    assert connection(None).allowed_methods(backend) == ALL
+
+
+def test_allowed_methods_are_filtered_by_the_grant_and_the_backend() -> None:
+    conn = connection(frozenset({"sign_message", "get_info", "pay_invoice", "make_invoice"}))
+    backend = ["get_info", "make_invoice", "pay_invoice", "list_transactions"]
+    assert conn.allowed_methods(backend) == ["pay_invoice", "make_invoice", "get_info"]
+
+
+def test_allowed_methods_ignore_unknown_backend_methods() -> None:
+    backend = {"make_hold_invoice", "get_balance", "get_info"}
+    assert connection(None).allowed_methods(backend) == ["get_balance", "get_info"]
+
+
+def test_allowed_methods_empty_grant() -> None:
+    assert connection(frozenset()).allowed_methods(ALL) == []
+    assert connection(None).allowed_methods([]) == []
