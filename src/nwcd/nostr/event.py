@@ -164,6 +164,7 @@ def sign_event(
 ) -> Event:
     """Build and sign an event with ``secret``."""
     frozen_tags: Tags = tuple(tuple(tag) for tag in tags)
+    kind = int(kind)  # an IntEnum member would not survive strict re-parsing
     pubkey = secret.public_key.hex
     event_id = compute_id(pubkey, created_at, kind, frozen_tags, content)
     sig = secret.sign(bytes.fromhex(event_id)).hex()

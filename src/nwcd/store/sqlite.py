@@ -195,7 +195,10 @@ class SqliteStore:
                 )
                 _bump_version(tx)
 
-        await self._run(save)
+        try:
+            await self._run(save)
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a connection named {connection.name!r} exists already") from None
 
     async def connections(self) -> list[Connection]:
         def load() -> list[Connection]:
