@@ -1,0 +1,1 @@
+"""Test support: third-party relay processes and the pytest fixtures around them."""

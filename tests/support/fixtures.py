@@ -1,0 +1,50 @@
+"""Pytest fixtures for relays; import them into a conftest.py to use them.
+
+Every fixture is function-scoped: each test gets a fresh relay with no stored
+events (nostr-relay replays stored ephemeral events, which would leak between
+tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from nwcd.relay.server import LocalRelay
+from tests.support.relays import NostrRelayProcess, PeerMissing, SdkLocalRelay
+
+__all__ = ["nostr_relay", "nwcd_relay", "sdk_relay"]
+
+
+@pytest.fixture
+async def nwcd_relay() -> AsyncIterator[LocalRelay]:
+    """nwcd's own in-memory relay; change ``.faults`` to inject failures."""
+    async with LocalRelay() as relay:
+        yield relay
+
+
+@pytest.fixture
+async def nostr_relay(tmp_path: Path) -> AsyncIterator[NostrRelayProcess]:
+    """PyPI nostr-relay 1.14 as a subprocess (``.url``, ``.kill()``, ``.restart()``).
+
+    Fails (does not skip) when scripts/setup-peers.sh has not installed it.
+    """
+    try:
+        process = NostrRelayProcess(tmp_path)
+    except PeerMissing as exc:
+        missing = str(exc)
+    else:
+        missing = ""
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    async with process:
+        yield process
+
+
+@pytest.fixture
+async def sdk_relay() -> AsyncIterator[SdkLocalRelay]:
+    """nostr-sdk 0.45.1's in-process LocalRelay (``.url``), with bursts allowed."""
+    async with SdkLocalRelay() as relay:
+        yield relay
