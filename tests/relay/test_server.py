@@ -176,12 +176,22 @@ async def test_duplicate(client: Client) -> None:
 
 
 async def test_duplicate_is_not_delivered_again(client: Client, other: Client) -> None:
-    await other.req("s", {"kinds": [23194]})
-    event = make_event(kind=23194)
+    await other.req("s", {"kinds": [1]})
+    event = make_event(kind=1)
     await client.publish(event)
     assert (await client.publish(event))[3].startswith("duplicate:")
     assert await other.recv() == ["EVENT", "s", event.to_json()]
     await other.barrier()
+
+
+async def test_ephemeral_copy_is_forwarded_again(client: Client, other: Client) -> None:
+    """Ephemeral events are not kept, so nothing marks a second copy as a duplicate."""
+    await other.req("s", {"kinds": [23195]})
+    event = make_event(kind=23195)
+    assert await client.publish(event) == ["OK", event.id, True, ""]
+    assert await client.publish(event) == ["OK", event.id, True, ""]
+    assert await other.recv() == ["EVENT", "s", event.to_json()]
+    assert await other.recv() == ["EVENT", "s", event.to_json()]
 
 
 async def test_ephemeral_forwarded_not_stored(

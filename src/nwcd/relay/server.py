@@ -380,10 +380,13 @@ class LocalRelay:
         except InvalidEvent as exc:
             answer(False, f"invalid: {exc}")
             return
-        if event.id in self._seen:
-            answer(True, "duplicate: already have this event")
-            return
-        self._remember(event.id)
+        # Ephemeral events are not kept, so (as on strfry and nostr-rs-relay) a copy
+        # published again is forwarded again: how a lost NWC answer gets re-sent.
+        if not ephemeral:
+            if event.id in self._seen:
+                answer(True, "duplicate: already have this event")
+                return
+            self._remember(event.id)
         stored = _Stored(event, _dumps(event.to_json()))
         if not ephemeral and not self._store(stored):
             answer(True, "duplicate: a newer event of this kind is stored")

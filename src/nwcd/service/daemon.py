@@ -129,23 +129,28 @@ class WalletDaemon:
         self._notify(ctx.connection, "payment_sent", tx)
 
     def _notify(self, connection: Connection, kind: str, tx: Transaction) -> None:
-        """Send a notification to one app, NIP-44 (23197) and NIP-04 (23196)."""
-        app_key = PublicKey.from_hex(connection.app_pubkey)
-        plaintext = json.dumps(
-            {"notification_type": kind, "notification": tx.to_json()}, separators=(",", ":")
-        )
-        for scheme, event_kind in (
-            (Scheme.NIP44_V2, Kind.NWC_NOTIFICATION),
-            (Scheme.NIP04, Kind.NWC_NOTIFICATION_NIP04),
-        ):
-            event = sign_event(
-                connection.wallet_key,
-                kind=event_kind,
-                content=seal_content(connection.wallet_key, app_key, scheme, plaintext),
-                tags=[["p", connection.app_pubkey]],
-                created_at=self._now(),
+        """Send a notification to one app, NIP-44 (23197) and NIP-04 (23196), after the answers."""
+
+        def build() -> list[Event]:
+            app_key = PublicKey.from_hex(connection.app_pubkey)
+            plaintext = json.dumps(
+                {"notification_type": kind, "notification": tx.to_json()}, separators=(",", ":")
             )
-            self.publish(event, connection.relays)
+            return [
+                sign_event(
+                    connection.wallet_key,
+                    kind=event_kind,
+                    content=seal_content(connection.wallet_key, app_key, scheme, plaintext),
+                    tags=[["p", connection.app_pubkey]],
+                    created_at=self._now(),
+                )
+                for scheme, event_kind in (
+                    (Scheme.NIP44_V2, Kind.NWC_NOTIFICATION),
+                    (Scheme.NIP04, Kind.NWC_NOTIFICATION_NIP04),
+                )
+            ]
+
+        self._publisher.publish_later(build, connection.relays or self._pool.relays)
 
     # -- lifespan ------------------------------------------------------------------------
 

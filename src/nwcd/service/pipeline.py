@@ -292,8 +292,10 @@ class Pipeline:
         await self._store.save_responses(ctx.event.id, [(None, response)], now=self._now())
         self._sink.publish(response, ctx.connection.relays)
 
-    def item_answerer(self, ctx: RequestContext) -> Any:
+    def item_answerer(self, ctx: RequestContext, items: int = 0) -> Any:
         """The ``answer`` callback of the payment engine for this request."""
+        answered = 0
+        started = time.perf_counter()
 
         async def answer(
             item: PlannedPayment,
@@ -327,6 +329,16 @@ class Pipeline:
             self._sink.publish(response, ctx.connection.relays)
             if isinstance(result, PayResult) and state is PaymentState.SUCCEEDED:
                 self._sink.payment_sent(ctx, item, result)
+            nonlocal answered
+            answered += 1
+            if answered == items:
+                log.info(
+                    "request %s %s: %d items answered in %.1f ms",
+                    ctx.event.id[:16],
+                    ctx.method,
+                    items,
+                    1e3 * (time.perf_counter() - started),
+                )
 
         return answer
 
@@ -434,7 +446,7 @@ class Pipeline:
             result_type=ctx.method,
             connection=connection,
             planned=planned,
-            answer=self.item_answerer(ctx),
+            answer=self.item_answerer(ctx, len(planned)),
             window_start=window_start(now, connection.budget_period, self._settings.timezone),
         )
 

@@ -1,5 +1,10 @@
 """Publishing responses without ever blocking the pipeline.
 
+Responses are urgent: an app is waiting. Notifications are not, and a batch
+produces two per payment (NIP-44 and NIP-04), so they wait in a bounded queue
+until no response is being published (or ``defer_limit`` seconds have
+passed) and never compete with the answers for the relay.
+
 Each event is published in its own task to the connection's relays and
 retried with backoff until one relay answers ``OK true`` or the attempts are
 spent. A relay that never sends ``OK`` for ephemeral kinds (nostr-rs-relay)
@@ -10,9 +15,12 @@ logged and not retried forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from nwcd.nostr.event import Event
 from nwcd.relay.connection import backoff_delay
@@ -31,6 +39,8 @@ class PublishPolicy:
     ok_timeout: float = 5.0
     backoff_base: float = 0.5
     backoff_cap: float = 10.0
+    defer_limit: float = 2.0
+    deferred_capacity: int = 10_000
 
 
 class Publisher:
@@ -40,12 +50,61 @@ class Publisher:
         self._pool = pool
         self._policy = policy or PublishPolicy()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._urgent = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._deferred: deque[tuple[Callable[[], list[Event]], tuple[str, ...]]] = deque()
+        self._deferred_ready = asyncio.Event()
+        self._deferred_task: asyncio.Task[None] | None = None
 
     def publish(self, event: Event, relays: Iterable[str]) -> None:
-        """Publish in the background."""
-        task = asyncio.create_task(self._publish(event, tuple(relays)))
+        """Publish in the background, now."""
+        self._urgent += 1
+        self._idle.clear()
+        self._spawn(self._publish_urgent(event, tuple(relays)))
+
+    def publish_later(self, build: Callable[[], list[Event]], relays: Iterable[str]) -> None:
+        """Build and publish events once no urgent publish is running.
+
+        ``build`` runs late too, so signing and encrypting low-priority events
+        never takes CPU from answers an app is waiting for.
+        """
+        if len(self._deferred) >= self._policy.deferred_capacity:
+            self._deferred.popleft()
+            log.warning("deferred queue full: dropping the oldest notification")
+        self._deferred.append((build, tuple(relays)))
+        self._deferred_ready.set()
+        if self._deferred_task is None:
+            self._deferred_task = asyncio.create_task(self._run_deferred())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _publish_urgent(self, event: Event, relays: tuple[str, ...]) -> None:
+        try:
+            await self._publish(event, relays)
+        finally:
+            self._urgent -= 1
+            if not self._urgent:
+                self._idle.set()
+
+    async def _run_deferred(self) -> None:
+        while True:
+            await self._deferred_ready.wait()
+            self._deferred_ready.clear()
+            while self._deferred:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), self._policy.defer_limit)
+                build, relays = self._deferred.popleft()
+                try:
+                    events = build()
+                except Exception:
+                    log.exception("could not build a deferred event")
+                    continue
+                for event in events:
+                    self._spawn(self._publish(event, relays))
 
     async def _publish(self, event: Event, relays: tuple[str, ...]) -> None:
         policy = self._policy
@@ -71,6 +130,9 @@ class Publisher:
 
     async def close(self) -> None:
         """Cancel what is left."""
+        if self._deferred_task is not None:
+            self._deferred_task.cancel()
+            await asyncio.gather(self._deferred_task, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

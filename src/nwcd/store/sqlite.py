@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,9 @@ class SqliteStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwcd-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._pending_lock = threading.Lock()
+        self._flush_queued = False
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -148,6 +152,47 @@ class SqliteStore:
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside a write transaction shared with the writes queued beside it.
+
+        Writes that arrive while the store thread is busy are committed together
+        (one ``BEGIN IMMEDIATE`` ... ``COMMIT``), each in its own savepoint so one
+        failing write never undoes the others. Order is kept: a read issued after
+        a write runs after it, since the write's flush job was queued first.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._pending_lock:
+            self._pending.append((fn, future))
+            schedule = not self._flush_queued
+            self._flush_queued = True
+        if schedule:
+            self._executor.submit(self._flush, loop)
+        result: T = await future
+        return result
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._flush_queued = False
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            with self._transaction() as tx:
+                for fn, future in batch:
+                    tx.execute("SAVEPOINT w")
+                    try:
+                        value = fn(tx)
+                    except Exception as exc:  # reported to that write's caller only
+                        tx.execute("ROLLBACK TO w")
+                        tx.execute("RELEASE w")
+                        outcomes.append((future, False, exc))
+                    else:
+                        tx.execute("RELEASE w")
+                        outcomes.append((future, True, value))
+        except Exception as exc:  # the commit itself failed: every write failed
+            outcomes = [(future, False, exc) for _, future in batch]
+        loop.call_soon_threadsafe(_resolve, outcomes)
+
     def _transaction(self) -> _Transaction:
         assert self._db is not None, "store is closed"
         return _Transaction(self._db)
@@ -155,48 +200,46 @@ class SqliteStore:
     # -- connections ---------------------------------------------------------------------
 
     async def add_connection(self, connection: Connection) -> None:
-        def add() -> None:
-            with self._transaction() as tx:
-                tx.execute(
-                    "INSERT INTO connections (wallet_pubkey, wallet_secret, name, app_pubkey,"
-                    " relays, methods, max_amount_msat, budget_msat, budget_period, expires_at,"
-                    " lud16, created_at, updated_at, revoked_at, last_used_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        connection.wallet_pubkey,
-                        connection.wallet_key.reveal_hex(),
-                        *_connection_fields(connection),
-                        connection.created_at,
-                        connection.created_at,
-                        connection.revoked_at,
-                        connection.last_used_at,
-                    ),
-                )
-                _bump_version(tx)
+        def add(tx: sqlite3.Connection) -> None:
+            tx.execute(
+                "INSERT INTO connections (wallet_pubkey, wallet_secret, name, app_pubkey,"
+                " relays, methods, max_amount_msat, budget_msat, budget_period, expires_at,"
+                " lud16, created_at, updated_at, revoked_at, last_used_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    connection.wallet_pubkey,
+                    connection.wallet_key.reveal_hex(),
+                    *_connection_fields(connection),
+                    connection.created_at,
+                    connection.created_at,
+                    connection.revoked_at,
+                    connection.last_used_at,
+                ),
+            )
+            _bump_version(tx)
 
         try:
-            await self._run(add)
+            await self._write(add)
         except sqlite3.IntegrityError:
             raise ValueError(f"a connection named {connection.name!r} exists already") from None
 
     async def save_connection(self, connection: Connection) -> None:
-        def save() -> None:
-            with self._transaction() as tx:
-                tx.execute(
-                    "UPDATE connections SET name = ?, app_pubkey = ?, relays = ?, methods = ?,"
-                    " max_amount_msat = ?, budget_msat = ?, budget_period = ?, expires_at = ?,"
-                    " lud16 = ?, revoked_at = ?,"
-                    " updated_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE wallet_pubkey = ?",
-                    (
-                        *_connection_fields(connection),
-                        connection.revoked_at,
-                        connection.wallet_pubkey,
-                    ),
-                )
-                _bump_version(tx)
+        def save(tx: sqlite3.Connection) -> None:
+            tx.execute(
+                "UPDATE connections SET name = ?, app_pubkey = ?, relays = ?, methods = ?,"
+                " max_amount_msat = ?, budget_msat = ?, budget_period = ?, expires_at = ?,"
+                " lud16 = ?, revoked_at = ?,"
+                " updated_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE wallet_pubkey = ?",
+                (
+                    *_connection_fields(connection),
+                    connection.revoked_at,
+                    connection.wallet_pubkey,
+                ),
+            )
+            _bump_version(tx)
 
         try:
-            await self._run(save)
+            await self._write(save)
         except sqlite3.IntegrityError:
             raise ValueError(f"a connection named {connection.name!r} exists already") from None
 
@@ -223,14 +266,13 @@ class SqliteStore:
         return await self._run(version)
 
     async def touch_connection(self, wallet_pubkey: str, now: int) -> None:
-        def touch() -> None:
-            with self._transaction() as tx:
-                tx.execute(
-                    "UPDATE connections SET last_used_at = ? WHERE wallet_pubkey = ?",
-                    (now, wallet_pubkey),
-                )
+        def touch(tx: sqlite3.Connection) -> None:
+            tx.execute(
+                "UPDATE connections SET last_used_at = ? WHERE wallet_pubkey = ?",
+                (now, wallet_pubkey),
+            )
 
-        await self._run(touch)
+        await self._write(touch)
 
     async def budget_used(self, wallet_pubkey: str, since: int) -> int:
         def used() -> int:
@@ -242,23 +284,22 @@ class SqliteStore:
     # -- requests ------------------------------------------------------------------------
 
     async def claim(self, record: RequestRecord) -> bool:
-        def claim() -> bool:
-            with self._transaction() as tx:
-                cursor = tx.execute(
-                    "INSERT OR IGNORE INTO requests (event_id, wallet_pubkey, app_pubkey, scheme,"
-                    " event_json, received_at) VALUES (?,?,?,?,?,?)",
-                    (
-                        record.event_id,
-                        record.wallet_pubkey,
-                        record.app_pubkey,
-                        record.scheme,
-                        record.event_json,
-                        record.received_at,
-                    ),
-                )
-                return cursor.rowcount == 1
+        def claim(tx: sqlite3.Connection) -> bool:
+            cursor = tx.execute(
+                "INSERT OR IGNORE INTO requests (event_id, wallet_pubkey, app_pubkey, scheme,"
+                " event_json, received_at) VALUES (?,?,?,?,?,?)",
+                (
+                    record.event_id,
+                    record.wallet_pubkey,
+                    record.app_pubkey,
+                    record.scheme,
+                    record.event_json,
+                    record.received_at,
+                ),
+            )
+            return cursor.rowcount == 1
 
-        return await self._run(claim)
+        return await self._write(claim)
 
     async def unanswered_requests(self) -> list[RequestRecord]:
         def load() -> list[RequestRecord]:
@@ -332,15 +373,14 @@ class SqliteStore:
         return await self._run(reserve)
 
     async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> None:
-        def mark() -> None:
-            with self._transaction() as tx:
-                tx.executemany(
-                    "UPDATE payments SET state = 'in_flight', updated_at = ?"
-                    " WHERE id = ? AND state = 'reserved'",
-                    [(now, payment_id) for payment_id in payment_ids],
-                )
+        def mark(tx: sqlite3.Connection) -> None:
+            tx.executemany(
+                "UPDATE payments SET state = 'in_flight', updated_at = ?"
+                " WHERE id = ? AND state = 'reserved'",
+                [(now, payment_id) for payment_id in payment_ids],
+            )
 
-        await self._run(mark)
+        await self._write(mark)
 
     async def settle(
         self,
@@ -354,17 +394,16 @@ class SqliteStore:
         error_message: str | None = None,
         response: tuple[str, int | None, Event] | None = None,
     ) -> None:
-        def settle() -> None:
-            with self._transaction() as tx:
-                tx.execute(
-                    "UPDATE payments SET state = ?, preimage = ?, fee_msat = ?, error_code = ?,"
-                    " error_message = ?, updated_at = ? WHERE id = ?",
-                    (state.value, preimage, fee_msat, error_code, error_message, now, payment_id),
-                )
-                if response is not None:
-                    _insert_responses(tx, response[0], [(response[1], response[2])], now)
+        def settle(tx: sqlite3.Connection) -> None:
+            tx.execute(
+                "UPDATE payments SET state = ?, preimage = ?, fee_msat = ?, error_code = ?,"
+                " error_message = ?, updated_at = ? WHERE id = ?",
+                (state.value, preimage, fee_msat, error_code, error_message, now, payment_id),
+            )
+            if response is not None:
+                _insert_responses(tx, response[0], [(response[1], response[2])], now)
 
-        await self._run(settle)
+        await self._write(settle)
 
     async def payment_by_hash(self, wallet_pubkey: str, payment_hash: str) -> PaymentRecord | None:
         def find() -> PaymentRecord | None:
@@ -418,15 +457,14 @@ class SqliteStore:
     async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None:
         """Record that a connection made this invoice."""
 
-        def add() -> None:
-            with self._transaction() as tx:
-                tx.execute(
-                    "INSERT OR IGNORE INTO invoices (payment_hash, wallet_pubkey, created_at)"
-                    " VALUES (?,?,?)",
-                    (payment_hash, wallet_pubkey, now),
-                )
+        def add(tx: sqlite3.Connection) -> None:
+            tx.execute(
+                "INSERT OR IGNORE INTO invoices (payment_hash, wallet_pubkey, created_at)"
+                " VALUES (?,?,?)",
+                (payment_hash, wallet_pubkey, now),
+            )
 
-        await self._run(add)
+        await self._write(add)
 
     async def invoice_owner(self, payment_hash: str) -> str | None:
         """The wallet pubkey of the connection that made an invoice."""
@@ -497,11 +535,10 @@ class SqliteStore:
     async def save_responses(
         self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
     ) -> None:
-        def save() -> None:
-            with self._transaction() as tx:
-                _insert_responses(tx, request_id, responses, now)
+        def save(tx: sqlite3.Connection) -> None:
+            _insert_responses(tx, request_id, responses, now)
 
-        await self._run(save)
+        await self._write(save)
 
     async def responses_for(self, request_id: str) -> list[Event]:
         def load() -> list[Event]:
@@ -523,6 +560,16 @@ class SqliteStore:
             return {row[0] for row in rows}
 
         return await self._run(load)
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class _Transaction:

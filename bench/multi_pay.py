@@ -1,0 +1,309 @@
+"""Benchmark: multi_pay_invoice through ``nwcd serve`` on the simulator, over real relays.
+
+    python bench/multi_pay.py [--runs 5] [--size 100] [--relays nostr-relay,nostr-sdk]
+
+For each relay (the PyPI ``nostr-relay`` process, the nostr-sdk LocalRelay in
+its own process) it starts ``nwcd serve`` as a separate process and times one
+``multi_pay_invoice`` of ``--size`` invoices from publishing the request to the
+last response, with 0 ms and 200 ms of payment latency, and with the service
+limited to one payment at a time (how the sequential services pay). Then it
+measures ``get_balance`` round trips per second with several requests in
+flight. Targets (design.md section 5) are printed beside the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
+from nwcd.client.client import NWCClient
+from nwcd.nip47.encryption import Scheme, seal_content
+from nwcd.nip47.methods import encode_request
+from nwcd.nip47.uri import ConnectionUri
+from nwcd.nostr.event import sign_event
+from nwcd.nostr.filters import Filter
+from nwcd.nostr.keys import SecretKey
+from nwcd.nostr.kinds import Kind
+from nwcd.policy.grants import Connection
+from nwcd.relay.pool import RelayPool
+from nwcd.store.sqlite import SqliteStore
+
+TARGETS = {
+    ("nostr-relay", 0): 0.25,
+    ("nostr-relay", 200): 0.35,
+    ("nostr-sdk", 0): 0.06,
+}
+REFERENCE = {  # Alby Hub, measured on this machine kind (design.md section 5)
+    ("nostr-relay", 0): "~0.6",
+    ("nostr-relay", 200): "0.65-0.81",
+}
+
+LOCAL_RELAY_SCRIPT = """
+import asyncio, sys
+from nostr_sdk import LocalRelayBuilder, RateLimit
+async def main():
+    relay = (LocalRelayBuilder().addr("127.0.0.1").port(int(sys.argv[1]))
+             .rate_limit(RateLimit(max_reqs=100000, notes_per_minute=100_000_000)).build())
+    await relay.run()
+    print(await relay.url(), flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def relay_process(kind: str, workdir: Path) -> AsyncIterator[str]:
+    """Start a third-party relay in its own process; yield its URL."""
+    if kind == "nostr-relay":
+        from tests.support.relays import NostrRelayProcess
+
+        relay = NostrRelayProcess(workdir / "nostr-relay")
+        await asyncio.to_thread(relay.start)
+        try:
+            yield relay.url
+        finally:
+            await asyncio.to_thread(relay.stop)
+        return
+    port = free_port()
+    command = (
+        [sys.executable, "-c", LOCAL_RELAY_SCRIPT, str(port)]
+        if kind == "nostr-sdk"
+        else [sys.executable, "-m", "nwcd", "relay", "--port", str(port)]
+    )
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    url = next(word for word in line.split() if word.startswith("ws://"))
+    try:
+        yield url.rstrip("/")
+    finally:
+        process.kill()
+        await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def service(
+    data_dir: Path, relay: str, *, per_connection: int | None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``nwcd serve`` as its own process."""
+    config = data_dir / "nwcd.toml"
+    lines = ["[service]"]
+    if per_connection is not None:
+        lines.append(f"max_payments_per_connection = {per_connection}")
+    config.write_text("\n".join(lines) + "\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nwcd",
+        "serve",
+        "--relay",
+        relay,
+        "--data-dir",
+        str(data_dir),
+        "--config",
+        str(config),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(30):
+        while b"nwcd ready" not in await process.stderr.readline():
+            pass
+    drain = asyncio.create_task(_drain(process))
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        drain.cancel()
+
+
+SERVICE_TIMES: list[float] = []
+
+
+async def _drain(process: asyncio.subprocess.Process) -> None:
+    """Read the service's log; keep its own measure of each batch (items answered in X ms)."""
+    assert process.stderr is not None
+    while line := await process.stderr.readline():
+        text = line.decode(errors="replace")
+        if "items answered in" in text:
+            SERVICE_TIMES.append(float(text.rsplit(" in ", 1)[1].split()[0]) / 1e3)
+
+
+async def make_connection(data_dir: Path, relay: str) -> ConnectionUri:
+    store = await SqliteStore.open(data_dir / "nwcd.sqlite")
+    wallet_key, app_secret = SecretKey.generate(), SecretKey.generate()
+    await store.add_connection(
+        Connection(
+            name="bench",
+            wallet_key=wallet_key,
+            app_pubkey=app_secret.public_key.hex,
+            relays=(relay,),
+            created_at=int(time.time()),
+        )
+    )
+    await store.close()
+    return ConnectionUri(wallet_key.public_key, (relay,), app_secret)
+
+
+async def one_batch(
+    uri: ConnectionUri, pool: RelayPool, sim: SimulatedBackend, size: int, latency_ms: int
+) -> float:
+    """Seconds from publishing the request to its last response."""
+    invoices = [
+        (await sim.create_invoice(1_000 + i, latency_ms=latency_ms)).invoice for i in range(size)
+    ]
+    params = {"invoices": [{"id": str(i), "invoice": inv} for i, inv in enumerate(invoices)]}
+    secret = uri.secret
+    request = sign_event(
+        secret,
+        kind=Kind.NWC_REQUEST,
+        content=seal_content(
+            secret,
+            uri.wallet_pubkey,
+            Scheme.NIP44_V2,
+            encode_request("multi_pay_invoice", params),
+        ),
+        tags=[["p", uri.wallet_pubkey.hex], ["encryption", "nip44_v2"]],
+        created_at=int(time.time()),
+    )
+    subscription = await pool.subscribe(
+        [
+            Filter(
+                kinds=(Kind.NWC_RESPONSE,),
+                authors=(uri.wallet_pubkey.hex,),
+                tags={"e": (request.id,)},
+            )
+        ],
+        queue_size=size * 2,
+    )
+    await asyncio.sleep(0.05)  # let the REQ reach the relay before timing starts
+    started = time.perf_counter()
+    await pool.publish(request, timeout=0.5)
+    seen: set[str] = set()
+    async with asyncio.timeout(120):
+        while len(seen) < size:
+            event = await subscription.get()
+            seen.add(event.tag_value("d") or "")
+    elapsed = time.perf_counter() - started
+    await subscription.close()
+    return elapsed
+
+
+async def balance_rate(uri: ConnectionUri, in_flight: int, total: int) -> float:
+    async with NWCClient.from_uri(uri, timeout=30) as client:
+        await client.get_balance()
+        remaining = total
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await client.get_balance()
+
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return total / (time.perf_counter() - started)
+
+
+def describe(times: list[float]) -> str:
+    return f"{min(times):7.3f} {statistics.median(times):7.3f} {max(times):7.3f}"
+
+
+async def bench_relay(kind: str, args: argparse.Namespace, root: Path) -> list[str]:
+    rows: list[str] = []
+    async with relay_process(kind, root / kind) as relay_url:
+        cases = [(0, None), (200, None), (0, 1)]
+        if args.sequential_200:
+            cases.append((200, 1))
+        medians: dict[tuple[int, int | None], float] = {}
+        for latency, per_connection in cases:
+            data_dir = Path(tempfile.mkdtemp(dir=root))
+            uri = await make_connection(data_dir, relay_url)
+            runs = args.runs if per_connection is None or latency == 0 else 1
+            async with (
+                service(data_dir, relay_url, per_connection=per_connection),
+                RelayPool([relay_url]) as pool,
+                await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite")) as sim,
+            ):
+                await pool.wait_connected(10)
+                await one_batch(uri, pool, sim, 10, 0)  # warm-up
+                times = [await one_batch(uri, pool, sim, args.size, latency) for _ in range(runs)]
+                if per_connection is None and latency == 0:
+                    rate = await balance_rate(uri, args.in_flight, args.balance_requests)
+                    rows.append(
+                        f"{kind:12} get_balance, {args.in_flight} in flight: {rate:7.0f} requests/s"
+                    )
+            medians[(latency, per_connection)] = statistics.median(times)
+            label = "concurrent" if per_connection is None else "one at a time"
+            target = TARGETS.get((kind, latency)) if per_connection is None else None
+            reference = REFERENCE.get((kind, latency), "") if per_connection is None else ""
+            verdict = ""
+            if target is not None:
+                verdict = f"target <= {target:.2f} s: " + (
+                    "met" if statistics.median(times) <= target else "MISSED"
+                )
+            rows.append(
+                f"{kind:12} {args.size} invoices {latency:3d} ms {label:14}"
+                f" min/median/max {describe(times)} s  ({runs} runs)"
+                f"  {verdict}{'  Alby Hub ' + reference + ' s' if reference else ''}"
+            )
+        for latency in (0, 200):
+            if (latency, 1) in medians:
+                ratio = medians[(latency, 1)] / medians[(latency, None)]
+                rows.append(
+                    f"{kind:12} {latency} ms: concurrent is {ratio:.1f}x faster than one at a time"
+                )
+    return rows
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument(
+        "--relays", default="nostr-relay,nostr-sdk", help="any of nostr-relay, nostr-sdk, nwcd"
+    )
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--balance-requests", type=int, default=400)
+    parser.add_argument(
+        "--sequential-200", action="store_true", help="also time 200 ms one at a time (slow)"
+    )
+    args = parser.parse_args()
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="nwcd-bench-") as tmp:
+        for kind in args.relays.split(","):
+            rows += await bench_relay(kind, args, Path(tmp))
+            for row in rows[-5:]:
+                print(row, flush=True)
+    print("\nsummary")
+    for row in rows:
+        print(row)
+    print(f"\nmachine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    print(json.dumps({"rows": len(rows)}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
