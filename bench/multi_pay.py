@@ -76,12 +76,9 @@ async def relay_process(kind: str, workdir: Path) -> AsyncIterator[str]:
     if kind == "nostr-relay":
         from tests.support.relays import NostrRelayProcess
 
-        relay = NostrRelayProcess(workdir / "nostr-relay")
-        await asyncio.to_thread(relay.start)
-        try:
+        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        async with NostrRelayProcess(workdir) as relay:
             yield relay.url
-        finally:
-            await asyncio.to_thread(relay.stop)
         return
     port = free_port()
     command = (

@@ -12,3 +12,8 @@ VECTORS = Path(__file__).parent / "vectors"
 def load_vectors(name: str) -> Any:
     """Parse one of the vendored vector files (copies of ../shared/vectors)."""
     return json.loads((VECTORS / name).read_text())
+
+
+from tests.support.fixtures import nostr_relay, nwcd_relay, sdk_relay  # noqa: E402
+
+__all__ = ["VECTORS", "load_vectors", "nostr_relay", "nwcd_relay", "sdk_relay"]

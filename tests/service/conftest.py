@@ -1,15 +1,14 @@
-"""Relays the service tests run against."""
+"""The service tests run against two relays: a real third-party relay process
+(PyPI nostr-relay, which also stores and replays ephemeral events: a free replay
+attack) and nwcd's own relay."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from nwcd.relay.server import LocalRelay
 
-
-@pytest.fixture
-async def relay_url() -> AsyncIterator[str]:
-    async with LocalRelay() as relay:
-        yield relay.url
+@pytest.fixture(params=["nostr-relay", "nwcd-relay"])
+def relay_url(request: pytest.FixtureRequest) -> str:
+    name = "nostr_relay" if request.param == "nostr-relay" else "nwcd_relay"
+    relay = request.getfixturevalue(name)
+    return str(relay.url)

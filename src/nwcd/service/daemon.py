@@ -161,7 +161,13 @@ class WalletDaemon:
             await self._load_connections()
             await self._recover()
             self._subscription = await self._pool.subscribe(self._filters())
-            self._publish_info()
+            # Apps discover us by the info events: have them on the relays before "ready".
+            await asyncio.gather(
+                *(
+                    self._pool.publish(event, timeout=5, relays=relays)
+                    for event, relays in self._info_events()
+                )
+            )
             self.spawn(self._watch_connections())
             self.spawn(self._watch_incoming())
             if ready is not None:
@@ -230,6 +236,12 @@ class WalletDaemon:
             self._publish_info()
 
     def _publish_info(self) -> None:
+        for event, relays in self._info_events():
+            self.publish(event, relays)
+
+    def _info_events(self) -> list[tuple[Event, tuple[str, ...]]]:
+        """Info events of connections that are new or changed since last published."""
+        events: list[tuple[Event, tuple[str, ...]]] = []
         for connection in self.pipeline.connections.values():
             methods = connection.allowed_methods(self._backend.methods)
             active = connection.revoked_at is None
@@ -244,7 +256,8 @@ class WalletDaemon:
                 notifications=NOTIFICATION_TYPES if active else (),
                 app_pubkey=connection.app_pubkey,
             )
-            self.publish(event, connection.relays)
+            events.append((event, connection.relays or tuple(self._pool.relays)))
+        return events
 
     async def _watch_incoming(self) -> None:
         """``payment_received`` goes only to the app that made the invoice."""
