@@ -649,3 +649,69 @@ def test_config_is_checked(tmp_path: Path) -> None:
         SimulatorConfig(tmp_path / "s", network="moon")
     with pytest.raises(ValueError, match="initial_balance"):
         SimulatorConfig(tmp_path / "s", initial_balance_msat=-1)
+
+
+# --- batched starts, the shared poller, the cached balance ----------------------------------
+
+
+async def test_concurrent_starts_in_one_process_are_checked_one_by_one(tmp_path: Path) -> None:
+    config = SimulatorConfig(tmp_path / "s", initial_balance_msat=10_000)
+    async with opened(config) as sim:
+        invoices = [await sim.create_invoice(3_000) for _ in range(5)]
+        failing = await sim.create_invoice(3_000, outcome="fail")
+        same = await sim.create_invoice(1_000, latency_ms=30)
+        results = await asyncio.gather(
+            pay(sim, failing),  # fails at once: reserves nothing
+            *(pay(sim, invoice) for invoice in invoices),
+            pay(sim, same),
+            pay(sim, same),  # the same invoice again, in the same batch
+            return_exceptions=True,
+        )
+        assert results[0] == Failed("rejected by the payee")
+        paid = results[1:6]
+        assert paid[:3] == [Succeeded(invoice.preimage, 0) for invoice in invoices[:3]]
+        assert all(
+            isinstance(r, RequestError) and r.code is ErrorCode.INSUFFICIENT_BALANCE
+            for r in paid[3:]
+        )
+        assert results[6:] == [Succeeded(same.preimage, 0), Pending("payment in transition")]
+        assert await sim.get_balance() == 0
+
+
+async def test_balance_sees_writes_of_another_process(config: SimulatorConfig) -> None:
+    async with opened(config) as one, opened(config) as two:
+        start = await one.get_balance()
+        await pay(two, await two.create_invoice(1_500, fee_msat=5))
+        assert await one.get_balance() == start - 1_505
+        made = await two.make_invoice(MakeInvoiceParams(700))
+        await two.receive(made.payment_hash)
+        assert await one.get_balance() == await two.get_balance() == start - 805
+
+
+async def test_many_hanging_payments_share_one_poller(sim: SimulatedBackend) -> None:
+    before = await sim.get_balance()
+    invoices = [await sim.create_invoice(1_000, outcome="hang") for _ in range(20)]
+    tasks = [asyncio.create_task(pay(sim, invoice)) for invoice in invoices]
+    for invoice in invoices:
+        await until_in_flight(sim, invoice.payment_hash)
+    assert sim._poller is not None
+    assert await sim.get_balance() == before - 20_000
+    for index, invoice in enumerate(invoices):
+        await sim.release(invoice.payment_hash, "succeed" if index % 2 else "fail")
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 0.5)
+    for index, (invoice, result) in enumerate(zip(invoices, results, strict=True)):
+        expected = Succeeded(invoice.preimage, 0) if index % 2 else Failed("rejected by the payee")
+        assert result == expected
+    assert await sim.get_balance() == before - 10_000
+    await asyncio.sleep(0)
+    assert sim._poller is None  # nothing left to watch
+
+
+async def test_close_ends_waiting_payments(config: SimulatorConfig) -> None:
+    sim = await SimulatedBackend.open(config)
+    invoice = await sim.create_invoice(1_000, outcome="hang")
+    task = asyncio.create_task(pay(sim, invoice))
+    await until_in_flight(sim, invoice.payment_hash)
+    await sim.close()
+    with pytest.raises(BackendUnavailable, match="closed"):
+        await task

@@ -21,24 +21,32 @@ payments in flight count as spent; :meth:`SimulatedBackend.get_balance` reports
 this spendable amount. It is checked and the payment row written in one ``BEGIN
 IMMEDIATE`` transaction, so concurrent payments (also across processes) can never
 overdraw.
+
+Threading: a plain ``sqlite3`` connection owned by one dedicated thread; every
+operation is one synchronous function (its whole transaction) run there, so it
+costs one thread round trip. ``pay_invoice`` starts queued while the thread is
+busy share one transaction, one poller watches every payment in flight, and the
+stored balance is cached until another process writes (``PRAGMA data_version``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
+import math
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 
-import aiosqlite
 import coincurve
 
 from nwcd import bolt11
@@ -151,6 +159,32 @@ _PAYMENT_SQL: Final = """
     SELECT p.*, i.outcome, i.release_outcome, i.released_at
     FROM payments p LEFT JOIN invoices i ON i.payment_hash = p.payment_hash
 """
+_DUE_SQL: Final = (
+    _PAYMENT_SQL + " WHERE p.status = 'in_flight' AND p.settle_at <= ?"
+    " AND (i.outcome != 'hang' OR i.released_at IS NOT NULL)"
+)
+_RESOLVE_SQL: Final = (
+    "UPDATE payments SET status = ?, settled_at = ?, reason = ?"
+    " WHERE payment_hash = ? AND status = 'in_flight'"
+)
+_BALANCE_SQL: Final = """SELECT
+    (SELECT COALESCE(SUM(received_msat), 0) FROM invoices
+     WHERE node = 'wallet' AND settled_at IS NOT NULL)
+  - (SELECT COALESCE(SUM(amount_msat + fee_msat), 0) FROM payments WHERE status != 'failed')"""
+_PAYEE_INVOICE_SQL: Final = (
+    "SELECT i.payment_hash, i.invoice, i.payee_index, i.preimage, i.amount_msat,"
+    " i.expires_at, i.latency_ms, i.outcome, i.fee_msat, i.release_outcome,"
+    " p.status AS payment_status"
+    " FROM invoices i LEFT JOIN payments p ON p.payment_hash = i.payment_hash"
+    " WHERE i.payment_hash IN ({marks}) AND i.node = 'payee'"
+)
+_INSERT_PAYMENT_SQL: Final = """INSERT OR REPLACE INTO payments (payment_hash, kind, invoice,
+    destination, amount_msat, fee_msat, preimage, status, reason, created_at, settle_at,
+    settled_at)
+VALUES (?, 'invoice', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_LOOK_CHUNK: Final = 500  # payment hashes per query (SQLite limits bound parameters)
+
+T = TypeVar("T")
 
 
 class SimulatorError(NwcdError, ValueError):
@@ -276,6 +310,185 @@ def _transaction(row: sqlite3.Row, now: float) -> Transaction:
     )
 
 
+def _rows(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    return list(db.execute(sql, params).fetchall())
+
+
+def _one(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = db.execute(sql, params).fetchone()
+    return row
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): the file's write lock
+    is held from the first statement, so a check and the write it allows are atomic
+    across processes."""
+
+    def __init__(self, db: sqlite3.Connection, ledger: _Ledger | None = None) -> None:
+        self._db = db
+        self._ledger = ledger
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+            return
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._ledger is not None:
+            self._ledger.forget()  # it may count writes that are now undone
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+
+
+class _Ledger:
+    """The stored part of the balance (received minus spent, msat), cached between reads.
+
+    The cache is right while no other connection has committed (``PRAGMA
+    data_version`` unchanged) and every write of this connection that moves money
+    moves it too (:meth:`move`); a rollback forgets it. So the balance costs one
+    ``SUM`` over every payment only after another process wrote to the file.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._value: int | None = None
+        self._version: int | None = None
+
+    def value(self) -> int:
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if self._value is None or version != self._version:
+            row = _one(self._db, _BALANCE_SQL)
+            assert row is not None
+            self._value, self._version = int(row[0]), version
+        return self._value
+
+    def move(self, msat: int) -> None:
+        """This connection wrote a change of ``msat`` (negative: spent)."""
+        if self._value is not None:
+            self._value += msat
+
+    def forget(self) -> None:
+        self._value = None
+
+
+_Resolution = tuple[str, float | None, str | None, str, int]
+
+
+def _resolution(row: sqlite3.Row, now: float) -> _Resolution | None:
+    """What to store for a payment row whose outcome became known, if any.
+
+    ``(status, settled_at, reason, payment_hash, refund)``: a failure gives the
+    reserved amount and fee back.
+    """
+    status, settled_at, reason = _resolve(row, now)
+    if status == row["status"]:
+        return None
+    refund = row["amount_msat"] + row["fee_msat"] if status == "failed" else 0
+    return status, settled_at, reason, row["payment_hash"], refund
+
+
+def _store_resolutions(
+    db: sqlite3.Connection, ledger: _Ledger, resolutions: Sequence[_Resolution]
+) -> None:
+    """Persist the outcome of payments that were in flight.
+
+    Idempotent (only rows still in flight change, with deterministic values), so two
+    processes resolving the same payment agree.
+    """
+    if len(resolutions) > 1 and not db.in_transaction:
+        with _Transaction(db, ledger):
+            _store_resolutions(db, ledger, resolutions)
+        return
+    for *values, refund in resolutions:
+        if db.execute(_RESOLVE_SQL, values).rowcount and refund:
+            ledger.move(refund)
+
+
+def _settle_due(
+    db: sqlite3.Connection, ledger: _Ledger, now: float, payment_hash: str | None = None
+) -> None:
+    """Persist the outcome of payments in flight whose outcome is now known."""
+    # Only rows that may be due; _resolve decides.
+    sql = _DUE_SQL
+    params: tuple[float | str, ...] = (now,)
+    if payment_hash is not None:
+        sql += " AND p.payment_hash = ?"
+        params = (now, payment_hash)
+    resolutions = [r for row in _rows(db, sql, params) if (r := _resolution(row, now))]
+    _store_resolutions(db, ledger, resolutions)
+
+
+def _insufficient(amount_msat: int, fee_msat: int) -> RequestError:
+    return RequestError(
+        ErrorCode.INSUFFICIENT_BALANCE,
+        f"insufficient balance to pay {amount_msat} msat plus {fee_msat} msat fee",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A payment start that stored the payment in flight: its outcome is due at ``settle_at``."""
+
+    settle_at: float
+
+
+_Started = PaymentOutcome | _InFlight
+
+
+@dataclass(slots=True)
+class _Start:
+    """A queued ``pay_invoice`` start, done with the others queued in one transaction."""
+
+    invoice: Invoice
+    amount_msat: int
+    fee_limit_msat: int
+    future: asyncio.Future[_Started]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """Callers waiting for the outcome of one payment in flight (see ``_poll``)."""
+
+    settle_at: float
+    due: float  # when to look next
+    futures: list[asyncio.Future[PaymentOutcome]]
+    kicked: bool = False  # released in this process while a look was running
+
+
+@dataclass(slots=True)
+class _StartBatch:
+    """What one transaction of payment starts knows and has done so far."""
+
+    now: float
+    invoices: dict[str, sqlite3.Row]  # the payee invoices paid, with their payment's status
+    statuses: dict[str, str] = field(default_factory=dict)  # payments stored by the batch
+    inserts: list[tuple[Any, ...]] = field(default_factory=list)  # their rows, in order
+    spendable: int | None = None  # the balance left, once read
+
+
+def _payee_invoices(
+    db: sqlite3.Connection, payment_hashes: Sequence[str]
+) -> dict[str, sqlite3.Row]:
+    """The payee invoices with these hashes, and the status of their payment if any."""
+    unique = list(dict.fromkeys(payment_hashes))
+    found: dict[str, sqlite3.Row] = {}
+    for offset in range(0, len(unique), _LOOK_CHUNK):
+        chunk = unique[offset : offset + _LOOK_CHUNK]
+        sql = _PAYEE_INVOICE_SQL.format(marks=",".join("?" * len(chunk)))
+        for row in db.execute(sql, chunk):
+            found[row["payment_hash"]] = row
+    return found
+
+
 class SimulatedBackend:
     """A :class:`~nwcd.ports.LightningBackend` over a simulated network in a SQLite file.
 
@@ -283,6 +496,14 @@ class SimulatedBackend:
     the simulator's own commands: :meth:`create_invoice` (a payee invoice with its
     behaviour), :meth:`release` (end a hanging payment) and :meth:`receive` (an
     outside payer pays one of the wallet's invoices).
+
+    Every operation is one synchronous function (one transaction where it writes)
+    run on a dedicated thread that owns the connection, so each costs one thread
+    round trip and they never interleave in this process. ``pay_invoice`` starts
+    that arrive while the thread is busy queue up and are done together in one
+    ``BEGIN IMMEDIATE`` transaction (each still checked against the balance left by
+    the ones before it). Payments in flight are watched by one poller for the whole
+    backend: one query per look for all payments whose outcome may be due.
     """
 
     methods: frozenset[str] = frozenset(method.value for method in Method)
@@ -290,13 +511,16 @@ class SimulatedBackend:
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
         config: SimulatorConfig,
         clock: Clock,
         meta: dict[str, str],
     ) -> None:
         """Use :meth:`open`."""
         self._db = db
+        self._ledger = _Ledger(db)
+        self._executor = executor
         self._config = config
         self._clock = clock
         self._network = _NETWORKS[config.network]
@@ -309,9 +533,12 @@ class SimulatedBackend:
         )
         self.node_pubkey = _node_pubkey(self._node_secret)
         self.payee_pubkeys = tuple(_node_pubkey(secret) for secret in self._payee_secrets)
-        self._lock = asyncio.Lock()  # one aiosqlite connection: one transaction at a time
         self._closed = False
-        self._wakeups: dict[str, asyncio.Event] = {}  # hanging payments, woken by release()
+        self._starts: list[_Start] = []  # pay_invoice starts waiting for the thread
+        self._flusher: asyncio.Task[None] | None = None
+        self._waiting: dict[str, _Waiting] = {}  # payments in flight, by payment hash
+        self._poller: asyncio.Task[None] | None = None
+        self._poll_wake = asyncio.Event()
         self._incoming_wakeups: set[asyncio.Event] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -325,34 +552,35 @@ class SimulatedBackend:
         Raises:
             BackendUnavailable: the file cannot be opened, or is of a newer schema.
         """
-        with _edge():
-            db = await aiosqlite.connect(
-                config.path, isolation_level=None, timeout=config.busy_timeout
-            )
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwcd-simulator")
         try:
             with _edge():
-                db.row_factory = sqlite3.Row
-                await db.execute_fetchall(
-                    f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}"
+                db, meta = await asyncio.get_running_loop().run_in_executor(
+                    executor, _connect, config, clock
                 )
-                await db.execute_fetchall("PRAGMA journal_mode = WAL")
-                await db.execute_fetchall("PRAGMA synchronous = NORMAL")
-                meta = await _migrate(db, config, clock)
         except BaseException:
-            await db.close()
+            executor.shutdown(wait=False)
             raise
-        return cls(db, config, clock, meta)
+        return cls(db, executor, config, clock, meta)
 
     async def close(self) -> None:
         """Close the file; waiting payments and incoming streams stop."""
         if self._closed:
             return
         self._closed = True
-        for event in (*self._wakeups.values(), *self._incoming_wakeups):
+        for waiting in self._waiting.values():
+            for future in waiting.futures:
+                if not future.done():
+                    future.set_exception(BackendUnavailable("the simulator is closed"))
+        self._waiting.clear()
+        self._poll_wake.set()
+        for event in self._incoming_wakeups:
             event.set()
-        async with self._lock:
-            with _edge():
-                await self._db.close()
+        try:
+            with _edge():  # after every operation already handed to the thread
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        finally:
+            self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> SimulatedBackend:
         return self
@@ -367,80 +595,17 @@ class SimulatedBackend:
 
     # --- database helpers -----------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[None]:
-        """Exclusive use of the connection, with SQLite errors translated."""
-        async with self._lock:
-            if self._closed:
-                raise BackendUnavailable("the simulator is closed")
-            with _edge():
-                yield
+    async def _run(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the connection's thread, with SQLite errors translated."""
+        if self._closed:
+            raise BackendUnavailable("the simulator is closed")
+        with _edge():
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        """A write transaction that holds the file's write lock from its first statement."""
-        async with self._session():
-            await self._exec("BEGIN IMMEDIATE")
-            committed = False
-            try:
-                yield
-                await self._exec("COMMIT")
-                committed = True
-            finally:
-                if not committed:
-                    with contextlib.suppress(sqlite3.Error):
-                        await self._exec("ROLLBACK")
-
-    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return list(await self._db.execute_fetchall(sql, params))
-
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        rows = await self._exec(sql, params)
-        return rows[0] if rows else None
-
-    async def _settle_due(self, now: float, payment_hash: str | None = None) -> None:
-        """Persist the outcome of payments in flight whose outcome is now known."""
-        # Only rows that may be due; _resolve decides.
-        sql = (
-            _PAYMENT_SQL + " WHERE p.status = 'in_flight' AND p.settle_at <= ?"
-            " AND (i.outcome != 'hang' OR i.released_at IS NOT NULL)"
-        )
-        params: tuple[float | str, ...] = (now,)
-        if payment_hash is not None:
-            sql += " AND p.payment_hash = ?"
-            params = (now, payment_hash)
-        for row in await self._exec(sql, params):
-            status, settled_at, reason = _resolve(row, now)
-            if status != "in_flight":
-                await self._store_resolution(row["payment_hash"], status, settled_at, reason)
-
-    async def _store_resolution(
-        self, payment_hash: str, status: str, settled_at: float | None, reason: str | None
-    ) -> None:
-        await self._exec(
-            "UPDATE payments SET status = ?, settled_at = ?, reason = ?"
-            " WHERE payment_hash = ? AND status = 'in_flight'",
-            (status, settled_at, reason, payment_hash),
-        )
-
-    async def _balance(self) -> int:
-        row = await self._one(
-            """SELECT
-                (SELECT COALESCE(SUM(received_msat), 0) FROM invoices
-                 WHERE node = 'wallet' AND settled_at IS NOT NULL)
-              - (SELECT COALESCE(SUM(amount_msat + fee_msat), 0) FROM payments
-                 WHERE status != 'failed')"""
-        )
-        assert row is not None
-        return self._initial_balance + int(row[0])
-
-    async def _reserve(self, amount_msat: int, fee_msat: int) -> None:
-        """Refuse a payment the spendable balance cannot cover (inside a write transaction)."""
-        if amount_msat + fee_msat > await self._balance():
-            raise RequestError(
-                ErrorCode.INSUFFICIENT_BALANCE,
-                f"insufficient balance to pay {amount_msat} msat plus {fee_msat} msat fee",
-            )
+    def _settled_balance(self) -> int:
+        """Spendable msat after persisting what is due (on the thread)."""
+        _settle_due(self._db, self._ledger, self._clock.now())
+        return self._initial_balance + self._ledger.value()
 
     # --- the simulator's own commands -----------------------------------------------------
 
@@ -483,27 +648,31 @@ class SimulatedBackend:
             description=description,
             expiry=expiry,
         )
-        async with self._session():
-            await self._exec(
+        values = (
+            payment_hash,
+            text,
+            payee_index,
+            preimage.hex(),
+            payment_secret,
+            amount_msat,
+            description,
+            now,
+            int(now) + expiry,
+            latency_ms,
+            outcome,
+            fee_msat,
+        )
+
+        def insert() -> None:
+            self._db.execute(
                 """INSERT INTO invoices (payment_hash, invoice, node, payee_index, preimage,
                     payment_secret, amount_msat, description, created_at, expires_at,
                     latency_ms, outcome, fee_msat)
                 VALUES (?, ?, 'payee', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    payment_hash,
-                    text,
-                    payee_index,
-                    preimage.hex(),
-                    payment_secret,
-                    amount_msat,
-                    description,
-                    now,
-                    int(now) + expiry,
-                    latency_ms,
-                    outcome,
-                    fee_msat,
-                ),
+                values,
             )
+
+        await self._run(insert)
         return SimInvoice(text, payment_hash, preimage.hex(), amount_msat)
 
     async def release(self, payment_hash: str, outcome: ReleaseOutcome) -> None:
@@ -520,31 +689,41 @@ class SimulatedBackend:
         if outcome not in get_args(ReleaseOutcome):
             raise ValueError(f"outcome must be one of {get_args(ReleaseOutcome)}")
         payment_hash = payment_hash.lower()
-        async with self._transaction():
-            row = await self._one(
-                "SELECT outcome, release_outcome FROM invoices"
-                " WHERE payment_hash = ? AND node = 'payee'",
-                (payment_hash,),
-            )
-            if row is None:
-                raise SimulatorError(f"no simulated invoice has payment hash {payment_hash}")
-            if row["outcome"] != "hang":
-                raise SimulatorError(f"invoice {payment_hash} does not hang (it will {row[0]})")
-            if row["release_outcome"] is not None:
-                if row["release_outcome"] == outcome:
-                    return
-                raise SimulatorError(
-                    f"invoice {payment_hash} was already released with {row['release_outcome']}"
+
+        def release() -> bool:
+            db = self._db
+            with _Transaction(db, self._ledger):
+                row = _one(
+                    db,
+                    "SELECT outcome, release_outcome FROM invoices"
+                    " WHERE payment_hash = ? AND node = 'payee'",
+                    (payment_hash,),
                 )
-            now = self._clock.now()
-            await self._exec(
-                "UPDATE invoices SET release_outcome = ?, released_at = ? WHERE payment_hash = ?",
-                (outcome, now, payment_hash),
-            )
-            await self._settle_due(now, payment_hash)
-        wake = self._wakeups.get(payment_hash)
-        if wake is not None:
-            wake.set()
+                if row is None:
+                    raise SimulatorError(f"no simulated invoice has payment hash {payment_hash}")
+                if row["outcome"] != "hang":
+                    raise SimulatorError(f"invoice {payment_hash} does not hang (it will {row[0]})")
+                if row["release_outcome"] is not None:
+                    if row["release_outcome"] == outcome:
+                        return False
+                    raise SimulatorError(
+                        f"invoice {payment_hash} was already released with {row['release_outcome']}"
+                    )
+                now = self._clock.now()
+                db.execute(
+                    "UPDATE invoices SET release_outcome = ?, released_at = ?"
+                    " WHERE payment_hash = ?",
+                    (outcome, now, payment_hash),
+                )
+                _settle_due(db, self._ledger, now, payment_hash)
+            return True
+
+        if await self._run(release):
+            waiting = self._waiting.get(payment_hash)
+            if waiting is not None:  # a payment of this process waits: look at once
+                waiting.due = -math.inf
+                waiting.kicked = True
+                self._poll_wake.set()
 
     async def receive(self, payment_hash: str, amount_msat: int | None = None) -> Transaction:
         """Settle one of the wallet's own invoices as if an outside payer paid it.
@@ -555,34 +734,46 @@ class SimulatedBackend:
             SimulatorError: not an unpaid, unexpired invoice of the wallet, or a bad amount.
         """
         payment_hash = payment_hash.lower()
-        async with self._transaction():
-            now = self._clock.now()
-            row = await self._one(
-                "SELECT * FROM invoices WHERE payment_hash = ? AND node = 'wallet'",
-                (payment_hash,),
-            )
-            if row is None:
-                raise SimulatorError(f"the wallet has no invoice with payment hash {payment_hash}")
-            if row["settled_at"] is not None:
-                raise SimulatorError(f"invoice {payment_hash} is already paid")
-            if now >= row["expires_at"]:
-                raise SimulatorError(f"invoice {payment_hash} has expired")
-            expected = row["amount_msat"]
-            amount = expected if amount_msat is None else amount_msat
-            if amount is None or amount <= 0 or (expected is not None and amount != expected):
-                raise SimulatorError(f"invoice {payment_hash} cannot be paid {amount} msat")
-            seq = await self._one("SELECT COALESCE(MAX(settle_seq), 0) + 1 FROM invoices")
-            assert seq is not None
-            await self._exec(
-                "UPDATE invoices SET received_msat = ?, settled_at = ?, settle_seq = ?"
-                " WHERE payment_hash = ?",
-                (amount, now, seq[0], payment_hash),
-            )
-            settled = await self._one(
-                "SELECT * FROM wallet_transactions WHERE type = 'incoming' AND payment_hash = ?",
-                (payment_hash,),
-            )
-            assert settled is not None
+
+        def receive() -> tuple[sqlite3.Row, float]:
+            db = self._db
+            with _Transaction(db, self._ledger):
+                now = self._clock.now()
+                row = _one(
+                    db,
+                    "SELECT * FROM invoices WHERE payment_hash = ? AND node = 'wallet'",
+                    (payment_hash,),
+                )
+                if row is None:
+                    raise SimulatorError(
+                        f"the wallet has no invoice with payment hash {payment_hash}"
+                    )
+                if row["settled_at"] is not None:
+                    raise SimulatorError(f"invoice {payment_hash} is already paid")
+                if now >= row["expires_at"]:
+                    raise SimulatorError(f"invoice {payment_hash} has expired")
+                expected = row["amount_msat"]
+                amount = expected if amount_msat is None else amount_msat
+                if amount is None or amount <= 0 or (expected is not None and amount != expected):
+                    raise SimulatorError(f"invoice {payment_hash} cannot be paid {amount} msat")
+                seq = _one(db, "SELECT COALESCE(MAX(settle_seq), 0) + 1 FROM invoices")
+                assert seq is not None
+                db.execute(
+                    "UPDATE invoices SET received_msat = ?, settled_at = ?, settle_seq = ?"
+                    " WHERE payment_hash = ?",
+                    (amount, now, seq[0], payment_hash),
+                )
+                self._ledger.move(amount)
+                settled = _one(
+                    db,
+                    "SELECT * FROM wallet_transactions"
+                    " WHERE type = 'incoming' AND payment_hash = ?",
+                    (payment_hash,),
+                )
+                assert settled is not None
+            return settled, now
+
+        settled, now = await self._run(receive)
         for event in self._incoming_wakeups:
             event.set()
         return _transaction(settled, now)
@@ -598,85 +789,230 @@ class SimulatedBackend:
             RequestError: ``INSUFFICIENT_BALANCE``, before anything is paid.
             BackendUnavailable: the state file cannot be used.
         """
-        payment_hash = invoice.payment_hash
-        async with self._transaction():
+        if self._closed:
+            raise BackendUnavailable("the simulator is closed")
+        future: asyncio.Future[_Started] = asyncio.get_running_loop().create_future()
+        self._starts.append(_Start(invoice, amount_msat, fee_limit_msat, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_starts())
+        started = await future
+        if isinstance(started, _InFlight):
+            return await self._wait(invoice.payment_hash, started.settle_at)
+        return started
+
+    async def _flush_starts(self) -> None:
+        """Hand the queued starts to the thread, all in one transaction, until none is left."""
+        try:
+            while self._starts:
+                batch = [start for start in self._starts if not start.future.done()]
+                self._starts = []
+                if not batch:
+                    continue
+                try:
+                    results = await self._run(functools.partial(self._start_payments, batch))
+                except asyncio.CancelledError:
+                    for start in batch:
+                        start.future.cancel()
+                    raise
+                except Exception as exc:
+                    for start in batch:
+                        if not start.future.done():
+                            start.future.set_exception(exc)
+                    continue
+                for start, result in zip(batch, results, strict=True):
+                    if start.future.done():
+                        continue  # the caller gave up; the payment stands, as on a real node
+                    if isinstance(result, RequestError):
+                        start.future.set_exception(result)
+                    else:
+                        start.future.set_result(result)
+        finally:
+            self._flusher = None
+            for start in self._starts:  # only when cancelled
+                start.future.cancel()
+            self._starts = []
+
+    def _start_payments(self, batch: list[_Start]) -> list[_Started | RequestError]:
+        """Start payments in one write transaction (on the thread).
+
+        Each start is checked as if alone, in queue order: against the balance the
+        ones before it left, and seeing the payments they stored.
+        """
+        db = self._db
+        with _Transaction(db, self._ledger):
             now = self._clock.now()
-            await self._settle_due(now)
-            row = await self._one(
-                "SELECT i.*, p.status AS payment_status FROM invoices i"
-                " LEFT JOIN payments p ON p.payment_hash = i.payment_hash"
-                " WHERE i.payment_hash = ? AND i.node = 'payee'",
-                (payment_hash,),
+            _settle_due(db, self._ledger, now)
+            state = _StartBatch(now, _payee_invoices(db, [s.invoice.payment_hash for s in batch]))
+            results: list[_Started | RequestError] = []
+            for start in batch:
+                try:
+                    results.append(self._start_payment(state, start))
+                except RequestError as exc:
+                    results.append(exc)
+            db.executemany(_INSERT_PAYMENT_SQL, state.inserts)
+        return results
+
+    def _start_payment(self, state: _StartBatch, start: _Start) -> _Started:
+        """One payment start of a batch: its checks, reservation and payment row."""
+        invoice, amount_msat, now = start.invoice, start.amount_msat, state.now
+        payment_hash = invoice.payment_hash
+        row = state.invoices.get(payment_hash)
+        if row is None or invoice.payee != self.payee_pubkeys[row["payee_index"]]:
+            # Unknown hash, another node's invoice, or our own (no self-payments).
+            return Failed(NO_ROUTE)
+        payment_status = state.statuses.get(payment_hash, row["payment_status"])
+        if payment_status == "succeeded":
+            return Failed(ALREADY_PAID)
+        if payment_status == "in_flight":
+            return Pending(IN_TRANSITION)
+        if now >= row["expires_at"]:
+            return Failed(INVOICE_EXPIRED)
+        expected = row["amount_msat"]
+        if amount_msat <= 0 or (expected is not None and amount_msat != expected):
+            return Failed(INCORRECT_AMOUNT)
+        fee_msat: int = row["fee_msat"]
+        if fee_msat > start.fee_limit_msat:
+            return Failed(FEE_LIMIT_EXCEEDED)
+        if state.spendable is None:
+            state.spendable = self._initial_balance + self._ledger.value()
+        if amount_msat + fee_msat > state.spendable:
+            raise _insufficient(amount_msat, fee_msat)
+        outcome = row["outcome"]
+        if outcome == "hang" and row["release_outcome"] is not None:
+            outcome = row["release_outcome"]
+        settle_at = now + row["latency_ms"] / 1000
+        # No latency and a known outcome: final at once (the common fast path).
+        immediate = settle_at <= now and outcome != "hang"
+        status = "in_flight"
+        if immediate:
+            status = "succeeded" if outcome == "succeed" else "failed"
+        state.statuses[payment_hash] = status
+        state.inserts.append(
+            (
+                payment_hash,
+                row["invoice"],
+                invoice.payee,
+                amount_msat,
+                fee_msat,
+                row["preimage"],
+                status,
+                FAILED_AT_PAYEE if status == "failed" else None,
+                now,
+                settle_at,
+                now if immediate else None,
             )
-            if row is None or invoice.payee != self.payee_pubkeys[row["payee_index"]]:
-                # Unknown hash, another node's invoice, or our own (no self-payments).
-                return Failed(NO_ROUTE)
-            if row["payment_status"] == "succeeded":
-                return Failed(ALREADY_PAID)
-            if row["payment_status"] == "in_flight":
-                return Pending(IN_TRANSITION)
-            if now >= row["expires_at"]:
-                return Failed(INVOICE_EXPIRED)
-            expected = row["amount_msat"]
-            if amount_msat <= 0 or (expected is not None and amount_msat != expected):
-                return Failed(INCORRECT_AMOUNT)
-            fee_msat: int = row["fee_msat"]
-            if fee_msat > fee_limit_msat:
-                return Failed(FEE_LIMIT_EXCEEDED)
-            await self._reserve(amount_msat, fee_msat)
-            outcome = row["outcome"]
-            if outcome == "hang" and row["release_outcome"] is not None:
-                outcome = row["release_outcome"]
-            settle_at = now + row["latency_ms"] / 1000
-            # No latency and a known outcome: final at once (the common fast path).
-            immediate = settle_at <= now and outcome != "hang"
-            status = "in_flight"
-            if immediate:
-                status = "succeeded" if outcome == "succeed" else "failed"
-            await self._exec(
-                """INSERT OR REPLACE INTO payments (payment_hash, kind, invoice, destination,
-                    amount_msat, fee_msat, preimage, status, reason, created_at, settle_at,
-                    settled_at)
-                VALUES (?, 'invoice', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    payment_hash,
-                    row["invoice"],
-                    invoice.payee,
-                    amount_msat,
-                    fee_msat,
-                    row["preimage"],
-                    status,
-                    FAILED_AT_PAYEE if status == "failed" else None,
-                    now,
-                    settle_at,
-                    now if immediate else None,
-                ),
-            )
-        if status == "succeeded":
-            return Succeeded(row["preimage"], fee_msat)
+        )
         if status == "failed":
             return Failed(FAILED_AT_PAYEE)
-        return await self._wait(payment_hash, settle_at)
+        state.spendable -= amount_msat + fee_msat
+        self._ledger.move(-(amount_msat + fee_msat))
+        if status == "succeeded":
+            return Succeeded(row["preimage"], fee_msat)
+        return _InFlight(settle_at)
 
     async def _wait(self, payment_hash: str, settle_at: float) -> PaymentOutcome:
-        """Sleep until the payment's outcome is due, then poll (or wake on a release)."""
-        wake = asyncio.Event()
-        self._wakeups[payment_hash] = wake
+        """The outcome of a payment in flight, once the poller finds it final."""
+        future: asyncio.Future[PaymentOutcome] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.get(payment_hash)
+        if waiting is None:
+            self._waiting[payment_hash] = _Waiting(settle_at, settle_at, [future])
+        else:
+            waiting.futures.append(future)
+            waiting.due = min(waiting.due, settle_at)
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll())
+        self._poll_wake.set()
+        return await future
+
+    async def _poll(self) -> None:
+        """Resolve the payments this backend waits for: one query per look for all of them.
+
+        A payment is looked at when its outcome is due (``settle_at``), then every
+        ``poll_interval`` while it hangs (a release in another process shows up at
+        the next look; one in this process makes the look happen at once).
+        """
         try:
-            delay = settle_at - self._clock.now()
-            while True:
-                if delay > 0:
+            while not self._closed:
+                for payment_hash, waiting in list(self._waiting.items()):
+                    waiting.futures = [f for f in waiting.futures if not f.done()]
+                    if not waiting.futures:
+                        del self._waiting[payment_hash]
+                if not self._waiting:
+                    return
+                now = self._clock.now()
+                next_due = min(waiting.due for waiting in self._waiting.values())
+                if next_due > now:
+                    self._poll_wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(delay):
-                            await wake.wait()
-                    wake.clear()
-                outcome = await self.payment_status(payment_hash)
-                if not isinstance(outcome, Pending):
-                    return outcome
-                delay = max(settle_at - self._clock.now(), self._config.poll_interval)
+                        async with asyncio.timeout(next_due - now):
+                            await self._poll_wake.wait()
+                    continue
+                due = [h for h, waiting in self._waiting.items() if waiting.due <= now]
+                for payment_hash in due:
+                    self._waiting[payment_hash].kicked = False
+                try:
+                    outcomes = await self._run(functools.partial(self._look, due))
+                except BackendUnavailable as exc:
+                    for payment_hash in due:
+                        gone = self._waiting.pop(payment_hash, None)
+                        for future in gone.futures if gone is not None else ():
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                now = self._clock.now()
+                for payment_hash in due:
+                    waiting_now = self._waiting.get(payment_hash)
+                    if waiting_now is None:
+                        continue
+                    outcome = outcomes[payment_hash]
+                    if isinstance(outcome, Pending):
+                        if not waiting_now.kicked:
+                            waiting_now.due = max(
+                                waiting_now.settle_at, now + self._config.poll_interval
+                            )
+                        continue
+                    del self._waiting[payment_hash]
+                    for future in waiting_now.futures:
+                        if not future.done():
+                            future.set_result(outcome)
+        except BaseException as exc:
+            for waiting in self._waiting.values():
+                for future in waiting.futures:
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            self._waiting.clear()
+            raise
         finally:
-            if self._wakeups.get(payment_hash) is wake:
-                del self._wakeups[payment_hash]
+            self._poller = None
+
+    def _look(self, payment_hashes: Sequence[str]) -> dict[str, PaymentOutcome]:
+        """The outcomes of payments, resolved from stored state and time (on the thread)."""
+        db = self._db
+        now = self._clock.now()
+        rows: dict[str, sqlite3.Row] = {}
+        for offset in range(0, len(payment_hashes), _LOOK_CHUNK):
+            chunk = payment_hashes[offset : offset + _LOOK_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in db.execute(_PAYMENT_SQL + f" WHERE p.payment_hash IN ({marks})", chunk):
+                rows[row["payment_hash"]] = row
+        outcomes: dict[str, PaymentOutcome] = {}
+        resolutions: list[_Resolution] = []
+        for payment_hash in payment_hashes:
+            found = rows.get(payment_hash)
+            if found is None:
+                outcomes[payment_hash] = Failed(NOT_FOUND)
+                continue
+            status, _, reason = _resolve(found, now)
+            resolution = _resolution(found, now)
+            if resolution is not None:
+                resolutions.append(resolution)
+            outcomes[payment_hash] = _outcome(status, found, reason)
+        _store_resolutions(db, self._ledger, resolutions)
+        return outcomes
 
     async def pay_keysend(
         self,
@@ -707,35 +1043,35 @@ class SimulatedBackend:
         if amount_msat <= 0:
             return Failed(INCORRECT_AMOUNT)
         payment_hash = hashlib.sha256(raw).hexdigest()
-        async with self._transaction():
-            now = self._clock.now()
-            await self._settle_due(now)
-            existing = await self._one(
-                "SELECT status FROM payments WHERE payment_hash = ?", (payment_hash,)
-            )
-            if existing is not None:  # keysends never stay in flight nor fail once stored
-                return Failed(ALREADY_PAID)
-            await self._reserve(amount_msat, 0)
-            await self._exec(
-                """INSERT INTO payments (payment_hash, kind, destination, amount_msat, fee_msat,
-                    preimage, status, created_at, settle_at, settled_at)
-                VALUES (?, 'keysend', ?, ?, 0, ?, 'succeeded', ?, ?, ?)""",
-                (payment_hash, pubkey, amount_msat, raw.hex(), now, now, now),
-            )
-        return Succeeded(raw.hex(), 0)
+
+        def keysend() -> PaymentOutcome:
+            db = self._db
+            with _Transaction(db, self._ledger):
+                now = self._clock.now()
+                _settle_due(db, self._ledger, now)
+                existing = _one(
+                    db, "SELECT status FROM payments WHERE payment_hash = ?", (payment_hash,)
+                )
+                if existing is not None:  # keysends never stay in flight nor fail once stored
+                    return Failed(ALREADY_PAID)
+                if amount_msat > self._initial_balance + self._ledger.value():
+                    raise _insufficient(amount_msat, 0)
+                db.execute(
+                    """INSERT INTO payments (payment_hash, kind, destination, amount_msat,
+                        fee_msat, preimage, status, created_at, settle_at, settled_at)
+                    VALUES (?, 'keysend', ?, ?, 0, ?, 'succeeded', ?, ?, ?)""",
+                    (payment_hash, pubkey, amount_msat, raw.hex(), now, now, now),
+                )
+                self._ledger.move(-amount_msat)
+            return Succeeded(raw.hex(), 0)
+
+        return await self._run(keysend)
 
     async def payment_status(self, payment_hash: str) -> PaymentOutcome:
         """The outcome of an outgoing payment, resolved from stored state and time."""
         payment_hash = payment_hash.lower()
-        async with self._session():
-            now = self._clock.now()
-            row = await self._one(_PAYMENT_SQL + " WHERE p.payment_hash = ?", (payment_hash,))
-            if row is None:
-                return Failed(NOT_FOUND)
-            status, settled_at, reason = _resolve(row, now)
-            if status != row["status"]:
-                await self._store_resolution(payment_hash, status, settled_at, reason)
-            return _outcome(status, row, reason)
+        outcomes = await self._run(functools.partial(self._look, (payment_hash,)))
+        return outcomes[payment_hash]
 
     # --- invoices and transactions ----------------------------------------------------------
 
@@ -766,29 +1102,34 @@ class SimulatedBackend:
         except ValueError as exc:
             raise RequestError(ErrorCode.OTHER, f"cannot make the invoice: {exc}") from None
         metadata = json.dumps(params.metadata) if params.metadata is not None else None
-        async with self._session():
-            await self._exec(
+        values = (
+            payment_hash,
+            text,
+            preimage.hex(),
+            payment_secret,
+            params.amount_msat or None,
+            description,
+            params.description_hash,
+            metadata,
+            now,
+            int(now) + expiry,
+        )
+
+        def insert() -> sqlite3.Row | None:
+            self._db.execute(
                 """INSERT INTO invoices (payment_hash, invoice, node, preimage, payment_secret,
                     amount_msat, description, description_hash, metadata, created_at,
                     expires_at)
                 VALUES (?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    payment_hash,
-                    text,
-                    preimage.hex(),
-                    payment_secret,
-                    params.amount_msat or None,
-                    description,
-                    params.description_hash,
-                    metadata,
-                    now,
-                    int(now) + expiry,
-                ),
+                values,
             )
-            row = await self._one(
+            return _one(
+                self._db,
                 "SELECT * FROM wallet_transactions WHERE type = 'incoming' AND payment_hash = ?",
                 (payment_hash,),
             )
+
+        row = await self._run(insert)
         assert row is not None
         return _transaction(row, now)
 
@@ -802,10 +1143,14 @@ class SimulatedBackend:
             where, key = "invoice = ?", invoice.lower()
         else:
             return None
-        async with self._session():
+
+        def lookup() -> tuple[sqlite3.Row | None, float]:
             now = self._clock.now()
-            await self._settle_due(now)
-            row = await self._one(f"SELECT * FROM wallet_transactions WHERE {where}", (key,))  # noqa: S608 - fixed column names
+            _settle_due(self._db, self._ledger, now)
+            sql = f"SELECT * FROM wallet_transactions WHERE {where}"  # noqa: S608 - fixed column names
+            return _one(self._db, sql, (key,)), now
+
+        row, now = await self._run(lookup)
         return None if row is None else _transaction(row, now)
 
     async def list_transactions(self, params: ListTransactionsParams) -> list[Transaction]:
@@ -829,17 +1174,18 @@ class SimulatedBackend:
             f"SELECT * FROM wallet_transactions {where}"  # noqa: S608 - fixed clauses, bound values
             " ORDER BY created_at DESC, payment_hash LIMIT ? OFFSET ?"
         )
-        async with self._session():
+
+        def select() -> tuple[list[sqlite3.Row], float]:
             now = self._clock.now()
-            await self._settle_due(now)
-            rows = await self._exec(sql, (*args, limit, params.offset))
+            _settle_due(self._db, self._ledger, now)
+            return _rows(self._db, sql, (*args, limit, params.offset)), now
+
+        rows, now = await self._run(select)
         return [_transaction(row, now) for row in rows]
 
     async def get_balance(self) -> int:
         """Spendable msat: payments in flight count as spent until they fail."""
-        async with self._session():
-            await self._settle_due(self._clock.now())
-            return await self._balance()
+        return await self._run(self._settled_balance)
 
     async def get_info(self) -> NodeInfo:
         """The wallet node; the block height is a clock-driven counter (one per 10 min)."""
@@ -880,21 +1226,9 @@ class SimulatedBackend:
             while not self._closed:
                 wake.clear()
                 try:
-                    async with self._session():
-                        now = self._clock.now()
-                        if cursor is None:
-                            first = await self._one(
-                                "SELECT COALESCE(MAX(settle_seq), 0) FROM invoices"
-                                " WHERE settled_at < ?",
-                                (since,),
-                            )
-                            assert first is not None
-                            cursor = int(first[0])
-                        rows = await self._exec(
-                            "SELECT * FROM wallet_transactions"
-                            " WHERE type = 'incoming' AND settle_seq > ? ORDER BY settle_seq",
-                            (cursor,),
-                        )
+                    now, cursor, rows = await self._run(
+                        functools.partial(self._settled_incoming, since, cursor)
+                    )
                 except BackendUnavailable:
                     if self._closed:
                         return
@@ -908,6 +1242,27 @@ class SimulatedBackend:
         finally:
             self._incoming_wakeups.discard(wake)
 
+    def _settled_incoming(
+        self, since: float, cursor: int | None
+    ) -> tuple[float, int, list[sqlite3.Row]]:
+        """Incoming payments settled after ``cursor`` (first: after ``since``), on the thread."""
+        now = self._clock.now()
+        if cursor is None:
+            first = _one(
+                self._db,
+                "SELECT COALESCE(MAX(settle_seq), 0) FROM invoices WHERE settled_at < ?",
+                (since,),
+            )
+            assert first is not None
+            cursor = int(first[0])
+        rows = _rows(
+            self._db,
+            "SELECT * FROM wallet_transactions"
+            " WHERE type = 'incoming' AND settle_seq > ? ORDER BY settle_seq",
+            (cursor,),
+        )
+        return now, cursor, rows
+
 
 if TYPE_CHECKING:  # mypy proves the simulator implements the port
 
@@ -915,34 +1270,40 @@ if TYPE_CHECKING:  # mypy proves the simulator implements the port
         return backend
 
 
-async def _migrate(
-    db: aiosqlite.Connection, config: SimulatorConfig, clock: Clock
-) -> dict[str, str]:
-    """Create or check the schema (versioned by ``user_version``); return the meta rows."""
-    await db.execute_fetchall("BEGIN IMMEDIATE")
+def _connect(config: SimulatorConfig, clock: Clock) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """Open the file for the backend's thread; return the connection and the meta rows."""
+    db = sqlite3.connect(
+        config.path, isolation_level=None, timeout=config.busy_timeout, check_same_thread=False
+    )
     try:
-        (row,) = await db.execute_fetchall("PRAGMA user_version")
-        version = int(row[0])
+        db.row_factory = sqlite3.Row
+        db.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout * 1000)}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        meta = _migrate(db, config, clock)
+    except BaseException:
+        db.close()
+        raise
+    return db, meta
+
+
+def _migrate(db: sqlite3.Connection, config: SimulatorConfig, clock: Clock) -> dict[str, str]:
+    """Create or check the schema (versioned by ``user_version``); return the meta rows."""
+    with _Transaction(db):
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise BackendUnavailable(
                 f"simulator file {config.path} has schema {version}, newer than {SCHEMA_VERSION}"
             )
         if version == 0:
             for statement in _SCHEMA:
-                await db.execute_fetchall(statement)
+                db.execute(statement)
             for key, value in (
                 ("seed", os.urandom(32).hex()),
                 ("initial_balance_msat", str(config.initial_balance_msat)),
                 ("created_at", repr(clock.now())),
             ):
-                await db.execute_fetchall(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)", (key, value)
-                )
-            await db.execute_fetchall(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        rows: Iterable[sqlite3.Row] = await db.execute_fetchall("SELECT key, value FROM meta")
-        await db.execute_fetchall("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            await db.execute_fetchall("ROLLBACK")
-        raise
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        rows = _rows(db, "SELECT key, value FROM meta")
     return {str(row[0]): str(row[1]) for row in rows}
