@@ -284,6 +284,7 @@ async def main() -> None:
         "--relays", default="nostr-relay,nostr-sdk", help="any of nostr-relay, nostr-sdk, nwcd"
     )
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--pause", type=float, default=1.5, help="seconds between runs")
     parser.add_argument("--balance-requests", type=int, default=400)
     parser.add_argument(
         "--sequential-200", action="store_true", help="also time 200 ms one at a time (slow)"
