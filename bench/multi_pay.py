@@ -247,7 +247,16 @@ async def bench_relay(kind: str, args: argparse.Namespace, root: Path) -> list[s
             ):
                 await pool.wait_connected(10)
                 await one_batch(uri, pool, sim, 10, 0)  # warm-up
-                times = [await one_batch(uri, pool, sim, args.size, latency) for _ in range(runs)]
+                times = []
+                for _ in range(runs):
+                    # Start each run on an idle relay: the previous run's notifications
+                    # (sent after its answers) must not be timed as part of this one.
+                    await asyncio.sleep(args.pause)
+                    times.append(await one_batch(uri, pool, sim, args.size, latency))
+                    if args.verbose:
+                        await asyncio.sleep(0.2)
+                        service_time = SERVICE_TIMES[-1] if SERVICE_TIMES else float("nan")
+                        print(f"  run: {times[-1]:.3f} s (service side {service_time:.3f} s)")
                 if per_connection is None and latency == 0:
                     rate = await balance_rate(uri, args.in_flight, args.balance_requests)
                     rows.append(
@@ -285,6 +294,7 @@ async def main() -> None:
     )
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--pause", type=float, default=1.5, help="seconds between runs")
+    parser.add_argument("--verbose", action="store_true", help="print every run")
     parser.add_argument("--balance-requests", type=int, default=400)
     parser.add_argument(
         "--sequential-200", action="store_true", help="also time 200 ms one at a time (slow)"
