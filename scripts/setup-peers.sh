@@ -26,3 +26,26 @@ if [ "$(cat "$NOSTR_RELAY_VENV/.pins" 2>/dev/null)" != "$NOSTR_RELAY_PINS" ] \
     "$NOSTR_RELAY_VENV/bin/python" -m pip install -q --disable-pip-version-check $NOSTR_RELAY_PINS
     printf '%s' "$NOSTR_RELAY_PINS" > "$NOSTR_RELAY_VENV/.pins"
 fi
+
+# Node peers for tests/interop (Alby JS SDK 8.0.3, ws, nostr-tools), from the committed
+# interop/package.json + package-lock.json with `npm ci`, into a directory keyed by the
+# lock file's hash (tests/interop/node.py computes the same key), so a cached install is
+# reused at no cost and a changed lock gets a fresh one. Node 20 works although
+# @getalby/sdk 8 declares node >= 22 (shared/docs/peers.md), hence --engine-strict=false.
+INTEROP_SRC="$(cd "$(dirname "$0")/.." && pwd)/interop"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "setup-peers.sh: node and npm (Node >= 20) are needed for tests/interop" >&2
+    exit 1
+fi
+NODE_KEY=$(sha256sum "$INTEROP_SRC/package-lock.json" | cut -c1-16)
+NODE_INTEROP="$CACHE/node-interop/$NODE_KEY"
+if [ ! -f "$NODE_INTEROP/.installed" ]; then
+    echo "== installing interop/package-lock.json (npm ci) into $NODE_INTEROP"
+    NODE_TMP=$(mktemp -d "$CACHE/node-interop.tmp.XXXXXX")
+    cp "$INTEROP_SRC/package.json" "$INTEROP_SRC/package-lock.json" "$NODE_TMP/"
+    (cd "$NODE_TMP" && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
+    touch "$NODE_TMP/.installed"
+    rm -rf "$NODE_INTEROP"
+    mkdir -p "$CACHE/node-interop"
+    mv "$NODE_TMP" "$NODE_INTEROP"
+fi
