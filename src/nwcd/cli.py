@@ -5,7 +5,7 @@ Commands (each accepts ``--data-dir`` and ``--config``)::
     nwcd serve [--relay URL ...]                 run the wallet service
     nwcd relay [--host H] [--port N]             run the local relay (for local use only)
     nwcd connection create --name NAME ...       new app connection: prints its URI
-    nwcd connection list | show | revoke         manage connections
+    nwcd connection list | show | update | revoke   manage connections
     nwcd sim invoice --amount-msat N ...         an invoice the simulator can pay
     nwcd sim release HASH --outcome ...          end a hanging simulated payment
     nwcd pay URI INVOICE...                      pay through a wallet (the client as a CLI)
@@ -26,16 +26,20 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from nwcd import __version__
 from nwcd.config import ConfigError, Settings, load_settings
 from nwcd.errors import NwcdError
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.keys import SecretKey
-from nwcd.policy.grants import BudgetPeriod, Connection, expand_methods
+from nwcd.policy.budget import window_end, window_start
+from nwcd.policy.grants import BudgetPeriod, Connection, describe_methods, expand_methods
+from nwcd.ports import Store
 
 __all__ = ["main"]
 
@@ -46,8 +50,150 @@ class CliError(Exception):
     """A user mistake: printed as one line, exit code 2."""
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit code 2; ``--help`` has the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+# -- argument types: each rejects a bad value with a message that says what is expected --
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    """A parsed ``--methods``: ``methods`` None means every method."""
+
+    methods: frozenset[str] | None
+
+
+def _name(text: str) -> str:
+    name = text.strip()
+    if not name:
+        raise argparse.ArgumentTypeError("the name must not be empty")
+    if len(name) > 64 or not name.isprintable():
+        raise argparse.ArgumentTypeError("the name must be at most 64 printable characters")
+    return name
+
+
+def _msat(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of msat (1 sat = 1000 msat)"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of msat, not {value}")
+    return value
+
+
+def _methods(text: str) -> _Grant:
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    if not words:
+        raise argparse.ArgumentTypeError(
+            "give scopes (pay, receive, read, sign), method names or 'all', comma-separated"
+        )
+    if "all" in words:
+        if len(words) > 1:
+            raise argparse.ArgumentTypeError("'all' cannot be combined with other methods")
+        return _Grant(None)
+    try:
+        return _Grant(expand_methods(words))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(text: str) -> int:
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: a positive number and a unit s, m, h, d or w"
+            " (30d, 12h, 90m, 2w)"
+        )
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or date-time (2026-01-31, 2026-01-31T18:00,"
+            " 2026-01-31T18:00+01:00)"
+        ) from None
+
+
+_LUD16 = re.compile(r"^[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def _lud16(text: str) -> str:
+    if not _LUD16.match(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a lightning address (name@example.com)")
+    return text.strip()
+
+
+_KEY_HELP = "connection name, wallet or app pubkey (or a unique prefix of 8+ hex digits)"
+_CONNECTION_EXAMPLES = (
+    "examples:\n"
+    "  nwcd connection create --name shop --relay wss://relay.example.com --methods pay,read\n"
+    "  nwcd connection list\n"
+    "  nwcd connection show shop --json\n"
+    "  nwcd connection update shop --budget-msat 5000000 --budget-period daily\n"
+    "  nwcd connection revoke shop\n"
+)
+
+
+def _grant_arguments(parser: argparse.ArgumentParser, *, updating: bool) -> None:
+    """The options ``create`` and ``update`` share; ``update`` can also remove a limit."""
+    relay_help = "relay URL (repeatable; default: the configured relays)"
+    if updating:
+        relay_help = "relay URL (repeatable; replaces the relays)"
+    parser.add_argument("--relay", action="append", default=[], help=relay_help)
+    parser.add_argument(
+        "--methods",
+        type=_methods,
+        metavar="LIST",
+        help="comma-separated scopes (pay, receive, read, sign), method names, or all"
+        + ("" if updating else " (the default)"),
+    )
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--max-amount-msat", type=_msat, metavar="N", help="limit per payment")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--budget-msat", type=_msat, metavar="N", help="most the app may spend per period"
+    )
+    parser.add_argument(
+        "--budget-period",
+        choices=[p.value for p in BudgetPeriod],
+        help="when the budget renews, in the [service] timezone"
+        + (" (default never)" if not updating else ""),
+    )
+    expiry = parser.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in", type=_duration, metavar="DURATION", help="e.g. 30d, 12h")
+    expiry.add_argument(
+        "--expires-at",
+        type=_iso_time,
+        metavar="ISO",
+        help="ISO date/time; without an offset, in the [service] timezone",
+    )
+    lud16 = parser.add_mutually_exclusive_group()
+    lud16.add_argument(
+        "--lud16", type=_lud16, metavar="ADDRESS", help="lightning address in the URI"
+    )
+    if updating:
+        amount.add_argument("--no-max-amount", action="store_true", help="remove the limit")
+        budget.add_argument("--no-budget", action="store_true", help="remove the budget")
+        expiry.add_argument("--no-expiry", action="store_true", help="never expire")
+        lud16.add_argument("--no-lud16", action="store_true", help="remove the lightning address")
+
+
+def _common() -> _Parser:
+    common = _Parser(add_help=False)
     common.add_argument(
         "--data-dir", type=Path, help="state directory (env NWCD_DATA_DIR; default per user)"
     )
@@ -58,7 +204,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nwcd",
         description="Nostr Wallet Connect (NIP-47) wallet service, client and tools.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -77,39 +223,78 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument("--host", default="127.0.0.1")
     relay.add_argument("--port", type=int, default=7777)
 
-    connection = commands.add_parser("connection", help="manage app connections")
+    connection = commands.add_parser(
+        "connection",
+        help="manage app connections",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Each connection is one app: its own wallet key, grant and limits.\n"
+        "Changes take effect in a running `nwcd serve` on the same data dir within a second.",
+        epilog=_CONNECTION_EXAMPLES,
+    )
     conn_commands = connection.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = conn_commands.add_parser(
         "create",
         parents=[common],
-        help="create a connection and print its URI",
+        help="create a connection and print its URI and QR code",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Create a connection and print the URI to give the app (shown once: the\n"
+        "app's secret is not stored) with a QR code for the terminal.",
         epilog="examples:\n"
-        "  nwcd connection create --name shop --methods pay,read --max-amount-msat 1000000\n"
-        "  nwcd connection create --name tips --budget-msat 5000000 --budget-period daily\n",
+        "  nwcd connection create --name shop --relay wss://relay.example.com \\\n"
+        "      --methods pay,read --max-amount-msat 1000000\n"
+        "  nwcd connection create --name tips --budget-msat 5000000 --budget-period daily \\\n"
+        "      --expires-in 30d --qr-png tips.png\n"
+        "  nwcd connection create --name bot --methods get_balance,make_invoice --json\n"
+        "\nscopes: pay (pay_invoice, multi_pay_invoice, pay_keysend, multi_pay_keysend),\n"
+        "  receive (make_invoice), read (get_balance, get_info, lookup_invoice,\n"
+        "  list_transactions), sign (sign_message); or 'all' (the default)\n",
     )
-    create.add_argument("--name", required=True)
-    create.add_argument("--relay", action="append", default=[], help="relay URL (repeatable)")
-    create.add_argument(
-        "--methods", default="", help="scopes (pay,receive,read,sign) or method names; default all"
-    )
-    create.add_argument("--max-amount-msat", type=int)
-    create.add_argument("--budget-msat", type=int)
-    create.add_argument(
-        "--budget-period", choices=[p.value for p in BudgetPeriod], default=BudgetPeriod.NEVER.value
-    )
-    create.add_argument("--expires-in", help="e.g. 30d, 12h, 90m")
-    create.add_argument("--expires-at", help="ISO date/time")
-    create.add_argument("--lud16")
+    create.add_argument("--name", required=True, type=_name, help="unique name of the app")
+    _grant_arguments(create, updating=False)
     create.add_argument("--qr-png", type=Path, help="also write the QR code to this PNG file")
     create.add_argument("--json", action="store_true", help="machine-readable output only")
-    listing = conn_commands.add_parser("list", parents=[common], help="list connections")
-    listing.add_argument("--json", action="store_true")
-    show = conn_commands.add_parser("show", parents=[common], help="show one connection")
-    show.add_argument("key", metavar="NAME|PUBKEY")
-    show.add_argument("--json", action="store_true")
-    revoke = conn_commands.add_parser("revoke", parents=[common], help="revoke a connection")
-    revoke.add_argument("key", metavar="NAME|PUBKEY")
+
+    listing = conn_commands.add_parser(
+        "list",
+        parents=[common],
+        help="list connections with budget use, expiry and last use",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  nwcd connection list\n  nwcd connection list --json\n",
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output only")
+    show = conn_commands.add_parser(
+        "show",
+        parents=[common],
+        help="show one connection",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  nwcd connection show shop\n  nwcd connection show 3b1f9c0e --json\n",
+    )
+    show.add_argument("key", metavar="NAME|PUBKEY", help=_KEY_HELP)
+    show.add_argument("--json", action="store_true", help="machine-readable output only")
+    update = conn_commands.add_parser(
+        "update",
+        parents=[common],
+        help="change a connection's grant, limits, expiry or relays",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Change a connection; options not given stay as they are.",
+        epilog="examples:\n"
+        "  nwcd connection update shop --methods pay,read,receive\n"
+        "  nwcd connection update shop --budget-msat 2000000 --budget-period weekly\n"
+        "  nwcd connection update shop --no-budget --no-max-amount --no-expiry\n"
+        "  nwcd connection update shop --expires-at 2026-01-01T00:00\n",
+    )
+    update.add_argument("key", metavar="NAME|PUBKEY", help=_KEY_HELP)
+    update.add_argument("--name", type=_name, help="rename the connection")
+    _grant_arguments(update, updating=True)
+    update.add_argument("--json", action="store_true", help="machine-readable output only")
+    revoke = conn_commands.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a connection (at once, also in a running service)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  nwcd connection revoke shop\n",
+    )
+    revoke.add_argument("key", metavar="NAME|PUBKEY", help=_KEY_HELP)
 
     sim = commands.add_parser("sim", help="the simulated Lightning network")
     sim_commands = sim.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -164,7 +349,10 @@ async def _serve(args: argparse.Namespace) -> int:
         daemon = WalletDaemon(
             store=store,
             backend=backend,
-            settings=service_settings(settings),
+            settings=replace(
+                service_settings(settings),
+                cap_balance_to_budget=bool(settings.service.get("cap_balance_to_budget", False)),
+            ),
             options=DaemonOptions(relays=settings.relays),
         )
         await daemon.run()
@@ -186,37 +374,48 @@ async def _relay(args: argparse.Namespace) -> int:
 
 # -- connections -----------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
-
-def _expiry(args: argparse.Namespace, now: int) -> int | None:
-    if args.expires_in and args.expires_at:
-        raise CliError("give --expires-in or --expires-at, not both")
-    if args.expires_in:
-        match = _DURATION.match(args.expires_in)
-        if not match:
-            raise CliError("--expires-in takes a number and a unit: 30d, 12h, 90m, 45s, 2w")
-        return now + int(match.group(1)) * _UNITS[match.group(2)]
-    if args.expires_at:
-        try:
-            when = datetime.fromisoformat(args.expires_at)
-        except ValueError:
-            raise CliError("--expires-at must be an ISO date or date-time") from None
+def _expiry(args: argparse.Namespace, now: int, tz: tzinfo) -> int | None:
+    """``--expires-in`` / ``--expires-at`` as a Unix time (None: neither was given)."""
+    if args.expires_in is not None:
+        return now + int(args.expires_in)
+    if args.expires_at is not None:
+        when: datetime = args.expires_at
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=tz)
         stamp = int(when.timestamp())
         if stamp <= now:
-            raise CliError("--expires-at is in the past")
+            raise CliError(f"--expires-at {when.isoformat()} is in the past")
         return stamp
     return None
 
 
-def _check_relays(relays: Sequence[str]) -> tuple[str, ...]:
+def _check_relays(relays: Sequence[str], *, where: str = "") -> tuple[str, ...]:
     if not relays:
-        raise CliError("give at least one --relay (or set relays in the config / NWCD_RELAYS)")
+        raise CliError(
+            where or "give at least one --relay URL (or set relays in the config / NWCD_RELAYS)"
+        )
     for relay in relays:
-        if not relay.startswith(("ws://", "wss://")):
-            raise CliError(f"relay {relay!r} must start with ws:// or wss://")
-    return tuple(relays)
+        try:
+            parts = urlsplit(relay)
+            valid = parts.scheme in ("ws", "wss") and bool(parts.hostname)
+            _ = parts.port
+        except ValueError:
+            valid = False
+        if not valid:
+            raise CliError(f"relay {relay!r} is not a ws:// or wss:// URL")
+    return tuple(dict.fromkeys(relays))
+
+
+def _check_png_target(path: Path) -> None:
+    """Fail before the connection is stored, not after (the URI is shown only once)."""
+    folder = path.parent if str(path.parent) else Path()
+    if not folder.is_dir():
+        raise CliError(f"--qr-png: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise CliError(f"--qr-png: {str(path)!r} is a folder")
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"--qr-png: cannot write into {str(folder)!r}")
 
 
 async def _connection_create(args: argparse.Namespace) -> int:
@@ -224,14 +423,10 @@ async def _connection_create(args: argparse.Namespace) -> int:
 
     settings = _settings(args, args.relay)
     relays = _check_relays(settings.relays)
-    for flag in ("max_amount_msat", "budget_msat"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise CliError(f"--{flag.replace('_', '-')} must be positive")
-    try:
-        methods = expand_methods(args.methods.split(",")) if args.methods else None
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    if args.budget_period is not None and args.budget_msat is None:
+        raise CliError("--budget-period needs --budget-msat (the amount that renews)")
+    if args.qr_png is not None:
+        _check_png_target(args.qr_png)
     now = int(time.time())
     wallet_key = SecretKey.generate()
     app_secret = SecretKey.generate()  # handed to the app in the URI, never stored
@@ -241,11 +436,11 @@ async def _connection_create(args: argparse.Namespace) -> int:
         app_pubkey=app_secret.public_key.hex,
         relays=relays,
         created_at=now,
-        methods=methods,
+        methods=args.methods.methods if args.methods is not None else None,
         max_amount_msat=args.max_amount_msat,
         budget_msat=args.budget_msat,
-        budget_period=BudgetPeriod(args.budget_period),
-        expires_at=_expiry(args, now),
+        budget_period=BudgetPeriod(args.budget_period or BudgetPeriod.NEVER.value),
+        expires_at=_expiry(args, now, settings.timezone()),
         lud16=args.lud16,
     )
     uri = ConnectionUri(wallet_key.public_key, relays, app_secret, args.lud16).format()
@@ -253,13 +448,14 @@ async def _connection_create(args: argparse.Namespace) -> int:
     try:
         await store.add_connection(connection)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc} (see: nwcd connection list)") from None
     finally:
         await store.close()
-    if args.qr_png:
-        import segno
+    import segno
 
-        segno.make(uri, error="m").save(str(args.qr_png), scale=6)
+    qr = segno.make(uri, error="m")
+    if args.qr_png is not None:
+        qr.save(str(args.qr_png), scale=6)
     if args.json:
         print(
             json.dumps(
@@ -272,15 +468,50 @@ async def _connection_create(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    import segno
-
     print(f"Connection {connection.name!r} created. Give this URI to the app (shown once):\n")
     print(uri + "\n")
-    segno.make(uri, error="m").terminal(compact=True)
+    qr.terminal(out=sys.stdout, compact=True)
+    if args.qr_png is not None:
+        print(f"\nQR code written to {args.qr_png}")
     return 0
 
 
-def _connection_json(c: Connection) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _Usage:
+    """A connection with its budget use in the current window."""
+
+    connection: Connection
+    used_msat: int
+    window_end: int | None
+    now: int
+
+    @property
+    def remaining_msat(self) -> int | None:
+        budget = self.connection.budget_msat
+        return None if budget is None else max(0, budget - self.used_msat)
+
+    @property
+    def state(self) -> str:
+        c = self.connection
+        if c.revoked_at is not None and c.revoked_at <= self.now:
+            return "revoked"
+        if c.expires_at is not None and c.expires_at <= self.now:
+            return "expired"
+        return "active"
+
+
+async def _usage(store: Store, connections: Sequence[Connection], tz: tzinfo) -> list[_Usage]:
+    """Budget used (spent + reserved) in each connection's current window."""
+    now = int(time.time())
+    found = []
+    for c in connections:
+        used = await store.budget_used(c.wallet_pubkey, window_start(now, c.budget_period, tz))
+        found.append(_Usage(c, used, window_end(now, c.budget_period, tz), now))
+    return found
+
+
+def _connection_json(usage: _Usage) -> dict[str, Any]:
+    c = usage.connection
     return {
         "name": c.name,
         "wallet_pubkey": c.wallet_pubkey,
@@ -294,61 +525,271 @@ def _connection_json(c: Connection) -> dict[str, Any]:
         "created_at": c.created_at,
         "last_used_at": c.last_used_at,
         "revoked": c.revoked_at is not None,
+        # Added later; the keys above keep their meaning.
+        "state": usage.state,
+        "revoked_at": c.revoked_at,
+        "lud16": c.lud16,
+        "budget_used_msat": usage.used_msat,
+        "budget_remaining_msat": usage.remaining_msat,
+        "budget_renews_at": usage.window_end if c.budget_msat is not None else None,
     }
 
 
+def _when(stamp: int | None, tz: tzinfo, never: str = "never") -> str:
+    if stamp is None:
+        return never
+    return datetime.fromtimestamp(stamp, tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _budget_text(usage: _Usage, tz: tzinfo) -> str:
+    c = usage.connection
+    if c.budget_msat is None:
+        return "none"
+    renews = (
+        f", renews {_when(usage.window_end, tz)}"
+        if usage.window_end is not None
+        else ", never renews"
+    )
+    return (
+        f"{c.budget_msat} msat {c.budget_period.value}: {usage.used_msat} used,"
+        f" {usage.remaining_msat} left{renews}"
+    )
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
 def _find(connections: Sequence[Connection], key: str) -> Connection:
+    """By name, wallet or app pubkey, or a unique pubkey prefix of at least 8 hex digits."""
     for c in connections:
-        if key in (c.name, c.wallet_pubkey, c.app_pubkey):
+        if key == c.name:
             return c
+    wanted = key.lower()
+    for c in connections:
+        if wanted in (c.wallet_pubkey, c.app_pubkey):
+            return c
+    if len(wanted) >= 8 and all(ch in "0123456789abcdef" for ch in wanted):
+        matches = [
+            c
+            for c in connections
+            if c.wallet_pubkey.startswith(wanted) or c.app_pubkey.startswith(wanted)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            names = ", ".join(repr(c.name) for c in matches)
+            raise CliError(f"{key!r} matches several connections ({names}): give more digits")
     raise CliError(f"no connection named or keyed {key!r} (see: nwcd connection list)")
 
 
 async def _connection_list(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_store
 
-    store = await open_store(_settings(args))
+    settings = _settings(args)
+    tz = settings.timezone()
+    store = await open_store(settings)
     try:
-        connections = await store.connections()
+        usages = await _usage(store, await store.connections(), tz)
     finally:
         await store.close()
     if args.json:
-        print(json.dumps([_connection_json(c) for c in connections]))
+        print(json.dumps([_connection_json(u) for u in usages]))
         return 0
-    if not connections:
+    if not usages:
         print("no connections yet: nwcd connection create --name NAME --relay URL")
-    for c in connections:
-        state = "revoked" if c.revoked_at is not None else "active"
-        methods = ",".join(sorted(c.methods)) if c.methods is not None else "all"
-        print(f"{c.name:20} {state:8} wallet {c.wallet_pubkey[:16]}… methods {methods}")
+        return 0
+    rows = [
+        [
+            "NAME",
+            "STATE",
+            "WALLET",
+            "APP",
+            "METHODS",
+            "BUDGET",
+            "USED",
+            "LEFT",
+            "EXPIRES",
+            "LAST USED",
+        ]
+    ]
+    for u in usages:
+        c = u.connection
+        rows.append(
+            [
+                c.name,
+                u.state,
+                c.wallet_pubkey[:12],
+                c.app_pubkey[:12],
+                describe_methods(c.methods),
+                f"{c.budget_msat}/{c.budget_period.value}" if c.budget_msat is not None else "-",
+                str(u.used_msat),
+                str(u.remaining_msat) if u.remaining_msat is not None else "-",
+                _when(c.expires_at, tz),
+                _when(c.last_used_at, tz),
+            ]
+        )
+    print(_table(rows))
+    print("\n(amounts in msat; USED counts payments in flight; times in the [service] timezone)")
     return 0
+
+
+def _print_connection(usage: _Usage, tz: tzinfo) -> None:
+    c = usage.connection
+    methods = describe_methods(c.methods)
+    if c.methods is not None and methods != ",".join(sorted(c.methods)):
+        methods += f" ({', '.join(m for m in c.allowed_methods(c.methods))})"
+    fields = [
+        ("name", c.name),
+        ("state", usage.state),
+        ("wallet pubkey", c.wallet_pubkey),
+        ("app pubkey", c.app_pubkey),
+        ("methods", methods),
+        ("relays", " ".join(c.relays)),
+        (
+            "max per payment",
+            f"{c.max_amount_msat} msat" if c.max_amount_msat is not None else "none",
+        ),
+        ("budget", _budget_text(usage, tz)),
+        ("expires", _when(c.expires_at, tz)),
+        ("lud16", c.lud16 or "none"),
+        ("created", _when(c.created_at, tz)),
+        ("last used", _when(c.last_used_at, tz)),
+    ]
+    if c.revoked_at is not None:
+        fields.insert(2, ("revoked", _when(c.revoked_at, tz)))
+    for label, value in fields:
+        print(f"{label + ':':17}{value}")
 
 
 async def _connection_show(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_store
 
-    store = await open_store(_settings(args))
+    settings = _settings(args)
+    tz = settings.timezone()
+    store = await open_store(settings)
     try:
-        connection = _find(await store.connections(), args.key)
+        [usage] = await _usage(store, [_find(await store.connections(), args.key)], tz)
     finally:
         await store.close()
-    print(json.dumps(_connection_json(connection), indent=None if args.json else 2))
+    if args.json:
+        print(json.dumps(_connection_json(usage)))
+    else:
+        _print_connection(usage, tz)
+    return 0
+
+
+_UPDATE_FLAGS = (
+    "name",
+    "relay",
+    "methods",
+    "max_amount_msat",
+    "no_max_amount",
+    "budget_msat",
+    "no_budget",
+    "budget_period",
+    "expires_in",
+    "expires_at",
+    "no_expiry",
+    "lud16",
+    "no_lud16",
+)
+
+
+def _updated(args: argparse.Namespace, old: Connection, now: int, tz: tzinfo) -> Connection:
+    """The connection with the changes the flags ask for."""
+    if not any(getattr(args, flag) not in (None, False, []) for flag in _UPDATE_FLAGS):
+        raise CliError(
+            "nothing to change: give --methods, --max-amount-msat, --budget-msat,"
+            " --budget-period, --expires-in/--expires-at, --relay, --lud16 (or a --no-* option)"
+        )
+    if old.revoked_at is not None:
+        raise CliError(
+            f"connection {old.name!r} is revoked and cannot be changed; create a new one"
+        )
+    new = old
+    if args.name is not None:
+        new = replace(new, name=args.name)
+    if args.relay:
+        new = replace(new, relays=_check_relays(args.relay))
+    if args.methods is not None:
+        new = replace(new, methods=args.methods.methods)
+    if args.no_max_amount:
+        new = replace(new, max_amount_msat=None)
+    elif args.max_amount_msat is not None:
+        new = replace(new, max_amount_msat=args.max_amount_msat)
+    if args.no_budget:
+        if args.budget_period is not None:
+            raise CliError("--budget-period cannot be combined with --no-budget")
+        new = replace(new, budget_msat=None, budget_period=BudgetPeriod.NEVER)
+    else:
+        if args.budget_msat is not None:
+            new = replace(new, budget_msat=args.budget_msat)
+        if args.budget_period is not None:
+            if new.budget_msat is None:
+                raise CliError(
+                    f"connection {old.name!r} has no budget: give --budget-msat with"
+                    " --budget-period"
+                )
+            new = replace(new, budget_period=BudgetPeriod(args.budget_period))
+    if args.no_expiry:
+        new = replace(new, expires_at=None)
+    elif args.expires_in is not None or args.expires_at is not None:
+        new = replace(new, expires_at=_expiry(args, now, tz))
+    if args.no_lud16:
+        new = replace(new, lud16=None)
+    elif args.lud16 is not None:
+        new = replace(new, lud16=args.lud16)
+    return new
+
+
+async def _connection_update(args: argparse.Namespace) -> int:
+    from nwcd.bootstrap import open_store
+
+    settings = _settings(args)
+    tz = settings.timezone()
+    store = await open_store(settings)
+    try:
+        old = _find(await store.connections(), args.key)
+        new = _updated(args, old, int(time.time()), tz)
+        try:
+            await store.save_connection(new)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        [usage] = await _usage(store, [new], tz)
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(_connection_json(usage)))
+        return 0
+    print(f"connection {old.name!r} updated (a running service follows within a second)")
+    if new.relays != old.relays or new.lud16 != old.lud16:
+        print(
+            "note: the app's URI still names the old relays / lightning address; tell the app"
+            " the new ones (or create a new connection)"
+        )
+    print()
+    _print_connection(usage, tz)
     return 0
 
 
 async def _connection_revoke(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from nwcd.bootstrap import open_store
 
     store = await open_store(_settings(args))
     try:
         connection = _find(await store.connections(), args.key)
-        if connection.revoked_at is None:
-            await store.save_connection(replace(connection, revoked_at=int(time.time())))
+        if connection.revoked_at is not None:
+            print(f"connection {connection.name!r} was revoked already")
+            return 0
+        await store.save_connection(replace(connection, revoked_at=int(time.time())))
     finally:
         await store.close()
-    print(f"connection {connection.name!r} revoked")
+    print(f"connection {connection.name!r} revoked (a running service follows within a second)")
     return 0
 
 
@@ -450,6 +891,7 @@ _COMMANDS = {
     ("connection", "create"): _connection_create,
     ("connection", "list"): _connection_list,
     ("connection", "show"): _connection_show,
+    ("connection", "update"): _connection_update,
     ("connection", "revoke"): _connection_revoke,
     ("sim", "invoice"): _sim_invoice,
     ("sim", "release"): _sim_release,

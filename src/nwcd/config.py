@@ -15,6 +15,8 @@ Example ``nwcd.toml``::
     fee_reserve_floor_msat = 10000  # ... but at least 10 sat
     payment_hash_tag = true         # also tag multi_pay responses with payment_hash
     timezone = "UTC"                # budget periods follow this calendar
+    cap_balance_to_budget = false   # true: get_balance answers min(balance, budget left)
+                                    # for connections with a budget
 
     [backend]
     kind = "simulator"              # the embedded default
@@ -49,6 +51,7 @@ _SERVICE_KEYS = {
     "fee_reserve_floor_msat": int,
     "payment_hash_tag": bool,
     "timezone": str,
+    "cap_balance_to_budget": bool,
 }
 _BACKEND_KINDS = ("simulator",)
 

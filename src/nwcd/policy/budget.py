@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from nwcd.policy.grants import BudgetPeriod
 
-__all__ = ["FeeReserve", "window_start"]
+__all__ = ["FeeReserve", "window_end", "window_start"]
 
 
 def window_start(now: int, period: BudgetPeriod, tz: tzinfo = UTC) -> int:
@@ -32,6 +32,27 @@ def window_start(now: int, period: BudgetPeriod, tz: tzinfo = UTC) -> int:
     # Rebuild with tz so a DST change between midnight and now is accounted for.
     naive = start.replace(tzinfo=None)
     return int(naive.replace(tzinfo=tz).timestamp())
+
+
+def window_end(now: int, period: BudgetPeriod, tz: tzinfo = UTC) -> int | None:
+    """Unix time at which the window containing ``now`` ends (the next one starts).
+
+    ``None`` for ``never``. Always ``window_start(window_end(t)) == window_end(t)``.
+    """
+    day = datetime.fromtimestamp(now, tz).date()
+    match period:
+        case BudgetPeriod.NEVER:
+            return None
+        case BudgetPeriod.DAILY:
+            nxt = day + timedelta(days=1)
+        case BudgetPeriod.WEEKLY:
+            nxt = day + timedelta(days=7 - day.weekday())
+        case BudgetPeriod.MONTHLY:
+            nxt = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        case BudgetPeriod.YEARLY:
+            nxt = date(day.year + 1, 1, 1)
+    # A local midnight DST skipped maps to the first instant of that day, as in window_start.
+    return int(datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).timestamp())
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from enum import StrEnum
 from nwcd.nip47.methods import Method
 from nwcd.nostr.keys import SecretKey
 
-__all__ = ["SCOPES", "BudgetPeriod", "Connection", "expand_methods"]
+__all__ = ["SCOPES", "BudgetPeriod", "Connection", "describe_methods", "expand_methods"]
 
 SCOPES: dict[str, frozenset[str]] = {
     "pay": frozenset(
@@ -99,3 +99,20 @@ class Connection:
             for m in Method
             if m.value in available and (self.methods is None or m.value in self.methods)
         ]
+
+
+def describe_methods(methods: frozenset[str] | None) -> str:
+    """A short, stable description of a grant: ``all``, whole scopes, then single methods.
+
+    ``describe_methods(frozenset(SCOPES["pay"]) | {"get_balance"})`` is
+    ``"pay,get_balance"``; apart from ``all`` and ``none`` the result parses back
+    with :func:`expand_methods`.
+    """
+    if methods is None:
+        return "all"
+    if not methods:
+        return "none"
+    words = [scope for scope, members in SCOPES.items() if members <= methods]
+    covered = frozenset().union(*(SCOPES[w] for w in words))
+    words += [m.value for m in Method if m.value in methods and m.value not in covered]
+    return ",".join(words)

@@ -107,6 +107,7 @@ class ServiceSettings:
     timezone: tzinfo = UTC
     resolve_interval: float = 1.0
     touch_interval: int = 60
+    cap_balance_to_budget: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +364,7 @@ class Pipeline:
                 await self._pay(ctx, params)
             case GetBalanceParams():
                 balance = await self._backend.get_balance()
-                await self._ok(ctx, {"balance": balance})
+                await self._ok(ctx, {"balance": await self._capped(ctx.connection, balance)})
             case GetInfoParams():
                 info = await self._backend.get_info()
                 result = info.to_json()
@@ -383,6 +384,14 @@ class Pipeline:
             case SignMessageParams():
                 signature = await self._backend.sign_message(params.message)
                 await self._ok(ctx, {"message": params.message, "signature": signature})
+
+    async def _capped(self, connection: Connection, balance: int) -> int:
+        """With ``cap_balance_to_budget``: at most what this app may still spend."""
+        if not self._settings.cap_balance_to_budget or connection.budget_msat is None:
+            return balance
+        since = window_start(self._now(), connection.budget_period, self._settings.timezone)
+        used = await self._store.budget_used(connection.wallet_pubkey, since)
+        return max(0, min(balance, connection.budget_msat - used))
 
     async def _ok(self, ctx: RequestContext, result: Mapping[str, Any]) -> None:
         await self._answer(ctx, encode_response(ctx.method, result=result))
