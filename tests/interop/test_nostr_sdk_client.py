@@ -170,9 +170,9 @@ async def test_every_nostr_sdk_method(
             description="elsewhere",
         )
         too_big = await sim.create_invoice(10**15)
-        for invoice, code in [(mainnet, "[Other]"), (too_big.invoice, "[InsufficientBalance]")]:
+        for text, code in [(mainnet, "[Other]"), (too_big.invoice, "[InsufficientBalance]")]:
             with pytest.raises(NostrSdkError) as caught:
-                await nwc.pay_invoice(PayInvoiceRequest(id=None, invoice=invoice, amount=None))
+                await nwc.pay_invoice(PayInvoiceRequest(id=None, invoice=text, amount=None))
             assert code in str(caught.value)
         with pytest.raises(NostrSdkError) as caught:
             await nwc.pay_keysend(
