@@ -4,7 +4,9 @@
 //   node alby_wallet_service.mjs ws://127.0.0.1:PORT
 //
 // It makes a wallet key and an app key, publishes the info event (13194) for the methods
-// NWCWalletService can serve, subscribes, and prints one JSON object a line on stdout:
+// NWCWalletService can serve, subscribes, checks with a request of its own (signed with the
+// app key, not reported) that the subscription is live on the relay, and prints one JSON
+// object a line on stdout:
 //   {"ready": true, "uri": "nostr+walletconnect://...", "methods": [...]}
 //   {"request": "<method>", "params": {...}, "encryption": "nip04" | "nip44_v2"}  per request
 // It stays up until stdin closes or it is killed. stdin, one JSON object a line:
@@ -19,7 +21,9 @@ import WebSocket from "ws";
 globalThis.WebSocket = WebSocket;
 const { NWCWalletService, NWCWalletServiceKeyPair } = await import("@getalby/sdk/nwc");
 const { Invoice } = await import("@getalby/lightning-tools/bolt11");
-const { generateSecretKey, getPublicKey } = await import("nostr-tools/pure");
+const { generateSecretKey, getPublicKey, finalizeEvent } = await import("nostr-tools/pure");
+const { Relay } = await import("nostr-tools/relay");
+const nip44 = await import("nostr-tools/nip44");
 
 console.log = console.info = console.warn = console.debug = (...args) =>
   process.stderr.write(args.map(String).join(" ") + "\n");
@@ -136,6 +140,7 @@ service.decrypt = async (pair, content, encryptionType) => {
   const plaintext = await decrypt(pair, content, encryptionType);
   try {
     const { method, params } = JSON.parse(plaintext);
+    if (params?.readiness_probe) return plaintext; // our own, see probe()
     emit({ request: method, params, encryption: encryptionType });
   } catch {
     emit({ request: null, encryption: encryptionType });
@@ -145,6 +150,41 @@ service.decrypt = async (pair, content, encryptionType) => {
 
 await service.publishWalletServiceInfoEvent(walletSecret, methods, []);
 await service.subscribe(keypair, handlers);
+await probe();
+
+// subscribe() returns before the relay has the subscription: ready only once a request
+// signed with the app key got its answer through the relay (no fixed sleeps).
+async function probe() {
+  const conn = await Relay.connect(relay);
+  const key = nip44.getConversationKey(Buffer.from(appSecret, "hex"), keypair.walletPubkey);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const request = finalizeEvent(
+      {
+        kind: 23194,
+        created_at: now(),
+        tags: [["p", keypair.walletPubkey], ["encryption", "nip44_v2"]],
+        content: nip44.encrypt(
+          JSON.stringify({ method: "get_balance", params: { readiness_probe: true } }),
+          key,
+        ),
+      },
+      Buffer.from(appSecret, "hex"),
+    );
+    const answered = new Promise((resolve) => {
+      const sub = conn.subscribe(
+        [{ kinds: [23195], authors: [keypair.walletPubkey], "#e": [request.id] }],
+        { onevent: () => (sub.close(), resolve(true)) },
+      );
+      setTimeout(() => (sub.close(), resolve(false)), 200);
+    });
+    await conn.publish(request);
+    if (await answered) {
+      conn.close();
+      return;
+    }
+  }
+  throw new Error("the wallet service never answered its readiness probe");
+}
 
 const lines = createInterface({ input: process.stdin });
 lines.on("line", (line) => {

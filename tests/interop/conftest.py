@@ -1,7 +1,7 @@
 """Interop fixtures: the Node scripts of ``interop/`` and nwcd's service on a real relay.
 
-The relay is the third-party PyPI ``nostr-relay`` process (``nostr_relay`` fixture);
-the service is :class:`~tests.service.harness.WalletHarness`, the same daemon code
+The relay is a third-party one (``relay_url``: PyPI ``nostr-relay`` and nostr-sdk's
+LocalRelay); the service is :class:`~tests.service.harness.WalletHarness`, the same daemon code
 ``nwcd serve`` runs, in the test's event loop on the simulator.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from nwcd.nip47.uri import ConnectionUri
 from tests.interop.node import node_scripts
 from tests.service.harness import WalletHarness
-from tests.support.relays import NostrRelayProcess, PeerMissing
+from tests.support.relays import NostrRelayProcess, PeerMissing, SdkLocalRelay
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +37,24 @@ class Served:
     uri: ConnectionUri
 
 
+@pytest.fixture(params=["nostr-relay", "sdk-relay"])
+def relay_url(request: pytest.FixtureRequest) -> str:
+    """Each interop test runs on two third-party relays: PyPI nostr-relay (a process;
+    it stores and replays ephemeral events, which hides readiness races) and nostr-sdk's
+    strict LocalRelay (forwards them only to live subscriptions)."""
+    name = "nostr_relay" if request.param == "nostr-relay" else "sdk_relay"
+    relay: NostrRelayProcess | SdkLocalRelay = request.getfixturevalue(name)
+    return str(relay.url)
+
+
 @pytest.fixture
-async def served(tmp_path: Path, nostr_relay: NostrRelayProcess) -> AsyncIterator[Served]:
-    """nwcd's wallet service on the simulator and a nostr-relay process, with one app.
+async def served(tmp_path: Path, relay_url: str) -> AsyncIterator[Served]:
+    """nwcd's wallet service on the simulator and a third-party relay, with one app.
 
     The connection exists before the service starts, so its info event is on the
     relay and its requests are subscribed to by the time this yields.
     """
-    async with WalletHarness(tmp_path, [nostr_relay.url]) as harness:
+    async with WalletHarness(tmp_path, [relay_url]) as harness:
         uri = await harness.connect("interop")
         await harness.start()
         yield Served(harness, uri)

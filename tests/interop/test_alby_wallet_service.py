@@ -1,9 +1,9 @@
 """nwcd's ``NWCClient`` against a wallet service written with the Alby JS SDK.
 
 ``interop/alby_wallet_service.mjs`` runs the SDK's ``NWCWalletService`` (@getalby/sdk
-8.0.3) on an in-memory fake wallet, on a real relay (PyPI nostr-relay), and reports
-every request it decrypts. Its info event lists ``nip04 nip44_v2`` and the methods it
-serves; ``multi_pay_invoice`` is not among them (the SDK's service answers every multi_*
+8.0.3) on an in-memory fake wallet, on a real relay (PyPI nostr-relay, nostr-sdk's
+LocalRelay), and reports every request it decrypts. Its info event lists
+``nip04 nip44_v2`` and the methods it serves; ``multi_pay_invoice`` is not among them (the SDK's service answers every multi_*
 request ``NOT_IMPLEMENTED``), so our client must pay a batch with one ``pay_invoice``
 per item and give the same result shape.
 """
@@ -23,14 +23,13 @@ from nwcd import bolt11
 from nwcd.client.client import InvoiceRequest, NWCClient, NWCError
 from nwcd.nip47.encryption import Scheme
 from tests.interop.node import NodeProcess
-from tests.support.relays import NostrRelayProcess
 
 pytestmark = pytest.mark.relay
 
 
 @pytest.fixture
-async def alby_wallet(scripts: Path, nostr_relay: NostrRelayProcess) -> AsyncIterator[NodeProcess]:
-    async with NodeProcess(scripts, "alby_wallet_service.mjs", nostr_relay.url) as service:
+async def alby_wallet(scripts: Path, relay_url: str) -> AsyncIterator[NodeProcess]:
+    async with NodeProcess(scripts, "alby_wallet_service.mjs", relay_url) as service:
         yield service
 
 

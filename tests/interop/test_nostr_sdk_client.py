@@ -2,7 +2,7 @@
 
 Every method its ``NostrWalletConnect`` has (get_info, get_balance, pay_invoice,
 pay_keysend, make_invoice, lookup_invoice, list_transactions; no multi-pay, no
-notifications) goes through a real relay (PyPI nostr-relay) to nwcd's daemon on the
+notifications) goes through a real relay (nostr-relay, LocalRelay) to nwcd's daemon on the
 simulator. It reads our info event and so speaks NIP-44 v2. Wallet errors arrive as
 ``NostrSdkError.Generic('... [Code]')``.
 """
