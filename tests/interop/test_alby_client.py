@@ -1,10 +1,10 @@
 """The Alby JS SDK's ``NWCClient`` (@getalby/sdk 8.0.3, Node) against nwcd's service.
 
 Every public method of the SDK's client goes through a real relay (PyPI nostr-relay,
-nostr-sdk's LocalRelay) to nwcd's daemon on the simulator, once with the encryption the SDK picks from our
-info event (NIP-44 v2) and once with NIP-04 forced the way peers.md documents
-(``client._encryptionType = 'nip04'``). Each method is a subtest, so a failure names
-the method and the encryption.
+nostr-sdk's LocalRelay) to nwcd's daemon on the simulator, once with the encryption the
+SDK picks from our info event (NIP-44 v2) and once with NIP-04 forced the way peers.md
+documents (``client._encryptionType = 'nip04'``). Each method is a subtest, so a failure
+names the method and the encryption.
 
 Methods nwcd does not implement (``get_budget``, hold invoices, ``create_connection``)
 must come back as a clean ``NOT_IMPLEMENTED`` wallet error. ``multiPayInvoice`` rejects

@@ -3,9 +3,9 @@
 ``interop/alby_wallet_service.mjs`` runs the SDK's ``NWCWalletService`` (@getalby/sdk
 8.0.3) on an in-memory fake wallet, on a real relay (PyPI nostr-relay, nostr-sdk's
 LocalRelay), and reports every request it decrypts. Its info event lists
-``nip04 nip44_v2`` and the methods it serves; ``multi_pay_invoice`` is not among them (the SDK's service answers every multi_*
-request ``NOT_IMPLEMENTED``), so our client must pay a batch with one ``pay_invoice``
-per item and give the same result shape.
+``nip04 nip44_v2`` and the methods it serves; ``multi_pay_invoice`` is not among them (the SDK's
+service answers every multi_* request ``NOT_IMPLEMENTED``), so our client must pay a
+batch with one ``pay_invoice`` per item and give the same result shape.
 """
 
 from __future__ import annotations
