@@ -67,7 +67,8 @@ async def _run(relay_url: str, store: SqliteStore, backend: SimulatedBackend, co
     ready = asyncio.Event()
     service = asyncio.create_task(daemon.run(ready.set))
     try:
-        await asyncio.wait_for(ready.wait(), 15)
+        async with asyncio.timeout(15):
+            await ready.wait()
         print(
             f"wallet service   ready on the simulator, balance {await backend.get_balance():,} msat"
         )

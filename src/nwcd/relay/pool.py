@@ -282,7 +282,8 @@ class RelayPool:
                 await self.state_changed.wait_for(lambda: len(self.connected_relays) >= want)
 
         try:
-            await asyncio.wait_for(enough(), timeout)
+            async with asyncio.timeout(timeout):
+                await enough()
         except TimeoutError:
             return False
         return True

@@ -1,0 +1,90 @@
+"""Settings from TOML + environment; unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nwcd.bootstrap import service_settings
+from nwcd.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "nwcd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, environ={})
+    assert settings.relays == ()
+    assert settings.backend_kind == "simulator"
+    assert settings.store_path == tmp_path / "nwcd.sqlite"
+    service = service_settings(settings)
+    assert service.max_batch_items == 100
+    assert service.limits.in_flight == 256
+    assert service.limits.per_connection == 100
+
+
+def test_file_values(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        'relays = ["wss://a.example"]\n[service]\nmax_batch_items = 5\n'
+        'max_payments_per_connection = 7\nfee_reserve_ppm = 5000\ntimezone = "Europe/Berlin"\n'
+        '[backend]\nkind = "simulator"\n[backend.simulator]\ninitial_balance_msat = 42\n',
+    )
+    settings = load_settings(config_file=config, data_dir=tmp_path, environ={})
+    assert settings.relays == ("wss://a.example",)
+    assert settings.backend == {"initial_balance_msat": 42}
+    service = service_settings(settings)
+    assert service.max_batch_items == 5
+    assert service.limits.per_connection == 7
+    assert service.fee_reserve.ppm == 5000
+    assert str(service.timezone) == "Europe/Berlin"
+
+
+def test_precedence_flags_then_environment_then_file(tmp_path: Path) -> None:
+    config = write(tmp_path, 'relays = ["wss://file.example"]\ndata_dir = "/nonexistent"\n')
+    env = {"NWCD_RELAYS": "wss://env1.example, wss://env2.example", "NWCD_DATA_DIR": str(tmp_path)}
+    from_env = load_settings(config_file=config, environ=env)
+    assert from_env.relays == ("wss://env1.example", "wss://env2.example")
+    assert from_env.data_dir == tmp_path
+    from_flags = load_settings(config_file=config, relays=("wss://flag.example",), environ=env)
+    assert from_flags.relays == ("wss://flag.example",)
+    assert load_settings(environ={"NWCD_CONFIG": str(config)}).relays == ("wss://file.example",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("relay = []\n", "unknown key(s) relay"),
+        ("[service]\nmax_batch_item = 3\n", "service: unknown key(s) max_batch_item"),
+        ('[service]\nmax_batch_items = "3"\n', "service.max_batch_items must be a int"),
+        ("[service]\npayment_hash_tag = 1\n", "payment_hash_tag must be a bool"),
+        ('[service]\ntimezone = "Mars/Olympus"\n', "unknown time zone"),
+        ('[backend]\nkind = "cashu"\n', "backend.kind must be one of"),
+        ("[backend.simulator]\nbalance = 1\n", "backend.simulator: unknown key(s) balance"),
+        ('relays = "wss://x"\n', "relays must be a list"),
+        ("this is not toml", "nwcd.toml"),
+    ],
+)
+def test_errors_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(config_file=write(tmp_path, text), data_dir=tmp_path, environ={})
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(config_file=tmp_path / "absent.toml", environ={})
+
+
+def test_secrets_never_in_repr(tmp_path: Path) -> None:
+    from nwcd.nip47.uri import ConnectionUri
+    from nwcd.nostr.keys import SecretKey
+
+    secret = SecretKey.generate()
+    uri = ConnectionUri(SecretKey.generate().public_key, ("wss://r.example",), secret)
+    assert secret.reveal_hex() not in repr(uri)
+    assert secret.reveal_hex() not in repr(secret)
+    assert secret.reveal_hex() in uri.format()
