@@ -86,6 +86,17 @@ def _item_error(message: str, code: ErrorCode = ErrorCode.OTHER) -> RequestError
     return RequestError(code, message)
 
 
+def _over_maximum(amount_msat: int, max_amount_msat: int | None) -> RequestError | None:
+    """``QUOTA_EXCEEDED`` when one payment is above the connection's per-payment limit."""
+    if max_amount_msat is None or amount_msat <= max_amount_msat:
+        return None
+    return _item_error(
+        f"payment of {amount_msat} msat exceeds this connection's maximum of"
+        f" {max_amount_msat} msat per payment",
+        ErrorCode.QUOTA_EXCEEDED,
+    )
+
+
 def plan_invoices(
     items: Sequence[InvoiceItem],
     *,
@@ -169,16 +180,8 @@ def _check_invoice(
                 0,
             )
         amount = invoice.amount_msat
-    if max_amount_msat is not None and amount > max_amount_msat:
-        return (
-            _item_error(
-                f"payment of {amount} msat exceeds this connection's maximum of"
-                f" {max_amount_msat} msat per payment",
-                ErrorCode.QUOTA_EXCEEDED,
-            ),
-            0,
-        )
-    return None, amount
+    over = _over_maximum(amount, max_amount_msat)
+    return (over, 0) if over is not None else (None, amount)
 
 
 def plan_keysends(
@@ -204,12 +207,8 @@ def plan_keysends(
         error: RequestError | None = None
         if item.problem is not None:
             error = _item_error(item.problem)
-        elif max_amount_msat is not None and item.amount_msat > max_amount_msat:
-            error = _item_error(
-                f"payment of {item.amount_msat} msat exceeds this connection's maximum of"
-                f" {max_amount_msat} msat per payment",
-                ErrorCode.QUOTA_EXCEEDED,
-            )
+        else:
+            error = _over_maximum(item.amount_msat, max_amount_msat)
         preimage = item.preimage or os.urandom(32).hex()
         planned.append(
             PlannedPayment(
