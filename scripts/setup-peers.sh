@@ -49,3 +49,6 @@ if [ ! -f "$NODE_INTEROP/.installed" ]; then
     mkdir -p "$CACHE/node-interop"
     mv "$NODE_TMP" "$NODE_INTEROP"
 fi
+
+# btcd + lnd for the LND regtest tests (tests/backends/test_lnd.py); skips without go.
+"$(dirname "$0")/setup-lnd.sh"
