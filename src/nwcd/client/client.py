@@ -26,8 +26,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nwcd import bolt11
 from nwcd.clock import SYSTEM_CLOCK, Clock
-from nwcd.errors import DecryptionError, ErrorCode, InvalidMessage, RequestError
+from nwcd.errors import DecryptionError, ErrorCode, InvalidInvoice, InvalidMessage, RequestError
 from nwcd.nip47.encryption import Scheme, open_content, seal_content
 from nwcd.nip47.info import parse_info_event
 from nwcd.nip47.methods import encode_request
@@ -40,6 +41,7 @@ from nwcd.relay.pool import RelayPool, Subscription
 
 __all__ = [
     "InvoiceRequest",
+    "KeysendRequest",
     "NWCClient",
     "NWCError",
     "Notification",
@@ -86,8 +88,22 @@ class InvoiceRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class KeysendRequest:
+    """One keysend of a batch: ``tlv_records`` as ``(type, hex value)`` pairs."""
+
+    pubkey: str
+    amount_msat: int
+    id: str | None = None
+    preimage: str | None = None
+    tlv_records: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentResult:
-    """The result of one invoice: ``preimage`` when ``ok``, else ``error``."""
+    """The result of one invoice (or keysend: ``invoice`` is then the destination pubkey).
+
+    ``preimage`` when ``ok``, else ``error``.
+    """
 
     invoice: str
     id: str
@@ -296,31 +312,51 @@ class NWCClient:
         self, invoices: Sequence[str | InvoiceRequest], *, timeout: float | None = None
     ) -> list[PaymentResult]:
         """Pay several invoices; one result per invoice, in input order."""
-        items = _items(invoices)
-        results = {r.id: r async for r in self.multi_pay_invoice_iter(items, timeout=timeout)}
-        return [results[item.id or ""] for item in items]
+        items = _invoice_items(invoices)
+        results = {r.id: r async for r in self._batch(items, timeout)}
+        return [results[item.id] for item in items]
 
-    async def multi_pay_invoice_iter(
+    def multi_pay_invoice_iter(
         self, invoices: Sequence[str | InvoiceRequest], *, timeout: float | None = None
     ) -> AsyncIterator[PaymentResult]:
         """Pay several invoices; yield each result as it arrives (then timeouts)."""
-        items = _items(invoices)
+        return self._batch(_invoice_items(invoices), timeout)
+
+    async def multi_pay_keysend(
+        self, keysends: Sequence[KeysendRequest], *, timeout: float | None = None
+    ) -> list[PaymentResult]:
+        """Several keysends; one result per keysend (``invoice`` holds the pubkey), in order."""
+        items = _keysend_items(keysends)
+        results = {r.id: r async for r in self._batch(items, timeout)}
+        return [results[item.id] for item in items]
+
+    def multi_pay_keysend_iter(
+        self, keysends: Sequence[KeysendRequest], *, timeout: float | None = None
+    ) -> AsyncIterator[PaymentResult]:
+        """Several keysends; yield each result as it arrives (then timeouts)."""
+        return self._batch(_keysend_items(keysends), timeout)
+
+    async def _batch(
+        self, items: list[_BatchItem], timeout: float | None
+    ) -> AsyncIterator[PaymentResult]:
         limit = timeout if timeout is not None else self.batch_timeout(len(items))
-        if "multi_pay_invoice" in self.info.methods:
-            stream = self._multi_pay(items, limit)
-        else:
-            stream = self._pay_each(items, limit)
+        method = items[0].batch_method if items else "multi_pay_invoice"
+        stream = (
+            self._multi(method, items, limit)
+            if method in self.info.methods
+            else self._one_by_one(items, limit)
+        )
         async for result in stream:
             yield result
 
-    async def _multi_pay(
-        self, items: list[InvoiceRequest], limit: float
+    async def _multi(
+        self, method: str, items: list[_BatchItem], limit: float
     ) -> AsyncIterator[PaymentResult]:
-        by_id = {item.id or "": item for item in items}
-        params = {"invoices": [_invoice_params(item) for item in items]}
-        _, subscription = await self._send("multi_pay_invoice", params)
-        pending = dict(by_id)
-        hash_to_id: dict[str, str] = {}
+        list_key = "invoices" if method == "multi_pay_invoice" else "keysends"
+        _, subscription = await self._send(method, {list_key: [item.params for item in items]})
+        pending = {item.id: item for item in items}
+        # A wallet that ignores ids tags with the payment hash (or keysend pubkey).
+        aliases = {item.alias: item.id for item in items if item.alias}
         try:
             async with asyncio.timeout(limit):
                 while pending:
@@ -328,49 +364,45 @@ class NWCClient:
                     response = self._open(event)
                     if response is None:
                         continue
-                    item_id = event.tag_value("d")
-                    if item_id not in pending:
-                        item_id = hash_to_id.get(event.tag_value("payment_hash") or "")
-                    if item_id is None or item_id not in pending:
-                        if event.tag_value("d") is None and response.error is not None:
-                            # A whole-request error: it answers every remaining item.
-                            for rest in list(pending):
-                                yield _result(pending.pop(rest), response)
-                        continue
-                    yield _result(pending.pop(item_id), response)
+                    d_tag = event.tag_value("d")
+                    item_id = next(
+                        (
+                            key
+                            for key in (d_tag, aliases.get(d_tag or ""),
+                                        aliases.get(event.tag_value("payment_hash") or ""))
+                            if key in pending
+                        ),
+                        None,
+                    )  # fmt: skip
+                    if item_id is not None:
+                        yield pending.pop(item_id).result(response)
+                    elif d_tag is None and response.error is not None:
+                        # A whole-request error answers every remaining item.
+                        for rest in list(pending):
+                            yield pending.pop(rest).result(response)
         except TimeoutError:
             pass
         finally:
             await subscription.close()
         for item in pending.values():
-            yield _timed_out(item, limit)
+            yield item.timed_out(limit)
 
-    async def _pay_each(
-        self, items: list[InvoiceRequest], limit: float
+    async def _one_by_one(
+        self, items: list[_BatchItem], limit: float
     ) -> AsyncIterator[PaymentResult]:
+        """The wallet lacks the batch method: the same results from single requests."""
         queue: asyncio.Queue[PaymentResult] = asyncio.Queue()
 
-        async def pay(item: InvoiceRequest) -> None:
+        async def pay(item: _BatchItem) -> None:
             try:
-                result = await self.pay_invoice(
-                    item.invoice, amount_msat=item.amount_msat, timeout=limit
-                )
-                outcome = PaymentResult(
-                    item.invoice,
-                    item.id or "",
-                    True,
-                    str(result.get("preimage", "")),
-                    _optional_int(result.get("fees_paid")),
-                )
+                result = await self.call(item.single_method, item.single_params, timeout=limit)
+                outcome = item.result(Response(item.single_method, result))
             except NWCError as exc:
-                outcome = PaymentResult(
-                    item.invoice,
-                    item.id or "",
-                    False,
-                    error=ErrorPayload(exc.wallet_code, exc.message),
+                outcome = item.result(
+                    Response(item.single_method, error=ErrorPayload(exc.wallet_code, exc.message))
                 )
             except TimeoutError:
-                outcome = _timed_out(item, limit)
+                outcome = item.timed_out(limit)
             await queue.put(outcome)
 
         tasks = [asyncio.create_task(pay(item)) for item in items]
@@ -416,51 +448,93 @@ class NWCClient:
             await subscription.close()
 
 
-def _items(invoices: Sequence[str | InvoiceRequest]) -> list[InvoiceRequest]:
-    """Give every item a unique id (keeping the caller's where unique)."""
-    items: list[InvoiceRequest] = []
+@dataclass(frozen=True, slots=True)
+class _BatchItem:
+    """One item of a batch, with what is needed to send it either way and match its answer."""
+
+    id: str
+    target: str  # the invoice, or the keysend destination
+    params: dict[str, Any]  # the item inside the multi_* request
+    single_method: str
+    single_params: dict[str, Any]
+    alias: str | None  # payment hash (invoices) or pubkey (keysends)
+
+    @property
+    def batch_method(self) -> str:
+        return "multi_" + self.single_method
+
+    def result(self, response: Response) -> PaymentResult:
+        if response.error is not None:
+            return PaymentResult(self.target, self.id, False, error=response.error)
+        result = response.result or {}
+        return PaymentResult(
+            self.target,
+            self.id,
+            True,
+            str(result.get("preimage", "")),
+            _optional_int(result.get("fees_paid")),
+        )
+
+    def timed_out(self, limit: float) -> PaymentResult:
+        return PaymentResult(
+            self.target,
+            self.id,
+            False,
+            error=ErrorPayload(TIMEOUT_CODE, f"no answer from the wallet within {limit:.0f} s"),
+        )
+
+
+def _unique_ids(wanted: Sequence[str | None]) -> list[str]:
+    """The caller's ids where unique, else the item's index: every item needs its own."""
     used: set[str] = set()
-    for index, entry in enumerate(invoices):
-        item = entry if isinstance(entry, InvoiceRequest) else InvoiceRequest(entry)
-        item_id = item.id if item.id and item.id not in used else str(index)
-        while item_id in used:
-            item_id = f"{item_id}.{index}"
-        used.add(item_id)
-        items.append(InvoiceRequest(item.invoice, item.amount_msat, item_id))
+    ids: list[str] = []
+    for index, item_id in enumerate(wanted):
+        chosen = item_id if item_id and item_id not in used else str(index)
+        while chosen in used:
+            chosen = f"{chosen}.{index}"
+        used.add(chosen)
+        ids.append(chosen)
+    return ids
+
+
+def _invoice_items(invoices: Sequence[str | InvoiceRequest]) -> list[_BatchItem]:
+    requests = [e if isinstance(e, InvoiceRequest) else InvoiceRequest(e) for e in invoices]
+    items = []
+    for request, item_id in zip(requests, _unique_ids([r.id for r in requests]), strict=True):
+        single: dict[str, Any] = {"invoice": request.invoice}
+        if request.amount_msat is not None:
+            single["amount"] = request.amount_msat
+        try:
+            alias: str | None = bolt11.decode(request.invoice).payment_hash
+        except InvalidInvoice:
+            alias = None
+        items.append(
+            _BatchItem(
+                item_id, request.invoice, {"id": item_id, **single}, "pay_invoice", single, alias
+            )
+        )
     return items
 
 
-def _invoice_params(item: InvoiceRequest) -> dict[str, Any]:
-    params: dict[str, Any] = {"id": item.id, "invoice": item.invoice}
-    if item.amount_msat is not None:
-        params["amount"] = item.amount_msat
-    return params
+def _keysend_items(keysends: Sequence[KeysendRequest]) -> list[_BatchItem]:
+    items = []
+    for request, item_id in zip(keysends, _unique_ids([k.id for k in keysends]), strict=True):
+        single: dict[str, Any] = {"pubkey": request.pubkey, "amount": request.amount_msat}
+        if request.preimage is not None:
+            single["preimage"] = request.preimage
+        if request.tlv_records:
+            single["tlv_records"] = [{"type": t, "value": v} for t, v in request.tlv_records]
+        items.append(
+            _BatchItem(
+                item_id, request.pubkey, {"id": item_id, **single}, "pay_keysend", single,
+                request.pubkey,
+            )
+        )  # fmt: skip
+    return items
 
 
 def _optional_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _result(item: InvoiceRequest, response: Response) -> PaymentResult:
-    if response.error is not None:
-        return PaymentResult(item.invoice, item.id or "", False, error=response.error)
-    result = response.result or {}
-    return PaymentResult(
-        item.invoice,
-        item.id or "",
-        True,
-        str(result.get("preimage", "")),
-        _optional_int(result.get("fees_paid")),
-    )
-
-
-def _timed_out(item: InvoiceRequest, limit: float) -> PaymentResult:
-    return PaymentResult(
-        item.invoice,
-        item.id or "",
-        False,
-        error=ErrorPayload(TIMEOUT_CODE, f"no answer from the wallet within {limit:.0f} s"),
-    )
 
 
 async def _first_or_eose(subscription: Subscription, timeout: float) -> Event | None:

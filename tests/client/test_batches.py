@@ -1,0 +1,41 @@
+"""The client's batch calls against our service: keysends, ids, input order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nwcd.client.client import InvoiceRequest, KeysendRequest, NWCClient
+from tests.service.harness import WalletHarness
+
+
+async def test_multi_pay_keysend(tmp_path: Path, nwcd_relay: object) -> None:
+    url = nwcd_relay.url  # type: ignore[attr-defined]
+    async with WalletHarness(tmp_path, [url]) as wallet:
+        uri = await wallet.connect()
+        await wallet.start()
+        payees = wallet.backend.payee_pubkeys
+        keysends = [
+            KeysendRequest(payees[0], 1_000, tlv_records=((696969, "77616c"),)),
+            KeysendRequest(payees[1], 2_000, id="mine"),
+            KeysendRequest("02" + "ab" * 32, 3_000),
+        ]
+        async with NWCClient(uri, timeout=10) as client:
+            results = await client.multi_pay_keysend(keysends)
+    assert [r.invoice for r in results] == [k.pubkey for k in keysends]
+    assert [r.id for r in results] == ["0", "mine", "2"]
+    assert [r.ok for r in results] == [True, True, False]
+    assert results[2].error is not None
+    assert results[2].error.code == "PAYMENT_FAILED"
+
+
+async def test_duplicate_caller_ids_are_made_unique(tmp_path: Path, nwcd_relay: object) -> None:
+    url = nwcd_relay.url  # type: ignore[attr-defined]
+    async with WalletHarness(tmp_path, [url]) as wallet:
+        uri = await wallet.connect()
+        await wallet.start()
+        made = [await wallet.backend.create_invoice(1_000 + i) for i in range(3)]
+        requests = [InvoiceRequest(m.invoice, id="same") for m in made]
+        async with NWCClient(uri, timeout=10) as client:
+            results = await client.multi_pay_invoice(requests)
+    assert [r.id for r in results] == ["same", "1", "2"]
+    assert [r.preimage for r in results] == [m.preimage for m in made]
