@@ -13,13 +13,26 @@ CACHE=${NWCD_CACHE:-$HOME/.cache/nwcd}
 DEST="$CACHE/lnd-$LND_VERSION-btcd-$BTCD_VERSION"
 BIN="$DEST/bin"
 
-if [ -x "$BIN/lnd" ] && [ -x "$BIN/lncli" ] && [ -x "$BIN/btcd" ] && [ -x "$BIN/btcctl" ]; then
+built() { [ -x "$BIN/lnd" ] && [ -x "$BIN/lncli" ] && [ -x "$BIN/btcd" ] && [ -x "$BIN/btcctl" ]; }
+if built; then
     echo "setup-lnd.sh: lnd $LND_VERSION and btcd $BTCD_VERSION already in $BIN"
     exit 0
 fi
 if ! command -v go >/dev/null; then
     echo "setup-lnd.sh: the Go toolchain (go) is not installed; skipping the lnd/btcd build" \
         "(the LND tests will be skipped)"
+    exit 0
+fi
+
+# One build at a time: a second run (another checkout, setup-peers.sh) waits for the first.
+mkdir -p "$CACHE"
+exec 9>"$DEST.lock"
+if command -v flock >/dev/null && ! flock -n 9; then
+    echo "setup-lnd.sh: another build is running; waiting for it"
+    flock 9
+fi
+if built; then
+    echo "setup-lnd.sh: lnd $LND_VERSION and btcd $BTCD_VERSION already in $BIN"
     exit 0
 fi
 
