@@ -52,3 +52,45 @@ fi
 
 # btcd + lnd for the LND regtest tests (tests/backends/test_lnd.py); skips without go.
 "$(dirname "$0")/setup-lnd.sh"
+
+# LNbits 1.6.2 (PyPI) in its own virtualenv, run by tests/backends/lnbits_server.py with its
+# FakeWallet funding source. It needs Python >=3.10,<3.13: pyenv's 3.12.1 by its full path
+# (the python3.12 shim is not selected here; override with LNBITS_PYTHON). bitstring<5: its
+# bolt11 breaks with bitstring 5. Every version is pinned (from a working install) and the
+# stamp file holds the pins, so a cached venv with the same pins is reused at no cost.
+LNBITS_VENV="$CACHE/lnbits-1.6.2"
+LNBITS_PINS="lnbits==1.6.2 aiohappyeyeballs==2.7.1 aiohttp==3.14.5 aiosignal==1.4.0
+aiosqlite==0.22.1 annotated-doc==0.0.7 anyio==4.14.2 asn1crypto==1.5.1 asyncpg==0.31.0
+attrs==26.1.0 base58==2.1.1 bcrypt==5.0.0 bech32==1.2.0 bip32==5.0.0 bitarray==3.12.3
+bitstring==4.4.0 bolt11==2.1.1 certifi==2026.10.19.post1 cffi==2.1.1 charset-normalizer==3.5.2
+click==8.3.3 coincurve==20.0.0 coincurve-cp314-fix==22.0.1 cryptography==50.0.2
+Deprecated==3.0.1 dnspython==2.9.2 email-validator==2.4.0 embit==0.8.0 fastapi==0.116.2
+fastapi-sso==0.19.0 filetype==1.2.0 frozenlist==1.8.0 greenlet==3.3.2 grpcio==1.76.0
+h11==0.16.0 http_ece==1.2.1 httpcore==1.0.9 httpx==0.27.2 idna==3.20 itsdangerous==2.2.0
+Jinja2==3.1.6 jsonpath-ng==1.7.0 limits==5.8.0 lnurl==0.10.4 loguru==0.7.3
+markdown-it-py==4.3.0 MarkupSafe==3.0.4 mdurl==0.1.2 multidict==7.2.1 nostr-sdk==0.44.8
+oauthlib==4.0.1 packaging==25.0 pillow==12.3.0 ply==3.11 propcache==0.5.4 protobuf==6.33.6
+py-vapid==1.9.6 pycparser==3.12 pycryptodomex==3.23.0 pydantic==1.10.27 Pygments==2.21.0
+pyinstrument==5.1.3 PyJWT==2.12.1 pyln-bolt7==1.0.246 pyln-client==25.12 pyln-proto==26.6.9
+pynostr==0.7.0 PyQRCode==1.2.1 PySocks==1.7.1 python-crontab==3.3.0 python-dotenv==1.2.4
+python-multipart==0.0.34 pywebpush==2.2.1 random-username==1.0.2 requests==2.34.2 rich==15.0.0
+shellingham==1.5.4 shortuuid==1.0.13 slowapi==0.1.10 sniffio==1.3.1 socksio==1.0.0
+SQLAlchemy==1.4.54 sse-starlette==2.3.6 starlette==0.48.0 tibs==0.5.7 tlv8==0.10.0
+tornado==6.6.1 typer==0.28.0 typing_extensions==4.15.0 urllib3==2.8.0 uvicorn==0.40.0
+uvloop==0.22.1 wasmtime==50.0.1 websocket-client==1.9.2 websockets==15.0.1 wrapt==2.5.2
+yarl==1.25.1"
+if [ "$(cat "$LNBITS_VENV/.pins" 2>/dev/null)" != "$LNBITS_PINS" ] \
+    || [ ! -x "$LNBITS_VENV/bin/lnbits" ]; then
+    LNBITS_PYTHON=${LNBITS_PYTHON:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")/versions/3.12.1/bin/python3.12}
+    if [ ! -x "$LNBITS_PYTHON" ]; then
+        echo "setup-peers.sh: LNbits needs Python 3.12 (pyenv 3.12.1) at $LNBITS_PYTHON;" \
+            "set LNBITS_PYTHON to a Python >=3.10,<3.13" >&2
+        exit 1
+    fi
+    echo "== installing LNbits 1.6.2 into $LNBITS_VENV"
+    rm -rf "$LNBITS_VENV"
+    "$LNBITS_PYTHON" -m venv "$LNBITS_VENV"
+    # shellcheck disable=SC2086 # the pins are one word each
+    "$LNBITS_VENV/bin/python" -m pip install -q --disable-pip-version-check $LNBITS_PINS
+    printf '%s' "$LNBITS_PINS" > "$LNBITS_VENV/.pins"
+fi
