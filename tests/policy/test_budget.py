@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nwcd.policy.budget import FeeReserve, window_start
+from nwcd.policy.budget import FeeReserve, window_end, window_start
 from nwcd.policy.grants import BudgetPeriod
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -172,6 +172,30 @@ def test_window_contains_now(now: int, period: BudgetPeriod, tz: tzinfo) -> None
             assert (local.year, local.month, local.day) == (today.year, today.month, 1)
         case _:
             assert (local.year, local.month, local.day) == (today.year, 1, 1)
+
+
+@given(
+    now=st.integers(min_value=86_400 * 366, max_value=4_102_444_800),
+    period=st.sampled_from(CALENDAR),
+    tz=st.sampled_from(ZONES),
+)
+def test_window_end_is_the_next_window_start(now: int, period: BudgetPeriod, tz: tzinfo) -> None:
+    end = window_end(now, period, tz)
+    assert end == next_window_start(now, period, tz)
+    assert now < end
+    assert window_start(end, period, tz) == end
+    assert window_start(end - 1, period, tz) == window_start(now, period, tz)
+
+
+def test_window_end_examples() -> None:
+    now = utc(2025, 12, 31, 23, 59, 59)
+    assert window_end(now, BudgetPeriod.DAILY) == utc(2026, 1, 1)
+    assert window_end(now, BudgetPeriod.WEEKLY) == utc(2026, 1, 5)  # the next Monday
+    assert window_end(now, BudgetPeriod.MONTHLY) == utc(2026, 1, 1)
+    assert window_end(now, BudgetPeriod.YEARLY) == utc(2026, 1, 1)
+    assert window_end(now, BudgetPeriod.NEVER) is None
+    # Berlin's spring-forward day is 23 hours long.
+    assert window_end(utc(2025, 3, 29, 23), BudgetPeriod.DAILY, BERLIN) == utc(2025, 3, 30, 22)
 
 
 @given(

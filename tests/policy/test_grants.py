@@ -6,7 +6,7 @@ import pytest
 
 from nwcd.nip47.methods import Method
 from nwcd.nostr.keys import SecretKey
-from nwcd.policy.grants import SCOPES, BudgetPeriod, Connection, expand_methods
+from nwcd.policy.grants import SCOPES, BudgetPeriod, Connection, describe_methods, expand_methods
 
 PAY = {"pay_invoice", "multi_pay_invoice", "pay_keysend", "multi_pay_keysend"}
 READ = {"get_balance", "get_info", "lookup_invoice", "list_transactions"}
@@ -97,3 +97,28 @@ def test_allowed_methods_ignore_unknown_backend_methods() -> None:
 def test_allowed_methods_empty_grant() -> None:
     assert connection(frozenset()).allowed_methods(ALL) == []
     assert connection(None).allowed_methods([]) == []
+
+
+@pytest.mark.parametrize(
+    ("methods", "expected"),
+    [
+        (None, "all"),
+        (frozenset(), "none"),
+        (SCOPES["pay"], "pay"),
+        (SCOPES["pay"] | SCOPES["read"], "pay,read"),
+        (frozenset(ALL), "pay,receive,read,sign"),
+        (SCOPES["read"] | {"pay_invoice"}, "read,pay_invoice"),
+        (frozenset({"get_info", "make_invoice"}), "receive,get_info"),
+        (frozenset({"multi_pay_invoice", "pay_invoice"}), "pay_invoice,multi_pay_invoice"),
+    ],
+)
+def test_describe_methods(methods: frozenset[str] | None, expected: str) -> None:
+    assert describe_methods(methods) == expected
+
+
+@pytest.mark.parametrize("size", range(len(ALL) + 1))
+def test_describe_methods_round_trips(size: int) -> None:
+    for start in range(len(ALL)):
+        methods = frozenset((ALL * 2)[start : start + size])
+        if methods:
+            assert expand_methods(describe_methods(methods).split(",")) == methods
