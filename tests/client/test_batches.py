@@ -39,3 +39,20 @@ async def test_duplicate_caller_ids_are_made_unique(tmp_path: Path, nwcd_relay: 
             results = await client.multi_pay_invoice(requests)
     assert [r.id for r in results] == ["same", "1", "2"]
     assert [r.preimage for r in results] == [m.preimage for m in made]
+
+
+async def test_relays_that_never_ok_ephemeral_events_do_not_stall_calls(
+    tmp_path: Path, nwcd_relay: object
+) -> None:
+    """nostr-rs-relay sends no OK for kinds 20000-29999: the client must not wait for one."""
+    relay = nwcd_relay
+    async with WalletHarness(tmp_path, [relay.url]) as wallet:  # type: ignore[attr-defined]
+        uri = await wallet.connect()
+        await wallet.start()
+        relay.faults.no_ok_for_ephemeral = True  # type: ignore[attr-defined]
+        made = await wallet.backend.create_invoice(1_000)
+        # An OK-wait would take connect_timeout (60 s) and overrun the 10 s call timeout.
+        async with NWCClient(uri, timeout=10, connect_timeout=60) as client:
+            assert await client.get_balance() == 100_000_000_000
+            [result] = await client.multi_pay_invoice([made.invoice], timeout=10)
+        assert result.preimage == made.preimage

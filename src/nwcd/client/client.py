@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +155,7 @@ class NWCClient:
         self._wallet = uri.wallet_pubkey
         self.info = WalletInfo(frozenset(), (Scheme.NIP04,), found=False)
         self.scheme = Scheme.NIP04
+        self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
     def from_uri(cls, uri: str | ConnectionUri, **options: Any) -> NWCClient:
@@ -215,8 +216,12 @@ class NWCClient:
             log.info("ignoring an unreadable response %s: %s", event.id, exc)
             return None
 
-    async def _send(self, method: str, params: Mapping[str, Any]) -> tuple[Event, Subscription]:
-        """Subscribe for responses, then publish the request (never the other way round)."""
+    async def _send(self, method: str, params: Mapping[str, Any]) -> AsyncGenerator[Event, None]:
+        """Subscribe for the responses, publish the request, and yield the response events.
+
+        Never waits for the relays' ``OK`` before listening (some relays never send
+        one for ephemeral kinds), but fails at once if every relay refuses the request.
+        """
         request = self._request_event(method, params)
         subscription = await self._pool.subscribe(
             [
@@ -227,11 +232,24 @@ class NWCClient:
                 )
             ]
         )
-        result = await self._pool.publish(request, timeout=self._connect_timeout)
-        if not result.ok and not result.unconfirmed:
+        publishing = asyncio.create_task(self._pool.publish(request, timeout=self._connect_timeout))
+        self._background.add(publishing)
+        publishing.add_done_callback(self._background.discard)
+        try:
+            while not publishing.done():
+                get = asyncio.ensure_future(subscription.get())
+                await asyncio.wait({get, publishing}, return_when=asyncio.FIRST_COMPLETED)
+                if get.done():
+                    yield get.result()
+                    continue
+                get.cancel()
+                result = publishing.result()
+                if not result.ok and not result.unconfirmed:
+                    raise NWCError("OTHER", f"no relay accepted the request: {result.rejected}")
+            while True:
+                yield await subscription.get()
+        finally:
             await subscription.close()
-            raise NWCError("OTHER", f"no relay accepted the request: {result.rejected}")
-        return request, subscription
 
     async def call(
         self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
@@ -242,10 +260,10 @@ class NWCClient:
             NWCError: the wallet answered with an error.
             TimeoutError: no answer within ``timeout`` seconds.
         """
-        _, subscription = await self._send(method, params or {})
+        responses = self._send(method, params or {})
         try:
             async with asyncio.timeout(timeout or self.timeout):
-                async for event in subscription:
+                async for event in responses:
                     response = self._open(event)
                     if response is None:
                         continue
@@ -253,7 +271,7 @@ class NWCClient:
                         raise NWCError(response.error.code, response.error.message)
                     return response.result or {}
         finally:
-            await subscription.close()
+            await responses.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def get_info(self) -> Mapping[str, Any]:
@@ -353,14 +371,13 @@ class NWCClient:
         self, method: str, items: list[_BatchItem], limit: float
     ) -> AsyncIterator[PaymentResult]:
         list_key = "invoices" if method == "multi_pay_invoice" else "keysends"
-        _, subscription = await self._send(method, {list_key: [item.params for item in items]})
+        responses = self._send(method, {list_key: [item.params for item in items]})
         pending = {item.id: item for item in items}
         # A wallet that ignores ids tags with the payment hash (or keysend pubkey).
         aliases = {item.alias: item.id for item in items if item.alias}
         try:
             async with asyncio.timeout(limit):
-                while pending:
-                    event = await subscription.get()
+                async for event in responses:
                     response = self._open(event)
                     if response is None:
                         continue
@@ -380,10 +397,12 @@ class NWCClient:
                         # A whole-request error answers every remaining item.
                         for rest in list(pending):
                             yield pending.pop(rest).result(response)
+                    if not pending:
+                        break
         except TimeoutError:
             pass
         finally:
-            await subscription.close()
+            await responses.aclose()
         for item in pending.values():
             yield item.timed_out(limit)
 
