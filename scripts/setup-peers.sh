@@ -94,3 +94,20 @@ if [ "$(cat "$LNBITS_VENV/.pins" 2>/dev/null)" != "$LNBITS_PINS" ] \
     "$LNBITS_VENV/bin/python" -m pip install -q --disable-pip-version-check $LNBITS_PINS
     printf '%s' "$LNBITS_PINS" > "$LNBITS_VENV/.pins"
 fi
+
+# nostr-rs-relay 0.8.12 (crates.io): a production relay, built once with cargo (~6 min on
+# 2 cores) and cached by version. Its lockfile pins a crate that no longer builds on current
+# Rust, so no --locked; it needs protoc (Debian protobuf-compiler).
+NOSTR_RS_RELAY_ROOT="$CACHE/nostr-rs-relay-0.8.12"
+if [ ! -x "$NOSTR_RS_RELAY_ROOT/bin/nostr-rs-relay" ]; then
+    if ! command -v protoc >/dev/null 2>&1; then
+        echo "== installing protobuf-compiler (Debian) for nostr-rs-relay"
+        if [ "$(id -u)" = 0 ]; then
+            apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null
+        else
+            sudo apt-get update -qq && sudo apt-get install -y -qq protobuf-compiler >/dev/null
+        fi
+    fi
+    echo "== building nostr-rs-relay 0.8.12 into $NOSTR_RS_RELAY_ROOT (one time, several minutes)"
+    cargo install --quiet nostr-rs-relay@0.8.12 --root "$NOSTR_RS_RELAY_ROOT"
+fi

@@ -14,6 +14,11 @@ def load_vectors(name: str) -> Any:
     return json.loads((VECTORS / name).read_text())
 
 
-from tests.support.fixtures import nostr_relay, nwcd_relay, sdk_relay  # noqa: E402
+from tests.support.fixtures import (  # noqa: E402
+    nostr_relay,
+    nostr_rs_relay,
+    nwcd_relay,
+    sdk_relay,
+)
 
-__all__ = ["VECTORS", "load_vectors", "nostr_relay", "nwcd_relay", "sdk_relay"]
+__all__ = ["VECTORS", "load_vectors", "nostr_relay", "nostr_rs_relay", "nwcd_relay", "sdk_relay"]

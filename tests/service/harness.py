@@ -141,7 +141,8 @@ class RawApp:
             ]
         )
         try:
-            await self.pool.publish(event, timeout=5)
+            # Do not wait for the OK: some relays never send one for ephemeral kinds.
+            await self.pool.publish(event, timeout=0.05)
             return await self.collect(subscription, expect, timeout, settle, event.pubkey)
         finally:
             await subscription.close()

@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 
 from nwcd.relay.server import LocalRelay
-from tests.support.relays import NostrRelayProcess, PeerMissing, SdkLocalRelay
+from tests.support.relays import (
+    NostrRelayProcess,
+    NostrRsRelayProcess,
+    PeerMissing,
+    SdkLocalRelay,
+)
 
-__all__ = ["nostr_relay", "nwcd_relay", "sdk_relay"]
+__all__ = ["nostr_relay", "nostr_rs_relay", "nwcd_relay", "sdk_relay"]
 
 
 @pytest.fixture
@@ -39,6 +44,20 @@ async def nostr_relay(tmp_path: Path) -> AsyncIterator[NostrRelayProcess]:
         missing = ""
     if missing:
         pytest.fail(missing, pytrace=False)
+    async with process:
+        yield process
+
+
+@pytest.fixture
+async def nostr_rs_relay(tmp_path: Path) -> AsyncIterator[NostrRsRelayProcess]:
+    """nostr-rs-relay 0.8.12 (crates.io), a production relay, as a subprocess.
+
+    Fails (does not skip) when scripts/setup-peers.sh has not built it.
+    """
+    try:
+        process = NostrRsRelayProcess(tmp_path)
+    except PeerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
     async with process:
         yield process
 

@@ -100,8 +100,10 @@ class NostrRelayProcess:
         port: the port to bind; a free one by default. :meth:`restart` keeps it.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.executable = nostr_relay_executable()
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, executable: Path | None = None
+    ) -> None:
+        self.executable = executable or nostr_relay_executable()
         self.workdir = workdir
         self.port = port if port is not None else free_port()
         self.log_path = workdir / "relay.log"
@@ -124,7 +126,7 @@ class NostrRelayProcess:
             RuntimeError: it exited or did not answer within ``STARTUP_TIMEOUT``.
         """
         if self._process is not None:
-            raise RuntimeError("nostr-relay is already running")
+            raise RuntimeError("the relay is already running")
         self._process = self._spawn()
         try:
             await self._wait_ready()
@@ -209,6 +211,54 @@ class NostrRelayProcess:
         tb: TracebackType | None,
     ) -> None:
         await self.kill()
+
+
+NOSTR_RS_RELAY_VERSION: Final = "0.8.12"
+
+
+def nostr_rs_relay_executable() -> Path:
+    """The cached ``nostr-rs-relay`` binary (built by scripts/setup-peers.sh with cargo).
+
+    Raises:
+        PeerMissing: not built; the message says how to build it.
+    """
+    path = cache_dir() / f"nostr-rs-relay-{NOSTR_RS_RELAY_VERSION}" / "bin" / "nostr-rs-relay"
+    if not os.access(path, os.X_OK):
+        raise PeerMissing(
+            f"nostr-rs-relay {NOSTR_RS_RELAY_VERSION} is not built at {path}: "
+            "run scripts/setup-peers.sh (it builds it with cargo into $NWCD_CACHE)"
+        )
+    return path
+
+
+class NostrRsRelayProcess(NostrRelayProcess):
+    """nostr-rs-relay, a production relay, on 127.0.0.1 with SQLite in ``workdir``.
+
+    It sends no ``OK`` at all for ephemeral kinds (20000-29999), yet forwards them.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port, executable=nostr_rs_relay_executable())
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        config = self.workdir / "config.toml"
+        config.write_text(
+            f'[info]\nrelay_url = "{self.url}/"\nname = "nwcd tests"\n'
+            f'[database]\ndata_directory = "{self.workdir}"\n'
+            f'[network]\naddress = "127.0.0.1"\nport = {self.port}\n'
+            "[limits]\nmax_event_bytes = 262144\nmax_ws_message_bytes = 262144\n"
+            "max_ws_frame_bytes = 262144\n"
+        )
+        self._log = self.log_path.open("ab")
+        return subprocess.Popen(
+            [str(self.executable), "--config", str(config), "--db", str(self.workdir)],
+            cwd=self.workdir,
+            env={**os.environ, "RUST_LOG": "warn"},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 class SdkLocalRelay:
