@@ -155,7 +155,7 @@ def _grant_arguments(parser: argparse.ArgumentParser, *, updating: bool) -> None
     relay_help = "relay URL (repeatable; default: the configured relays)"
     if updating:
         relay_help = "relay URL (repeatable; replaces the relays)"
-    parser.add_argument("--relay", action="append", default=[], help=relay_help)
+    parser.add_argument("--relay", action="append", default=[], metavar="URL", help=relay_help)
     parser.add_argument(
         "--methods",
         type=_methods,
@@ -253,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", required=True, type=_name, help="unique name of the app")
     _grant_arguments(create, updating=False)
-    create.add_argument("--qr-png", type=Path, help="also write the QR code to this PNG file")
+    create.add_argument(
+        "--qr-png", type=Path, metavar="FILE", help="also write the QR code to this PNG file"
+    )
     create.add_argument("--json", action="store_true", help="machine-readable output only")
 
     listing = conn_commands.add_parser(
@@ -921,6 +923,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, ConfigError, NwcdError) as exc:
         print(f"nwcd: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `nwcd connection list | head -1`: the reader left
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
