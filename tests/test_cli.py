@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -607,3 +610,24 @@ def test_bad_config_is_one_line(cli: Cli, tmp_path: Path) -> None:
     )
     config.write_text("[service]\ncap_balance_to_budget = true\n")
     assert cli.json("connection", "list", "--config", str(config)) == []
+
+
+def test_closed_stdout_is_not_a_traceback(cli: Cli) -> None:
+    """``nwcd connection show x | head -1``: the reader may leave before we write."""
+    cli.create("shop")
+    data_dir = str(cli.data_dir)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: every write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "nwcd", "connection", "show", "shop", "--data-dir", data_dir],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr
