@@ -60,6 +60,7 @@ LND_DIR=$(module_dir github.com/lightningnetwork/lnd "$LND_VERSION")
 for b in btcd btcctl lnd lncli; do
     [ -x "$TMP_BIN/$b" ] || { echo "setup-lnd.sh: $b was not built" >&2; exit 1; }
 done
+chmod 755 "$TMP_BIN"
 rm -rf "$BIN"
 mv "$TMP_BIN" "$BIN"
 trap - EXIT

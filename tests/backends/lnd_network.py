@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -287,6 +288,22 @@ class LndNode(_Process):
             )
         result: dict[str, Any] = response.json()
         return result
+
+    def pay(self, payment_request: str) -> dict[str, Any]:
+        """Pay through ``/v2/router/send`` (a stream) and return the final ``Payment``."""
+        self.call("GET", "/v1/getinfo")  # makes the client
+        assert self._client is not None
+        body = {
+            "payment_request": payment_request,
+            "fee_limit_msat": "100000",
+            "timeout_seconds": 30,
+        }
+        with self._client.stream("POST", "/v2/router/send", json=body) as response:
+            for line in response.iter_lines():
+                result = json.loads(line).get("result") if line.strip() else None
+                if result and result["status"] in ("SUCCEEDED", "FAILED"):
+                    return dict(result)
+        raise RuntimeError(f"{self.name}: payment stream ended without a final state")
 
     def height(self) -> int:
         return int(self.call("GET", "/v1/getinfo")["block_height"])

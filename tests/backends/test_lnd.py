@@ -301,10 +301,8 @@ async def test_incoming_payments_reports_settled_invoices(
     async def pay_until_seen() -> Any:
         # The subscription has no "ready" signal: pay fresh invoices until one shows up.
         tx = await backend.make_invoice(MakeInvoiceParams(amount_msat=21_000, description="tip"))
-        paid = await on(
-            network.b, "call", "POST", "/v1/channels/transactions", {"payment_request": tx.invoice}
-        )
-        assert not paid.get("payment_error"), paid
+        paid = await on(network.b, "pay", tx.invoice)
+        assert paid["status"] == "SUCCEEDED", paid
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(3):
                 while True:
