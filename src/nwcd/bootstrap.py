@@ -55,5 +55,6 @@ def service_settings(settings: Settings) -> ServiceSettings:
             floor_msat=int(s.get("fee_reserve_floor_msat", defaults.fee_reserve.floor_msat)),
         ),
         payment_hash_tag=bool(s.get("payment_hash_tag", defaults.payment_hash_tag)),
+        cap_balance_to_budget=bool(s.get("cap_balance_to_budget", defaults.cap_balance_to_budget)),
         timezone=settings.timezone(),
     )

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -353,13 +354,20 @@ async def _serve(args: argparse.Namespace) -> int:
         daemon = WalletDaemon(
             store=store,
             backend=backend,
-            settings=replace(
-                service_settings(settings),
-                cap_balance_to_budget=bool(settings.service.get("cap_balance_to_budget", False)),
-            ),
+            settings=service_settings(settings),
             options=DaemonOptions(relays=settings.relays),
         )
-        await daemon.run()
+        running = asyncio.current_task()
+        assert running is not None
+        loop = asyncio.get_running_loop()
+        # SIGTERM/SIGINT: stop taking requests, let payments in flight finish (to a
+        # deadline), then exit; whatever is left open is resolved on the next start.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, running.cancel)
+        try:
+            await daemon.run()
+        except asyncio.CancelledError:
+            log.info("nwcd stopped")
     finally:
         await backend.close()
         await store.close()

@@ -210,3 +210,14 @@ async def test_kill_9_mid_batch_pays_nothing_twice(
         assert settled == expected
         paid = 1_000 + 2_000 + 10_000 + 30_000 + 4 * 2
         assert await sim.get_balance() == 100_000_000_000 - paid
+
+
+async def test_sigterm_stops_serve_cleanly(tmp_path: Path, relay_url: str) -> None:
+    nwcd("connection", "create", "--name", "app", "--relay", relay_url, data_dir=tmp_path)
+    service = Service(tmp_path, relay_url)
+    await service.start()
+    assert service.process is not None
+    service.process.terminate()
+    code = await asyncio.wait_for(service.process.wait(), 30)
+    assert code == 0
+    await service.kill()

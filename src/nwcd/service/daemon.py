@@ -87,6 +87,7 @@ class WalletDaemon:
         self._subscription: Subscription | None = None
         self._version = -1
         self._published_info: dict[str, tuple[Any, ...]] = {}
+        self._info_stamps: dict[str, int] = {}
 
     @property
     def pool(self) -> RelayPool:
@@ -249,10 +250,14 @@ class WalletDaemon:
             if self._published_info.get(connection.wallet_pubkey) == fingerprint:
                 continue
             self._published_info[connection.wallet_pubkey] = fingerprint
+            # A replaceable event with the same created_at as the one it replaces may
+            # lose the tie on a relay (NIP-01 keeps the lowest id): always move forward.
+            stamp = max(self._now(), self._info_stamps.get(connection.wallet_pubkey, 0) + 1)
+            self._info_stamps[connection.wallet_pubkey] = stamp
             event = build_info_event(
                 connection.wallet_key,
                 methods if active else [],
-                created_at=self._now(),
+                created_at=stamp,
                 notifications=NOTIFICATION_TYPES if active else (),
                 app_pubkey=connection.app_pubkey,
             )
