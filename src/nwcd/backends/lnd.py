@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from nwcd import bolt11
+from nwcd.backends._http import BadResponse, map_exceptions
 from nwcd.bolt11 import Invoice
 from nwcd.errors import (
+    BackendError,
     BackendTimeout,
     BackendUnavailable,
     ErrorCode,
@@ -135,15 +137,14 @@ class LndError(BackendUnavailable):
 
 @contextlib.contextmanager
 def _edge(what: str) -> Iterator[None]:
-    """Translate httpx's exceptions (and undecodable JSON) into ours, without secrets."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise BackendTimeout(f"lnd {what}: no answer in time ({type(exc).__name__})") from None
-    except httpx.HTTPError as exc:
-        raise BackendUnavailable(f"lnd {what}: {type(exc).__name__}") from None
-    except ValueError as exc:  # json.JSONDecodeError, bad base64/hex/int in a response
-        raise BackendUnavailable(f"lnd {what}: malformed response ({type(exc).__name__})") from None
+    """``map_exceptions`` of ``_http``, plus undecodable JSON / base64 / integers."""
+    with map_exceptions("LND"):
+        try:
+            yield
+        except BackendError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadResponse(f"{what}: malformed ({type(exc).__name__})") from None
 
 
 def _b64(data: bytes) -> str:
@@ -347,12 +348,16 @@ class LndBackend:
                 raise BackendUnavailable(
                     f"lnd tls_cert {config.tls_cert} cannot be loaded ({type(exc).__name__})"
                 ) from None
+        # Not _http.create_client: it takes the certificate as a path, which httpx 0.28
+        # deprecates (a DeprecationWarning); an SSLContext is the supported way.
         client = httpx.AsyncClient(
-            base_url=config.url,
-            headers={_MACAROON_HEADER: config.macaroon},
+            base_url=config.url.rstrip("/"),
+            headers={"User-Agent": "nwcd", _MACAROON_HEADER: config.macaroon},
             verify=verify,
             timeout=httpx.Timeout(config.timeout),
             transport=transport,
+            trust_env=False,
+            follow_redirects=False,
         )
         return cls(config, client)
 
@@ -391,7 +396,7 @@ class LndBackend:
             LndError: LND answered with an error status.
             BackendTimeout, BackendUnavailable: no usable answer.
         """
-        with _edge(f"{method} {path}"):
+        with _edge(f"{method} {path}"):  # API paths and payment hashes only: no secrets
             response = await self._client.request(method, path, json=body, params=params)
             if response.status_code != 200:
                 raise _response_error(response)
