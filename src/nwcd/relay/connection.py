@@ -77,6 +77,7 @@ class ConnectionOptions:
     resubscribe_margin: int = 60
     max_message_bytes: int = 4 * 1024 * 1024
     outbox_capacity: int = 10_000
+    max_resends: int = 3
     ping_interval: float | None = 20.0
 
 
@@ -133,6 +134,11 @@ class RelayConnection:
         self._auth_key = auth_key
         self._ws: ClientConnection | None = None
         self._outbox: OrderedDict[str, Event] = OrderedDict()
+        # Which socket session each outbox event was last written to: only an event
+        # written on the live socket may be dropped from the outbox unconfirmed.
+        self._sessions = 0
+        self._sent_on: dict[str, int] = {}
+        self._resends: dict[str, int] = {}
         self._waiters: dict[str, list[asyncio.Future[OkResult]]] = {}
         self._caught_up: dict[str, int] = {}
         self._auth_event_id: str | None = None
@@ -178,13 +184,21 @@ class RelayConnection:
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self._sessions += 1
         self.connected.set()
         self._owner.on_state(self)
         log.info("relay %s: connected", self.url)
         for subscription_id, filters in self._owner.requests().items():
             await self._send_req(subscription_id, filters)
         for event in list(self._outbox.values()):
-            await ws.send(encode(ClientEvent(event)))
+            # An event the relay keeps dropping the connection over (too large, say)
+            # must not take every reconnect down with it: give up on it after a few.
+            resends = self._resends[event.id] = self._resends.get(event.id, 0) + 1
+            if resends > self._options.max_resends:
+                log.warning("relay %s: giving up on event %s", self.url, event.id)
+                self._settle(event.id, OkResult(False, "error: the relay did not take it"))
+                continue
+            await self._send_event(event)
         sock = ws.transport.get_extra_info("socket")
         quickack = _QUICKACK is not None and sock is not None
         async for raw in ws:
@@ -228,14 +242,19 @@ class RelayConnection:
                 for subscription_id, filters in self._owner.requests().items():
                     await self._send_req(subscription_id, filters)
                 for event in list(self._outbox.values()):
-                    await self.send_raw(encode(ClientEvent(event)))
+                    await self._send_event(event)
             else:
                 log.warning("relay %s: authentication refused: %s", self.url, text[:200])
             return
         if not accepted and text.startswith("auth-required:") and self._auth_key is not None:
             return  # kept in the outbox, re-sent once authenticated
+        self._settle(event_id, OkResult(accepted, text))
+
+    def _settle(self, event_id: str, result: OkResult) -> None:
+        """The relay answered (or we gave up): stop re-sending, tell the publishers."""
         self._outbox.pop(event_id, None)
-        result = OkResult(accepted, text)
+        self._sent_on.pop(event_id, None)
+        self._resends.pop(event_id, None)
         for waiter in self._waiters.pop(event_id, []):
             if not waiter.done():
                 waiter.set_result(result)
@@ -307,15 +326,28 @@ class RelayConnection:
         if event.id not in self._outbox:
             self._outbox[event.id] = event
             while len(self._outbox) > self._options.outbox_capacity:
-                self._outbox.popitem(last=False)
+                dropped, _ = self._outbox.popitem(last=False)
+                self._sent_on.pop(dropped, None)
+                self._resends.pop(dropped, None)
             if self._ws is not None:
-                task = loop.create_task(self.send_raw(encode(ClientEvent(event))))
+                task = loop.create_task(self._send_event(event))
                 task.add_done_callback(_consume)
         return waiter
 
+    async def _send_event(self, event: Event) -> bool:
+        session = self._sessions
+        sent = await self.send_raw(encode(ClientEvent(event)))
+        if sent:
+            self._sent_on[event.id] = session
+        return sent
+
     def forget(self, event_id: str) -> None:
-        """Stop re-sending ``event_id`` (its publisher gave up on an OK)."""
-        self._outbox.pop(event_id, None)
+        """Stop re-sending ``event_id`` if the live socket took it (its publisher gave up
+        on an OK, as some relays never send one for ephemeral kinds)."""
+        if self._ws is not None and self._sent_on.get(event_id) == self._sessions:
+            self._outbox.pop(event_id, None)
+            self._sent_on.pop(event_id, None)
+            self._resends.pop(event_id, None)
 
     def _forget_waiter(self, event_id: str, waiter: asyncio.Future[OkResult]) -> None:
         waiters = self._waiters.get(event_id)
