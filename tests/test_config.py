@@ -88,3 +88,57 @@ def test_secrets_never_in_repr(tmp_path: Path) -> None:
     assert secret.reveal_hex() not in repr(uri)
     assert secret.reveal_hex() not in repr(secret)
     assert secret.reveal_hex() in uri.format()
+
+
+async def test_lnbits_and_lnd_tables_build_their_backends(tmp_path: Path) -> None:
+    from nwcd.backends.lnbits import LnbitsBackend
+    from nwcd.backends.lnd import LndBackend
+    from nwcd.bootstrap import open_backend
+
+    lnbits = write(
+        tmp_path,
+        '[backend]\nkind = "lnbits"\n[backend.lnbits]\nurl = "http://127.0.0.1:5000"\n',
+    )
+    settings = load_settings(
+        config_file=lnbits, data_dir=tmp_path, environ={"NWCD_LNBITS_ADMIN_KEY": "s3cret"}
+    )
+    assert settings.backend["admin_key"] == "s3cret"
+    backend = await open_backend(settings)
+    assert isinstance(backend, LnbitsBackend)
+    await backend.close()
+
+    macaroon = tmp_path / "admin.macaroon"
+    macaroon.write_bytes(b"\x02\x01macaroon")
+    lnd = write(
+        tmp_path,
+        f'[backend]\nkind = "lnd"\n[backend.lnd]\nurl = "https://127.0.0.1:8080"\n'
+        f'macaroon_path = "{macaroon}"\n',
+    )
+    backend = await open_backend(load_settings(config_file=lnd, data_dir=tmp_path, environ={}))
+    assert isinstance(backend, LndBackend)
+    assert "macaroon" not in repr(backend) or macaroon.read_bytes().hex() not in repr(backend)
+    await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[backend]\nkind = "lnbits"\n', "backend.lnbits.url is required"),
+        (
+            '[backend]\nkind = "lnbits"\n[backend.lnbits]\nurl = "http://x"\n',
+            "admin_key is required",
+        ),
+        ('[backend]\nkind = "lnd"\n[backend.lnd]\nurl = "https://x"\n', "needs macaroon"),
+        ('[backend.lnd]\nurl = "https://x"\nmacaroon = 12\n[backend]\nkind = "lnd"\n', "a str"),
+    ],
+)
+def test_backend_tables_are_checked(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config_file=write(tmp_path, text), data_dir=tmp_path, environ={})
+
+
+def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
+    text = '[backend]\nkind = "lnbits"\n[backend.lnbits]\nurl = "http://x"\nadmin_key = 1234567\n'
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file=write(tmp_path, text), data_dir=tmp_path, environ={})
+    assert "1234567" not in str(caught.value)

@@ -5,6 +5,10 @@ The only module that imports adapters by name; everything else sees ports.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.config import ConfigError, Settings
 from nwcd.policy.budget import FeeReserve
@@ -12,6 +16,9 @@ from nwcd.ports import LightningBackend
 from nwcd.service.payments import PaymentLimits
 from nwcd.service.pipeline import ServiceSettings
 from nwcd.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from nwcd.backends.lnd import LndConfig
 
 __all__ = ["open_backend", "open_simulator", "open_store", "service_settings"]
 
@@ -32,8 +39,26 @@ async def open_simulator(settings: Settings) -> SimulatedBackend:
 
 async def open_backend(settings: Settings) -> LightningBackend:
     """The configured Lightning backend."""
-    if settings.backend_kind == "simulator":
-        return await open_simulator(settings)
+    table = settings.backend
+    match settings.backend_kind:
+        case "simulator":
+            return await open_simulator(settings)
+        case "lnbits":
+            from nwcd.backends.lnbits import LnbitsBackend, LnbitsConfig
+
+            return await LnbitsBackend.open(
+                LnbitsConfig(
+                    url=str(table["url"]),
+                    admin_key=str(table["admin_key"]),
+                    invoice_key=table.get("invoice_key"),
+                    timeout=float(table.get("timeout", 30.0)),
+                    network=table.get("network"),
+                )
+            )
+        case "lnd":
+            from nwcd.backends.lnd import LndBackend
+
+            return await LndBackend.open(_lnd_config(table))
     raise ConfigError(f"unknown backend {settings.backend_kind!r}")  # pragma: no cover
 
 
@@ -58,3 +83,30 @@ def service_settings(settings: Settings) -> ServiceSettings:
         cap_balance_to_budget=bool(s.get("cap_balance_to_budget", defaults.cap_balance_to_budget)),
         timezone=settings.timezone(),
     )
+
+
+def _lnd_config(table: Mapping[str, Any]) -> LndConfig:
+    """The ``[backend.lnd]`` table as an ``LndConfig`` (reads the macaroon file, once)."""
+    from nwcd.backends.lnd import LndConfig
+
+    timeout = float(table.get("timeout", 30.0))
+    payment_timeout = float(table.get("payment_timeout", 60.0))
+    cert = Path(str(table["tls_cert"])).expanduser() if table.get("tls_cert") else None
+    if table.get("macaroon"):
+        return LndConfig(
+            url=str(table["url"]),
+            macaroon=str(table["macaroon"]),
+            tls_cert=cert,
+            timeout=timeout,
+            payment_timeout=payment_timeout,
+        )
+    try:
+        return LndConfig.from_files(
+            str(table["url"]),
+            Path(str(table["macaroon_path"])).expanduser(),
+            cert,
+            timeout=timeout,
+            payment_timeout=payment_timeout,
+        )
+    except OSError as exc:
+        raise ConfigError(f"backend.lnd: cannot read {exc.filename}") from None

@@ -19,13 +19,23 @@ Example ``nwcd.toml``::
                                     # for connections with a budget
 
     [backend]
-    kind = "simulator"              # the embedded default
+    kind = "simulator"              # the embedded default; or "lnbits", "lnd"
 
     [backend.simulator]
     initial_balance_msat = 100000000000
 
+    [backend.lnbits]                # one LNbits wallet
+    url = "https://lnbits.example.com"
+    admin_key = "..."               # or NWCD_LNBITS_ADMIN_KEY
+    invoice_key = "..."             # optional: used for reads
+
+    [backend.lnd]                   # LND's REST interface
+    url = "https://127.0.0.1:8080"
+    macaroon_path = "/home/me/.lnd/data/chain/bitcoin/mainnet/admin.macaroon"
+    tls_cert = "/home/me/.lnd/tls.cert"   # macaroon = "<hex>" or NWCD_LND_MACAROON also work
+
 Environment: ``NWCD_DATA_DIR``, ``NWCD_CONFIG``, ``NWCD_RELAYS`` (comma-separated),
-``NWCD_BACKEND`` (backend kind).
+``NWCD_BACKEND`` (backend kind), ``NWCD_LNBITS_ADMIN_KEY``, ``NWCD_LND_MACAROON``.
 """
 
 from __future__ import annotations
@@ -53,7 +63,32 @@ _SERVICE_KEYS = {
     "timezone": str,
     "cap_balance_to_budget": bool,
 }
-_BACKEND_KINDS = ("simulator",)
+# Each backend's table: key -> accepted types. Secrets may come from the environment
+# instead (NWCD_LNBITS_ADMIN_KEY, NWCD_LND_MACAROON), so they stay out of files.
+_BACKEND_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
+    "simulator": {"initial_balance_msat": (int,)},
+    "lnbits": {
+        "url": (str,),
+        "admin_key": (str,),
+        "invoice_key": (str,),
+        "timeout": (int, float),
+        "network": (str,),
+    },
+    "lnd": {
+        "url": (str,),
+        "macaroon": (str,),
+        "macaroon_path": (str,),
+        "tls_cert": (str,),
+        "timeout": (int, float),
+        "payment_timeout": (int, float),
+    },
+}
+_BACKEND_REQUIRED = {"lnbits": ("url", "admin_key"), "lnd": ("url",)}
+_SECRET_ENV = {
+    "lnbits": ("admin_key", "NWCD_LNBITS_ADMIN_KEY"),
+    "lnd": ("macaroon", "NWCD_LND_MACAROON"),
+}
+_BACKEND_KINDS = tuple(_BACKEND_KEYS)
 
 
 class ConfigError(ValueError):
@@ -134,11 +169,26 @@ def load_settings(
     if kind not in _BACKEND_KINDS:
         raise ConfigError(f"backend.kind must be one of {', '.join(_BACKEND_KINDS)}")
     _check_keys(backend, {"kind", *_BACKEND_KINDS}, "backend")
-    backend_table = backend.get(kind, {})
-    if not isinstance(backend_table, dict):
+    backend_table = dict(backend.get(kind, {}))
+    if not isinstance(backend.get(kind, {}), dict):
         raise ConfigError(f"backend.{kind} must be a table")
-    if kind == "simulator":
-        _check_keys(backend_table, {"initial_balance_msat"}, "backend.simulator")
+    allowed = _BACKEND_KEYS[kind]
+    _check_keys(backend_table, set(allowed), f"backend.{kind}")
+    for key, types in allowed.items():
+        value = backend_table.get(key)
+        if value is not None and (type(value) not in types):
+            # The value itself is never shown: it may be a secret.
+            names = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"backend.{kind}.{key} must be a {names}")
+    if kind in _SECRET_ENV:
+        key, variable = _SECRET_ENV[kind]
+        if env.get(variable):
+            backend_table[key] = env[variable]
+    for key in _BACKEND_REQUIRED.get(kind, ()):
+        if not backend_table.get(key):
+            raise ConfigError(f"backend.{kind}.{key} is required")
+    if kind == "lnd" and not (backend_table.get("macaroon") or backend_table.get("macaroon_path")):
+        raise ConfigError("backend.lnd needs macaroon (hex, or NWCD_LND_MACAROON) or macaroon_path")
     chosen_relays = relays
     if not chosen_relays and env.get("NWCD_RELAYS"):
         chosen_relays = tuple(r.strip() for r in env["NWCD_RELAYS"].split(",") if r.strip())
