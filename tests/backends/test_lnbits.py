@@ -1,8 +1,9 @@
 """The LNbits backend against a real LNbits 1.6.2 (FakeWallet, SQLite) on 127.0.0.1.
 
-One LNbits process serves the whole module (startup costs 10-30 s); each test
-makes its own wallets, so balances are exact per test. Internal payments between
-two LNbits wallets are real payments there. Responses the real server cannot be
+One LNbits process serves the whole test session (startup costs 10-30 s; the
+session fixture ``lnbits`` is in ``conftest.py``, shared with tests/contract);
+each test makes its own wallets, so balances are exact per test. Internal payments
+between two LNbits wallets are real payments there. Responses the real server cannot be
 made to produce (timeouts, 5xx, malformed JSON, unknown statuses) are tested with
 ``httpx.MockTransport`` at the end of the module.
 """
@@ -15,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +32,8 @@ from nwcd.relay.pool import RelayPool
 from nwcd.relay.server import LocalRelay
 from tests.backends.lnbits_server import LnbitsServer, LnbitsWallet
 from tests.service.harness import RawApp, WalletHarness
-from tests.support.relays import PeerMissing
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def lnbits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LnbitsServer]:
-    """LNbits 1.6.2 with FakeWallet; fails (not skips) when setup-peers.sh has not run."""
-    try:
-        server = LnbitsServer(tmp_path_factory.mktemp("lnbits"))
-    except PeerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

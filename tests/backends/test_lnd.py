@@ -1,8 +1,9 @@
 """The LND REST adapter against a real regtest network (btcd + LND nodes A -> B -> C).
 
-Node A is the wallet; B is one hop away, C two. The network comes up once per module
-(``lnd_network.py``); the binaries come from ``scripts/setup-lnd.sh`` (skipped only
-when ``go`` is missing). The last tests run the whole service on node A: a mixed
+Node A is the wallet; B is one hop away, C two. The network comes up once per test
+session (``lnd_network.py``; the session fixture ``network`` in ``conftest.py`` is
+shared with tests/contract); the binaries come from ``scripts/setup-lnd.sh``
+(skipped only when ``go`` is missing). The last tests run the whole service on node A: a mixed
 ``multi_pay_invoice``, a crash while a hold invoice keeps a payment in flight, and
 the timing of 20 invoices paid concurrently vs one by one.
 
@@ -20,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +42,7 @@ from nwcd.relay.pool import RelayPool
 from nwcd.service.daemon import DaemonOptions
 from nwcd.service.pipeline import ServiceSettings
 from nwcd.store.sqlite import SqliteStore
-from tests.backends.lnd_network import LndNetwork, LndNode, lnd_network
+from tests.backends.lnd_network import LndNetwork, LndNode
 from tests.service.harness import RawApp, WalletHarness
 
 log = logging.getLogger(__name__)
@@ -196,17 +197,6 @@ async def test_send_errors_map_to_outcomes() -> None:
 
 
 # --- the network -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[LndNetwork]:
-    with lnd_network() as running:
-        log.warning(
-            "lnd network up in %.1f s (%s)",
-            running.bringup_seconds,
-            ", ".join(f"{k} {v:.1f}s" for k, v in running.timings.items()),
-        )
-        yield running
 
 
 @pytest.fixture
