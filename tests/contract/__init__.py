@@ -1,0 +1,1 @@
+"""One contract suite for the LightningBackend port, run against every adapter."""
