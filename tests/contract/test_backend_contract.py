@@ -456,11 +456,6 @@ MOCK_CASES: Final[dict[str, dict[str, Handler]]] = {
     },
 }
 
-PROXY_404_REASON: Final = (
-    "adapter problem: a bare HTTP 404 (a proxy's page, not the backend's own JSON) "
-    "on payment_status reads as Failed(NOT_FOUND), which recovery treats as never paid"
-)
-
 
 def _mock_params() -> list[Any]:
     params = []
@@ -470,14 +465,11 @@ def _mock_params() -> list[Any]:
                 params.append(
                     pytest.param(adapter, handler, operation, id=f"{adapter}-{case}-{operation}")
                 )
-        # Known problem, kept visible: strict, so it flips once the adapters are fixed.
+        # A bare 404 (a proxy's page, not the backend's own "not found") must not read
+        # as Failed(NOT_FOUND): recovery would treat an in-flight payment as never sent.
         params.append(
             pytest.param(
-                adapter,
-                _answer(404, PROXY_PAGE),
-                "status",
-                id=f"{adapter}-proxy-404-status",
-                marks=pytest.mark.xfail(strict=True, reason=PROXY_404_REASON),
+                adapter, _answer(404, PROXY_PAGE), "status", id=f"{adapter}-proxy-404-status"
             )
         )
     return params

@@ -422,7 +422,7 @@ class LnbitsBackend:
             BackendTimeout: no answer in time.
         """
         response = await self._get_json(f"/api/v1/payments/{payment_hash.lower()}")
-        if response.status_code == 404:
+        if _not_found(response):
             return Failed(NOT_FOUND)
         with map_exceptions(_NAME):
             if response.status_code != 200:
@@ -508,7 +508,7 @@ class LnbitsBackend:
         if payment_hash is None:
             return None
         response = await self._get_json(f"/api/v1/payments/{payment_hash.lower()}")
-        if response.status_code == 404:
+        if _not_found(response):
             return None
         with map_exceptions(_NAME):
             if response.status_code != 200:
@@ -705,3 +705,15 @@ if TYPE_CHECKING:  # mypy proves the adapter implements the port
 
     def _implements_port(backend: LnbitsBackend) -> LightningBackend:
         return backend
+
+
+def _not_found(response: httpx.Response) -> bool:
+    """LNbits' own "payment does not exist" answer, not any 404 (a proxy's page, say):
+    taking an in-flight payment for one never sent would release its money."""
+    if response.status_code != 404:
+        return False
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(detail, str) and "does not exist" in detail.lower()

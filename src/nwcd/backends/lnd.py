@@ -552,7 +552,9 @@ class LndBackend:
                 raise BackendTimeout("lnd track payment: no first message in time") from None
         if error is None:
             raise BackendUnavailable("lnd track payment: stream ended without a message")
-        if error.status == 404 or error.code == 5 or "isn't initiated" in error.message:
+        # Only LND's own "not found" (gRPC NOT_FOUND / "isn't initiated"), never a bare
+        # 404 from a proxy: recovery would take an in-flight payment for one never sent.
+        if error.code == 5 or "isn't initiated" in error.message:
             return Failed(NOT_FOUND)
         raise error
 
@@ -625,7 +627,10 @@ class LndBackend:
                     self._client.stream("GET", path) as response,
                 ):
                     if response.status_code != 200:
-                        return None
+                        body = (await response.aread()).decode(errors="replace")
+                        if response.status_code == 404 and "isn't initiated" in body:
+                            return None
+                        raise LndError(response.status_code, None, body)
                     async for line in response.aiter_lines():
                         if line.strip():
                             message = _object(json.loads(line))
