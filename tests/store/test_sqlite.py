@@ -135,14 +135,14 @@ def user_version(path: Path) -> int:
 async def test_migrations_apply_and_reopen_is_a_no_op(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "x.sqlite"
     first = await SqliteStore.open(path)
-    assert user_version(path) == 1
+    assert user_version(path) == 2
     conn = connection()
     await first.add_connection(conn)
     await first.close()
 
     second = await SqliteStore.open(path)
     try:
-        assert user_version(path) == 1
+        assert user_version(path) == 2
         assert await second.connections_version() == 1
         [loaded] = await second.connections()
         assert loaded.name == conn.name
@@ -158,7 +158,7 @@ async def test_concurrent_opens_of_a_fresh_file(tmp_path: Path) -> None:
         path = tmp_path / f"fresh{attempt}.sqlite"
         stores = await asyncio.gather(*(SqliteStore.open(path) for _ in range(4)))
         try:
-            assert user_version(path) == 1
+            assert user_version(path) == 2
             assert {await s.connections_version() for s in stores} == {0}
         finally:
             for s in stores:
@@ -456,24 +456,34 @@ async def test_whole_request_response_has_no_item(store: SqliteStore) -> None:
 # -- lookups by payment hash --------------------------------------------------------------------
 
 
-async def test_payments_by_hashes_prefers_succeeded(store: SqliteStore) -> None:
+async def test_one_live_payment_per_hash(store: SqliteStore) -> None:
     h_paid, h_open, h_failed, h_missing = (hash_of(10**40 + i) for i in range(4))
     [paid] = await reserve(store, [intent(payment_hash=h_paid)])
-    [retry] = await reserve(store, [intent(payment_hash=h_paid)])  # newer, still open
     [first_open] = await reserve(store, [intent(payment_hash=h_open)])
-    [second_open] = await reserve(store, [intent(payment_hash=h_open)])
     [failed] = await reserve(store, [intent(payment_hash=h_failed)])
-    await reserve(store, [intent(payment_hash=h_paid)], wallet=OTHER_WALLET)
+    # A second live payment of a hash is refused: same connection (ask again) or another.
+    [again] = await reserve(store, [intent(payment_hash=h_open)])
+    assert isinstance(again, Deny)
+    assert again.code is ErrorCode.OTHER
+    [other] = await reserve(store, [intent(payment_hash=h_paid)], wallet=OTHER_WALLET)
+    assert isinstance(other, Deny)
+    assert other.code is ErrorCode.PAYMENT_FAILED
     assert isinstance(paid, int)
     assert isinstance(failed, int)
-    await store.settle(paid, PaymentState.SUCCEEDED, now=NOW, preimage="dd" * 32, fee_msat=2)
-    await store.settle(failed, PaymentState.FAILED, now=NOW)
+    assert await store.settle(paid, PaymentState.SUCCEEDED, now=NOW, preimage="dd" * 32, fee_msat=2)
+    assert await store.settle(failed, PaymentState.FAILED, now=NOW)
+    # Settling twice does nothing the second time.
+    assert not await store.settle(failed, PaymentState.SUCCEEDED, now=NOW, preimage="ee" * 32)
+    # A failed payment frees its hash for a new attempt.
+    [retry] = await reserve(store, [intent(payment_hash=h_failed)])
+    assert isinstance(retry, int)
+    await store.settle(retry, PaymentState.FAILED, now=NOW)
 
     found = await store.payments_by_hashes(WALLET, [h_paid, h_open, h_failed, h_missing, h_paid])
     assert set(found) == {h_paid, h_open}
     assert found[h_paid].id == paid
     assert found[h_paid].preimage == "dd" * 32
-    assert found[h_open].id == second_open  # the newest when none succeeded
+    assert found[h_open].id == first_open
     assert found[h_paid].wallet_pubkey == WALLET
 
     best = await store.payment_by_hash(WALLET, h_paid)
@@ -481,11 +491,10 @@ async def test_payments_by_hashes_prefers_succeeded(store: SqliteStore) -> None:
     assert best.id == paid
     open_best = await store.payment_by_hash(WALLET, h_open)
     assert open_best is not None
-    assert open_best.id == second_open
+    assert open_best.id == first_open
     assert await store.payment_by_hash(WALLET, h_failed) is None
     assert await store.payment_by_hash(WALLET, h_missing) is None
-    assert retry != paid
-    assert first_open != second_open
+    assert retry not in (paid, failed)
 
 
 async def test_payments_by_hashes_handles_many_hashes(store: SqliteStore) -> None:

@@ -351,9 +351,14 @@ class RelayPool:
         subscription = self._parts.get(subscription_id)
         if subscription is None:
             return
+        # The id is always recomputed (one sha256): a copy reusing a verified id with other
+        # fields (an expiration tag removed, say) must fail. Only the Schnorr check is cached,
+        # and failures are not remembered: a forged copy must not block the real event.
+        if not event.id_matches():
+            log.info("relay %s sent an event whose id does not match", connection.url)
+            return
         if event.id not in self._verified:
-            # Failures are not remembered by id: a forged copy must not block the real event.
-            if not (event.id_matches() and event.signature_valid()):
+            if not event.signature_valid():
                 log.info("relay %s sent an invalid event %s", connection.url, event.id)
                 return
             self._verified.add(event.id)

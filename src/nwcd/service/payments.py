@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ from nwcd.policy.authorize import Deny
 from nwcd.policy.budget import FeeReserve
 from nwcd.policy.grants import Connection
 from nwcd.ports import (
+    NOT_FOUND,
     Failed,
     LightningBackend,
     PaymentIntent,
@@ -279,6 +281,7 @@ class PaymentEngine:
         limits: PaymentLimits,
         fee_reserve: FeeReserve,
         resolve_interval: float = 1.0,
+        not_found_grace: float = 120.0,
     ) -> None:
         self._store = store
         self._backend = backend
@@ -286,6 +289,7 @@ class PaymentEngine:
         self._fee_reserve = fee_reserve
         self._slots = _Slots(limits, backend.max_concurrent_payments)
         self._resolve_interval = resolve_interval
+        self._not_found_grace = not_found_grace
         self._in_flight: dict[tuple[str, str], asyncio.Future[ItemResult]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -316,29 +320,69 @@ class PaymentEngine:
         arrive through ``answer`` as payments finish.
         """
         wallet = connection.wallet_pubkey
-        to_pay: list[PlannedPayment] = []
-        joined: list[tuple[PlannedPayment, asyncio.Future[ItemResult] | PaymentRecord]] = []
-        hashes = [p.payment_hash for p in planned if p.error is None and p.payment_hash]
-        known = await self._store.payments_by_hashes(wallet, hashes) if hashes else {}
+        loop = asyncio.get_running_loop()
+        # 1. Without any await in between, join payments of the same hash already running
+        #    in this process and register ours, so no concurrent request can slip past.
+        errors: list[PlannedPayment] = []
+        joined: list[tuple[PlannedPayment, asyncio.Future[ItemResult]]] = []
+        mine: list[PlannedPayment] = []
         for item in planned:
             if item.error is not None:
-                await answer(item, item.error, None, None)
+                errors.append(item)
                 continue
             assert item.payment_hash is not None
-            key = (wallet, item.payment_hash)
-            future = self._in_flight.get(key)
-            record = known.get(item.payment_hash)
+            future = self._in_flight.get((wallet, item.payment_hash))
             if future is not None:
                 joined.append((item, future))
-            elif record is not None:
-                joined.append((item, record))
             else:
-                self._in_flight[key] = asyncio.get_running_loop().create_future()
-                to_pay.append(item)
-        for item, source in joined:
-            self._spawn(self._join(item, source, answer))
-        if not to_pay:
-            return
+                self._in_flight[(wallet, item.payment_hash)] = loop.create_future()
+                mine.append(item)
+        # 2. Payments this connection made before (or another instance is making) come
+        #    from the store, never from the backend again.
+        to_pay: list[PlannedPayment] = []
+        try:
+            hashes = [item.payment_hash or "" for item in mine]
+            known = await self._store.payments_by_hashes(wallet, hashes) if hashes else {}
+            for item in mine:
+                record = known.get(item.payment_hash or "")
+                if record is not None:
+                    self._spawn(self._adopt(wallet, item, record, answer))
+                else:
+                    to_pay.append(item)
+            reservations = await self._reserve(
+                request_id, result_type, connection, to_pay, window_start
+            )
+        except BaseException:
+            for item in to_pay:
+                self._release(wallet, item, None)
+            raise
+        # 3. Pay (each waits for its slot), then answer what was decided without paying.
+        denied: list[tuple[PlannedPayment, RequestError]] = []
+        for item, (intent, reservation) in zip(to_pay, reservations, strict=True):
+            if isinstance(reservation, Deny):
+                error = RequestError(reservation.code, reservation.message)
+                self._release(wallet, item, error)
+                denied.append((item, error))
+            else:
+                self._spawn(self._pay(connection, item, intent, reservation, answer))
+        for item, future in joined:
+            self._spawn(self._join(item, future, answer))
+        for item in errors:
+            assert item.error is not None
+            await answer(item, item.error, None, None)
+        for item, error in denied:
+            await answer(item, error, None, None)
+
+    async def _reserve(
+        self,
+        request_id: str,
+        result_type: str,
+        connection: Connection,
+        items: Sequence[PlannedPayment],
+        window_start: int,
+    ) -> list[tuple[PaymentIntent, int | Deny]]:
+        if not items:
+            return []
         intents = [
             PaymentIntent(
                 item_index=item.index,
@@ -349,28 +393,29 @@ class PaymentEngine:
                 amount_msat=item.amount_msat,
                 fee_reserve_msat=self._fee_reserve.for_amount(item.amount_msat),
             )
-            for item in to_pay
+            for item in items
         ]
+        reservations = await self._store.reserve(
+            request_id,
+            connection.wallet_pubkey,
+            intents,
+            budget_msat=connection.budget_msat,
+            window_start=window_start,
+            now=self._now(),
+        )
+        return list(zip(intents, reservations, strict=True))
+
+    async def _adopt(
+        self, wallet: str, item: PlannedPayment, record: PaymentRecord, answer: AnswerFn
+    ) -> None:
+        """An earlier payment of this hash: its outcome answers this item too."""
         try:
-            reservations = await self._store.reserve(
-                request_id,
-                wallet,
-                intents,
-                budget_msat=connection.budget_msat,
-                window_start=window_start,
-                now=self._now(),
-            )
-        except BaseException:
-            for item in to_pay:
-                self._release(wallet, item, None)
-            raise
-        for item, intent, reservation in zip(to_pay, intents, reservations, strict=True):
-            if isinstance(reservation, Deny):
-                error = RequestError(reservation.code, reservation.message)
-                self._release(wallet, item, error)
-                await answer(item, error, None, None)
-            else:
-                self._spawn(self._pay(connection, item, intent, reservation, answer))
+            result = await self._wait_record(record)
+        except Exception:
+            log.exception("payment %s: cannot read the earlier outcome", item.payment_hash)
+            result = RequestError(ErrorCode.INTERNAL, "internal error; ask again")
+        self._release(wallet, item, result)
+        await answer(item, result, None, None)
 
     def _release(self, wallet: str, item: PlannedPayment, result: ItemResult | None) -> None:
         future = self._in_flight.pop((wallet, item.payment_hash or ""), None)
@@ -381,16 +426,10 @@ class PaymentEngine:
                 future.set_result(result)
 
     async def _join(
-        self,
-        item: PlannedPayment,
-        source: asyncio.Future[ItemResult] | PaymentRecord,
-        answer: AnswerFn,
+        self, item: PlannedPayment, source: asyncio.Future[ItemResult], answer: AnswerFn
     ) -> None:
-        """Answer an item whose invoice this connection paid or is paying already."""
-        if isinstance(source, asyncio.Future):
-            result = await asyncio.shield(source)
-        else:
-            result = await self._wait_record(source)
+        """Answer an item whose invoice this connection is paying already, in this process."""
+        result = await asyncio.shield(source)
         await answer(item, result, None, None)
 
     async def _wait_record(self, record: PaymentRecord) -> ItemResult:
@@ -398,10 +437,11 @@ class PaymentEngine:
             if record.state is PaymentState.SUCCEEDED:
                 return PayResult(record.preimage or "", record.fee_msat or 0)
             if record.state is PaymentState.FAILED:
-                return RequestError(
-                    ErrorCode(record.error_code or "PAYMENT_FAILED"),
-                    record.error_message or "payment failed",
-                )
+                try:
+                    code = ErrorCode(record.error_code or "PAYMENT_FAILED")
+                except ValueError:
+                    code = ErrorCode.PAYMENT_FAILED
+                return RequestError(code, record.error_message or "payment failed")
             await asyncio.sleep(self._resolve_interval)
             fresh = await self._store.payment(record.id)
             assert fresh is not None
@@ -417,10 +457,22 @@ class PaymentEngine:
     ) -> None:
         wallet = connection.wallet_pubkey
         outcome: PaymentOutcome | RequestError
-        async with self._slots.take(wallet):
-            await self._store.mark_in_flight([payment_id], self._now())
-            outcome = await self._attempt(item, intent)
-        await self._finish(wallet, item, payment_id, outcome, answer)
+        try:
+            async with self._slots.take(wallet):
+                moved = await self._store.mark_in_flight([payment_id], self._now())
+                if payment_id not in moved:
+                    # Another instance's recovery settled it while it waited for a slot:
+                    # that instance answers; paying now could pay what it called failed.
+                    self._release(wallet, item, None)
+                    return
+                sent_at = time.monotonic()
+                outcome = await self._attempt(item, intent)
+            await self._finish(wallet, item, payment_id, outcome, answer, sent_at=sent_at)
+        except Exception:
+            # A store failure (disk, lock timeout): the row stays open and the next start
+            # resolves it with the backend. Whoever waits on this hash is told to ask again.
+            log.exception("payment %s: left open for recovery", item.payment_hash)
+            self._release(wallet, item, None)
 
     async def _attempt(
         self, item: PlannedPayment, intent: PaymentIntent
@@ -456,6 +508,8 @@ class PaymentEngine:
         payment_id: int,
         outcome: PaymentOutcome | RequestError,
         answer: AnswerFn,
+        *,
+        sent_at: float | None = None,
     ) -> None:
         result: ItemResult
         match outcome:
@@ -471,7 +525,7 @@ class PaymentEngine:
             case Pending(reason):
                 log.info("payment %s outcome unknown (%s)", item.payment_hash, reason)
                 await self._store.settle(payment_id, PaymentState.UNKNOWN, now=self._now())
-                self._spawn(self._resolve(wallet, item, payment_id, answer))
+                self._spawn(self._resolve(wallet, item, payment_id, answer, sent_at=sent_at))
                 return
         await answer(item, result, state, payment_id)
         self._release(wallet, item, result)
@@ -482,19 +536,38 @@ class PaymentEngine:
         item: PlannedPayment,
         payment_id: int,
         answer: AnswerFn,
+        *,
+        sent_at: float | None,
     ) -> None:
-        """Ask the backend until the outcome is known (never guess failed)."""
+        """Ask the backend until the outcome is known (never guess failed).
+
+        Right after an ambiguous send (a timeout, a dropped stream), the backend may
+        not know the payment *yet*: "not found" then means nothing until
+        ``not_found_grace`` seconds have passed. ``sent_at`` None (after a restart,
+        when no send of ours can still be on its way) accepts it at once.
+        """
         assert item.payment_hash is not None
         delay = self._resolve_interval
         while True:
             await asyncio.sleep(delay)
             try:
                 outcome = await self._backend.payment_status(item.payment_hash)
-            except BackendError:
-                outcome = Pending("backend unavailable")
+            except Exception as exc:  # any failure to ask is "still unknown"
+                outcome = Pending(f"cannot ask the backend: {type(exc).__name__}")
+            if (
+                isinstance(outcome, Failed)
+                and outcome.reason == NOT_FOUND
+                and sent_at is not None
+                and time.monotonic() - sent_at < self._not_found_grace
+            ):
+                outcome = Pending("not known to the backend yet")
             if not isinstance(outcome, Pending):
-                await self._finish(wallet, item, payment_id, outcome, answer)
-                return
+                try:
+                    await self._finish(wallet, item, payment_id, outcome, answer)
+                except Exception:
+                    log.exception("payment %s: cannot settle yet", item.payment_hash)
+                else:
+                    return
             delay = min(delay * 2, 30.0)
 
     def resume(
@@ -509,7 +582,7 @@ class PaymentEngine:
             self._in_flight.setdefault(
                 (wallet, item.payment_hash), asyncio.get_running_loop().create_future()
             )
-        self._spawn(self._resolve(wallet, item, payment_id, answer))
+        self._spawn(self._resolve(wallet, item, payment_id, answer, sent_at=None))
 
     async def finish_recovered(
         self,

@@ -318,13 +318,15 @@ class Pipeline:
                     kwargs = {"preimage": result.preimage, "fee_msat": result.fees_paid_msat}
                 else:
                     kwargs = {"error_code": result.code.value, "error_message": result.message}
-                await self._store.settle(
+                settled = await self._store.settle(
                     payment_id,
                     state,
                     now=now,
                     response=(ctx.event.id, item.index, response),
                     **kwargs,
                 )
+                if not settled:
+                    return  # settled and answered already (by another instance's recovery)
             else:
                 await self._store.save_responses(ctx.event.id, [(item.index, response)], now=now)
             self._sink.publish(response, ctx.connection.relays)

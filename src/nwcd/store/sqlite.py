@@ -335,6 +335,28 @@ class SqliteStore:
                     else 0
                 )
                 for intent in intents:
+                    # One live payment per hash, whoever asks: a second one (another
+                    # instance, another connection) could only pay twice or borrow an
+                    # outcome it did not pay for.
+                    holder = tx.execute(
+                        "SELECT wallet_pubkey FROM payments WHERE payment_hash = ?"
+                        " AND state != 'failed' LIMIT 1",
+                        (intent.payment_hash,),
+                    ).fetchone()
+                    if holder is not None:
+                        results.append(
+                            Deny(
+                                ErrorCode.OTHER,
+                                "this invoice is already being paid by an earlier request;"
+                                " ask again for its result",
+                            )
+                            if holder[0] == wallet_pubkey
+                            else Deny(
+                                ErrorCode.PAYMENT_FAILED,
+                                "this invoice was already paid or is being paid",
+                            )
+                        )
+                        continue
                     cost = intent.amount_msat + intent.fee_reserve_msat
                     if budget_msat is not None and used + cost > budget_msat:
                         results.append(
@@ -372,15 +394,23 @@ class SqliteStore:
 
         return await self._run(reserve)
 
-    async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> None:
-        def mark(tx: sqlite3.Connection) -> None:
-            tx.executemany(
-                "UPDATE payments SET state = 'in_flight', updated_at = ?"
-                " WHERE id = ? AND state = 'reserved'",
-                [(now, payment_id) for payment_id in payment_ids],
-            )
+    async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> set[int]:
+        """Move reservations to ``in_flight``; returns the ids that moved (a row another
+        instance settled meanwhile does not, and must not be paid)."""
 
-        await self._write(mark)
+        def mark(tx: sqlite3.Connection) -> set[int]:
+            moved: set[int] = set()
+            for payment_id in payment_ids:
+                cursor = tx.execute(
+                    "UPDATE payments SET state = 'in_flight', updated_at = ?"
+                    " WHERE id = ? AND state = 'reserved'",
+                    (now, payment_id),
+                )
+                if cursor.rowcount == 1:
+                    moved.add(payment_id)
+            return moved
+
+        return await self._write(mark)
 
     async def settle(
         self,
@@ -393,17 +423,24 @@ class SqliteStore:
         error_code: str | None = None,
         error_message: str | None = None,
         response: tuple[str, int | None, Event] | None = None,
-    ) -> None:
-        def settle(tx: sqlite3.Connection) -> None:
-            tx.execute(
+    ) -> bool:
+        """Record an outcome (and its response) if the payment is still open; returns
+        False when it was settled already (by another instance's recovery, say)."""
+
+        def settle(tx: sqlite3.Connection) -> bool:
+            cursor = tx.execute(
                 "UPDATE payments SET state = ?, preimage = ?, fee_msat = ?, error_code = ?,"
-                " error_message = ?, updated_at = ? WHERE id = ?",
+                " error_message = ?, updated_at = ?"
+                " WHERE id = ? AND state IN ('reserved', 'in_flight', 'unknown')",
                 (state.value, preimage, fee_msat, error_code, error_message, now, payment_id),
             )
+            if cursor.rowcount != 1:
+                return False
             if response is not None:
                 _insert_responses(tx, response[0], [(response[1], response[2])], now)
+            return True
 
-        await self._write(settle)
+        return await self._write(settle)
 
     async def payment_by_hash(self, wallet_pubkey: str, payment_hash: str) -> PaymentRecord | None:
         def find() -> PaymentRecord | None:
