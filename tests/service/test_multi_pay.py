@@ -243,3 +243,74 @@ async def test_other_methods(wallet: WalletHarness) -> None:
         assert await other.list_transactions() == []
         with pytest.raises(Exception, match="not found"):
             await other.lookup_invoice(payment_hash=tx.payment_hash)
+
+
+async def test_same_hash_in_two_concurrent_requests_is_paid_once(
+    wallet: WalletHarness, pool: RelayPool
+) -> None:
+    """A batch with many bad items before the shared hash must still join, not pay again."""
+    import asyncio
+
+    uri = await wallet.connect()
+    await wallet.start()
+    payee = wallet.backend.payee_pubkeys[0]
+    preimage = "ab" * 32
+    app = RawApp(uri, pool)
+    single = app.request("pay_keysend", {"pubkey": payee, "amount": 7_000, "preimage": preimage})
+    bad = [{"id": f"bad{i}", "pubkey": payee, "amount": "x"} for i in range(30)]
+    batch = app.request(
+        "multi_pay_keysend",
+        {
+            "keysends": [
+                *bad,
+                {"id": "shared", "pubkey": payee, "amount": 7_000, "preimage": preimage},
+            ]
+        },
+    )
+    first, second = await asyncio.gather(app.send(single), app.send(batch, expect=31, timeout=15))
+    [(_, alone)] = first
+    shared = next(response for event, response in second if event.tag_value("d") == "shared")
+    assert alone.result is not None
+    assert alone.result["preimage"] == preimage
+    # The batch's copy joined the first payment or was told it is already being paid:
+    # either way the wallet paid exactly once.
+    assert shared.result == alone.result or (
+        shared.error is not None and "already" in shared.error.message
+    )
+    assert await wallet.backend.get_balance() == 100_000_000_000 - 7_000
+
+
+async def test_forged_copy_of_a_verified_request_is_dropped() -> None:
+    """A relay re-sending a verified request with a field changed (expiration removed)
+    under the same id and signature must not get it past the pool."""
+    import json
+
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from nwcd.nostr.event import sign_event
+    from nwcd.nostr.filters import Filter
+    from nwcd.nostr.keys import SecretKey
+    from nwcd.relay.pool import PoolOptions
+
+    secret = SecretKey.generate()
+    genuine = sign_event(
+        secret, kind=23194, content="c", tags=[["expiration", "1"]], created_at=int(time.time())
+    )
+    forged = {**genuine.to_json(), "tags": []}
+
+    async def evil_relay(ws: ServerConnection) -> None:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message[0] == "REQ":
+                await ws.send(json.dumps(["EVENT", message[1], genuine.to_json()]))
+                await ws.send(json.dumps(["EVENT", message[1], forged]))
+
+    async with serve(evil_relay, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        options = PoolOptions(redeliver_after=0.0)
+        async with RelayPool([f"ws://127.0.0.1:{port}"], options=options) as relays:
+            subscription = await relays.subscribe([Filter(kinds=(23194,))])
+            first = await subscription.get()
+            assert first.tags == genuine.tags
+            await __import__("asyncio").sleep(0.2)
+            assert subscription.get_nowait() is None
