@@ -217,10 +217,13 @@ class RelayConnection:
             return
         match message:
             case RelayEvent(subscription_id, event):
-                previous = self._caught_up.get(subscription_id, 0)
-                if event.created_at > previous:
-                    self._caught_up[subscription_id] = event.created_at
                 await self._owner.on_event(self, subscription_id, event)
+                # Only for our own subscriptions, and never past "now": an event dated in
+                # the future must not move a resubscription's ``since`` beyond live events.
+                if subscription_id in self._owner.requests():
+                    seen = min(event.created_at, int(self._clock.now()))
+                    if seen > self._caught_up.get(subscription_id, 0):
+                        self._caught_up[subscription_id] = seen
             case RelayOk(event_id, accepted, text):
                 await self._on_ok(event_id, accepted, text)
             case RelayEose(subscription_id):

@@ -193,16 +193,18 @@ class WalletDaemon:
             self._request_slots.release()
 
     async def _shutdown(self) -> None:
-        # Stop intake, give running payments and publishes a grace period, then cancel.
+        # Stop intake first (request tasks and watchers), give running payments and
+        # publishes a grace period, then cancel what is left; open payments are resolved
+        # with the backend on the next start.
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
         with contextlib.suppress(Exception):
             await self.pipeline.payments.drain(self._options.shutdown_grace)
             await self._publisher.drain(min(2.0, self._options.shutdown_grace))
         await self.pipeline.payments.close()
         await self._publisher.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
         await self._pool.close()
 
     # -- connections ---------------------------------------------------------------------
@@ -227,14 +229,20 @@ class WalletDaemon:
         return True
 
     async def _watch_connections(self) -> None:
+        """Follow connection changes; a failed round (a locked store, say) is tried again,
+        since a watcher that stopped would keep serving revoked connections."""
         while True:
             await asyncio.sleep(self._options.connections_poll_interval)
-            before = set(self.pipeline.connections)
-            if not await self._load_connections():
-                continue
-            if set(self.pipeline.connections) != before and self._subscription is not None:
-                await self._subscription.update(self._filters())
-            self._publish_info()
+            try:
+                before = set(self.pipeline.connections)
+                if not await self._load_connections():
+                    continue
+                if set(self.pipeline.connections) != before and self._subscription is not None:
+                    await self._subscription.update(self._filters())
+                self._publish_info()
+            except Exception:
+                self._version = -1  # reload everything next round
+                log.exception("connection watcher: will retry")
 
     def _publish_info(self) -> None:
         for event, relays in self._info_events():
@@ -266,11 +274,20 @@ class WalletDaemon:
 
     async def _watch_incoming(self) -> None:
         """``payment_received`` goes only to the app that made the invoice."""
-        async for tx in self._backend.incoming_payments():
-            owner = await self._store.invoice_owner(tx.payment_hash)
-            connection = self.pipeline.connections.get(owner or "")
-            if connection is not None and connection.revoked_at is None:
-                self._notify(connection, "payment_received", tx)
+        delay = 1.0
+        while True:
+            try:
+                async for tx in self._backend.incoming_payments():
+                    delay = 1.0
+                    owner = await self._store.invoice_owner(tx.payment_hash)
+                    connection = self.pipeline.connections.get(owner or "")
+                    if connection is not None and connection.revoked_at is None:
+                        self._notify(connection, "payment_received", tx)
+                return  # the backend closed its stream: it is shutting down
+            except Exception:
+                log.exception("incoming payments watcher: will retry")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
 
     # -- recovery ------------------------------------------------------------------------
 

@@ -292,17 +292,19 @@ class PaymentEngine:
         self._not_found_grace = not_found_grace
         self._in_flight: dict[tuple[str, str], asyncio.Future[ItemResult]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()
 
     def _now(self) -> int:
         return int(self._clock.now())
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         async def run() -> None:
             await coro
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def run(
         self,
@@ -364,7 +366,9 @@ class PaymentEngine:
                 self._release(wallet, item, error)
                 denied.append((item, error))
             else:
-                self._spawn(self._pay(connection, item, intent, reservation, answer))
+                task = self._spawn(self._pay(connection, item, intent, reservation, answer))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
         for item, future in joined:
             self._spawn(self._join(item, future, answer))
         for item in errors:
@@ -603,6 +607,7 @@ class PaymentEngine:
             await asyncio.wait(set(self._tasks))
 
     async def drain(self, timeout: float) -> None:
-        """Wait for running payments, up to ``timeout`` seconds."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        """Wait for payments being sent, up to ``timeout`` seconds (not for resolvers,
+        which poll for as long as the backend does not know: they resume after a restart)."""
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=timeout)

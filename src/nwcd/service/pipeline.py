@@ -194,6 +194,13 @@ class Pipeline:
         except RequestError as exc:
             # We cannot answer in a scheme we lack: answer in our preferred one.
             scheme, scheme_error = Scheme.NIP44_V2, exc
+        if event.pubkey != connection.app_pubkey:
+            # Anyone can write to a wallet key: answer, but store nothing for strangers
+            # (their events would otherwise fill the disk).
+            stranger = RequestContext(event, connection, app_key, scheme)
+            denial = error_response("", ErrorCode.UNAUTHORIZED, "this key has no wallet connected")
+            self._sink.publish(self.build_response(stranger, denial), connection.relays)
+            return
         claimed = await self._store.claim(
             RequestRecord(
                 event_id=event.id,
