@@ -165,6 +165,9 @@ class RelayConnection:
                     await self._session(ws)
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
                 log.info("relay %s: disconnected (%s)", self.url, type(exc).__name__)
+            except Exception:
+                # A bug must not end this relay's task for good: log it and reconnect.
+                log.exception("relay %s: unexpected error; reconnecting", self.url)
             finally:
                 if self._ws is not None:
                     self._ws = None

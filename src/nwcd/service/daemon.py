@@ -36,7 +36,15 @@ from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import PublicKey
 from nwcd.nostr.kinds import Kind
 from nwcd.policy.grants import Connection
-from nwcd.ports import NOT_FOUND, Failed, LightningBackend, PaymentState, Pending, Store
+from nwcd.ports import (
+    NOT_FOUND,
+    Failed,
+    LightningBackend,
+    PaymentRecord,
+    PaymentState,
+    Pending,
+    Store,
+)
 from nwcd.relay.pool import PoolOptions, RelayPool, Subscription
 from nwcd.service.payments import PlannedPayment
 from nwcd.service.pipeline import Pipeline, RequestContext, ServiceSettings
@@ -297,38 +305,12 @@ class WalletDaemon:
         if unresolved:
             log.info("recovery: %d payments to resolve", len(unresolved))
         for record in unresolved:
-            request = await self._store.request(record.request_id)
-            connection = self.pipeline.connections.get(record.wallet_pubkey)
-            if request is None or connection is None:
-                continue
-            ctx = RequestContext(
-                parse_event(json.loads(request.event_json)),
-                connection,
-                PublicKey.from_hex(request.app_pubkey),
-                Scheme(request.scheme),
-                record.intent.result_type,
-            )
-            item = PlannedPayment(
-                index=record.intent.item_index,
-                d_tag=record.intent.d_tag,
-                payment_hash=record.intent.payment_hash,
-                amount_msat=record.intent.amount_msat,
-            )
-            answer = self.pipeline.item_answerer(ctx)
             try:
-                outcome = await self._backend.payment_status(record.intent.payment_hash)
-            except BackendError:
-                outcome = Pending("backend unavailable during recovery")
-            if isinstance(outcome, Failed) and (
-                record.state is PaymentState.RESERVED or outcome.reason == NOT_FOUND
-            ):
-                outcome = Failed("the service stopped before the payment reached the wallet")
-            if isinstance(outcome, Pending):
-                self.pipeline.payments.resume(connection.wallet_pubkey, item, record.id, answer)
-            else:
-                await self.pipeline.payments.finish_recovered(
-                    connection.wallet_pubkey, item, record.id, outcome, answer
-                )
+                await self._recover_payment(record)
+            except Exception:
+                # One bad record must not keep the service from starting; it stays open
+                # and is tried again on the next start.
+                log.exception("recovery of payment %d failed; left open", record.id)
         for request in await self._store.unanswered_requests():
             connection = self.pipeline.connections.get(request.wallet_pubkey)
             if connection is None:
@@ -338,3 +320,38 @@ class WalletDaemon:
                 event, connection, PublicKey.from_hex(request.app_pubkey), Scheme(request.scheme)
             )
             self.spawn(self.pipeline.process(ctx))
+
+    async def _recover_payment(self, record: PaymentRecord) -> None:
+        """Ask the backend about one payment a previous run left open, and act on it."""
+        request = await self._store.request(record.request_id)
+        connection = self.pipeline.connections.get(record.wallet_pubkey)
+        if request is None or connection is None:
+            return
+        ctx = RequestContext(
+            parse_event(json.loads(request.event_json)),
+            connection,
+            PublicKey.from_hex(request.app_pubkey),
+            Scheme(request.scheme),
+            record.intent.result_type,
+        )
+        item = PlannedPayment(
+            index=record.intent.item_index,
+            d_tag=record.intent.d_tag,
+            payment_hash=record.intent.payment_hash,
+            amount_msat=record.intent.amount_msat,
+        )
+        answer = self.pipeline.item_answerer(ctx)
+        try:
+            outcome = await self._backend.payment_status(record.intent.payment_hash)
+        except BackendError:
+            outcome = Pending("backend unavailable during recovery")
+        if isinstance(outcome, Failed) and (
+            record.state is PaymentState.RESERVED or outcome.reason == NOT_FOUND
+        ):
+            outcome = Failed("the service stopped before the payment reached the wallet")
+        if isinstance(outcome, Pending):
+            self.pipeline.payments.resume(connection.wallet_pubkey, item, record.id, answer)
+        else:
+            await self.pipeline.payments.finish_recovered(
+                connection.wallet_pubkey, item, record.id, outcome, answer
+            )
