@@ -221,3 +221,60 @@ async def test_sigterm_stops_serve_cleanly(tmp_path: Path, relay_url: str) -> No
     code = await asyncio.wait_for(service.process.wait(), 30)
     assert code == 0
     await service.kill()
+
+
+async def test_recovery_answers_batch_items_left_unanswered(
+    tmp_path: Path, nwcd_relay: object
+) -> None:
+    """The process died after reserving a batch but before answering its bad items:
+    on start, the payment is resolved and the other items are answered too."""
+    from nwcd.nip47.encryption import Scheme
+    from nwcd.ports import PaymentIntent, RequestRecord
+    from tests.service.harness import WalletHarness
+
+    url = nwcd_relay.url  # type: ignore[attr-defined]
+    async with WalletHarness(tmp_path, [url]) as wallet, RelayPool([url]) as pool:
+        uri = await wallet.connect()
+        await pool.wait_connected(5)
+        good = await wallet.backend.create_invoice(5_000)
+        app = RawApp(uri, pool)
+        request = app.request(
+            "multi_pay_invoice",
+            {"invoices": [{"id": "good", "invoice": good.invoice}, {"id": "bad", "invoice": "x"}]},
+        )
+        # What a dying process left behind: the claim and the good item's reservation.
+        await wallet.store.claim(
+            RequestRecord(
+                request.id,
+                uri.wallet_pubkey.hex,
+                request.pubkey,
+                Scheme.NIP44_V2.value,
+                json.dumps(request.to_json()),
+                request.created_at,
+            )
+        )
+        intent = PaymentIntent(
+            0, "multi_pay_invoice", "good", good.payment_hash, good.invoice, 5_000, 10_000
+        )
+        await wallet.store.reserve(
+            request.id, uri.wallet_pubkey.hex, [intent], budget_msat=None, window_start=0, now=0
+        )
+        responses = await pool.subscribe(
+            [
+                Filter(
+                    kinds=(Kind.NWC_RESPONSE,),
+                    authors=(uri.wallet_pubkey.hex,),
+                    tags={"e": (request.id,)},
+                )
+            ]
+        )
+        await wallet.start()
+        got = await app.collect(responses, 2, 15, 0.3, request.pubkey)
+        by_d = {event.tag_value("d"): response for event, response in got}
+        assert set(by_d) == {"good", "bad"}
+        # Never sent before the "crash": answered failed, nothing paid.
+        assert by_d["good"].error is not None
+        assert by_d["bad"].error is not None
+        assert "invalid invoice" in by_d["bad"].error.message
+        assert await wallet.backend.get_balance() == 100_000_000_000
+        assert await wallet.store.unfinished_requests() == []

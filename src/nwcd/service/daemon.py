@@ -311,6 +311,15 @@ class WalletDaemon:
                 # One bad record must not keep the service from starting; it stays open
                 # and is tried again on the next start.
                 log.exception("recovery of payment %d failed; left open", record.id)
+        for request, handled in await self._store.unfinished_requests():
+            connection = self.pipeline.connections.get(request.wallet_pubkey)
+            if connection is None:
+                continue
+            event = parse_event(json.loads(request.event_json))
+            ctx = RequestContext(
+                event, connection, PublicKey.from_hex(request.app_pubkey), Scheme(request.scheme)
+            )
+            self.spawn(self.pipeline.finish(ctx, handled))
         for request in await self._store.unanswered_requests():
             connection = self.pipeline.connections.get(request.wallet_pubkey)
             if connection is None:

@@ -264,6 +264,30 @@ class Pipeline:
             )
         self._touch(connection, now)
 
+    async def finish(self, ctx: RequestContext, handled: set[int]) -> None:
+        """After a restart: answer the items of a started batch that were never answered
+        (the process died between reserving and answering them). Items with a payment or
+        an answer are left alone; no freshness check, the request was accepted before."""
+        try:
+            plaintext = open_content(
+                ctx.connection.wallet_key, ctx.app_key, ctx.scheme, ctx.event.content
+            )
+            request = decode_request(plaintext, max_items=self._settings.max_batch_items)
+        except Exception:  # it was readable before; if not now, there is nothing to redo
+            await self._store.mark_done(ctx.event.id)
+            return
+        params = request.params
+        if not isinstance(
+            params,
+            PayInvoiceParams | MultiPayInvoiceParams | PayKeysendParams | MultiPayKeysendParams,
+        ):
+            await self._store.mark_done(ctx.event.id)
+            return
+        try:
+            await self._pay(ctx.with_method(request.method), params, handled=frozenset(handled))
+        except RequestError:
+            await self._store.mark_done(ctx.event.id)
+
     def _touch(self, connection: Connection, now: int) -> None:
         wallet = connection.wallet_pubkey
         if now - self._touched.get(wallet, 0) >= self._settings.touch_interval:
@@ -299,6 +323,7 @@ class Pipeline:
         response = self.build_response(ctx, plaintext)
         await self._store.save_responses(ctx.event.id, [(None, response)], now=self._now())
         self._sink.publish(response, ctx.connection.relays)
+        await self._store.mark_done(ctx.event.id)
 
     def item_answerer(self, ctx: RequestContext, items: int = 0) -> Any:
         """The ``answer`` callback of the payment engine for this request."""
@@ -342,6 +367,7 @@ class Pipeline:
             nonlocal answered
             answered += 1
             if answered == items:
+                await self._store.mark_done(ctx.event.id)
                 log.info(
                     "request %s %s: %d items answered in %.1f ms",
                     ctx.event.id[:16],
@@ -416,6 +442,8 @@ class Pipeline:
         self,
         ctx: RequestContext,
         params: PayInvoiceParams | MultiPayInvoiceParams | PayKeysendParams | MultiPayKeysendParams,
+        *,
+        handled: frozenset[int] = frozenset(),
     ) -> None:
         connection = ctx.connection
         batch = ctx.method in _PAY_BATCH
@@ -459,6 +487,10 @@ class Pipeline:
                 )
         if not batch and planned[0].error is not None:
             raise planned[0].error
+        planned = [item for item in planned if item.index not in handled]
+        if not planned:
+            await self._store.mark_done(ctx.event.id)
+            return
         await self.payments.run(
             request_id=ctx.event.id,
             result_type=ctx.method,

@@ -314,6 +314,42 @@ class SqliteStore:
 
         return await self._run(load)
 
+    async def mark_done(self, request_id: str) -> None:
+        """Every item of this request is answered: recovery can leave it alone."""
+
+        def mark(tx: sqlite3.Connection) -> None:
+            tx.execute("UPDATE requests SET done = 1 WHERE event_id = ?", (request_id,))
+
+        await self._write(mark)
+
+    async def unfinished_requests(self) -> list[tuple[RequestRecord, set[int]]]:
+        """Requests that started (a payment or a response exists) but were not marked done,
+        with the item indexes already handled (a payment row or a response)."""
+
+        def load() -> list[tuple[RequestRecord, set[int]]]:
+            assert self._db is not None
+            rows = self._db.execute(
+                "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at"
+                " FROM requests r WHERE done = 0 AND (EXISTS"
+                " (SELECT 1 FROM responses WHERE request_id = r.event_id)"
+                " OR EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id))"
+            ).fetchall()
+            found = []
+            for row in rows:
+                handled = {
+                    int(index)
+                    for (index,) in self._db.execute(
+                        "SELECT item_index FROM payments WHERE request_id = ?"
+                        " UNION SELECT item_index FROM responses"
+                        " WHERE request_id = ? AND item_index IS NOT NULL",
+                        (row[0], row[0]),
+                    )
+                }
+                found.append((RequestRecord(*row), handled))
+            return found
+
+        return await self._run(load)
+
     # -- payments ------------------------------------------------------------------------
 
     async def reserve(
