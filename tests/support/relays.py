@@ -134,20 +134,25 @@ class NostrRelayProcess:
             await self.kill()
             raise
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        """Plain Popen, not asyncio's: the process then outlives no particular event loop."""
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        """Write the config; return the command line and its environment."""
         config = self.workdir / "config.yaml"
         config.write_text(_config(self.port, self.workdir / "relay.sqlite3"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        return [str(self.executable), "-c", str(config), "serve"], env
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Plain Popen, not asyncio's: the process then outlives no particular event loop."""
+        command, env = self._command()
         self._log = self.log_path.open("ab")
         return subprocess.Popen(
-            [str(self.executable), "-c", str(config), "serve"],
+            command,
             cwd=self.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: master and worker die together
+            start_new_session=True,  # its own process group: every child dies with it
         )
 
     async def _wait_ready(self) -> None:
@@ -240,7 +245,7 @@ class NostrRsRelayProcess(NostrRelayProcess):
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         super().__init__(workdir, port, executable=nostr_rs_relay_executable())
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _command(self) -> tuple[list[str], dict[str, str]]:
         config = self.workdir / "config.toml"
         config.write_text(
             f'[info]\nrelay_url = "{self.url}/"\nname = "nwcd tests"\n'
@@ -249,16 +254,8 @@ class NostrRsRelayProcess(NostrRelayProcess):
             "[limits]\nmax_event_bytes = 262144\nmax_ws_message_bytes = 262144\n"
             "max_ws_frame_bytes = 262144\n"
         )
-        self._log = self.log_path.open("ab")
-        return subprocess.Popen(
-            [str(self.executable), "--config", str(config), "--db", str(self.workdir)],
-            cwd=self.workdir,
-            env={**os.environ, "RUST_LOG": "warn"},
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        command = [str(self.executable), "--config", str(config), "--db", str(self.workdir)]
+        return command, {**os.environ, "RUST_LOG": "warn"}
 
 
 class SdkLocalRelay:

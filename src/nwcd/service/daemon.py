@@ -43,6 +43,7 @@ from nwcd.ports import (
     PaymentRecord,
     PaymentState,
     Pending,
+    RequestRecord,
     Store,
 )
 from nwcd.relay.pool import PoolOptions, RelayPool, Subscription
@@ -312,37 +313,37 @@ class WalletDaemon:
                 # and is tried again on the next start.
                 log.exception("recovery of payment %d failed; left open", record.id)
         for request, handled in await self._store.unfinished_requests():
-            connection = self.pipeline.connections.get(request.wallet_pubkey)
-            if connection is None:
-                continue
-            event = parse_event(json.loads(request.event_json))
-            ctx = RequestContext(
-                event, connection, PublicKey.from_hex(request.app_pubkey), Scheme(request.scheme)
-            )
-            self.spawn(self.pipeline.finish(ctx, handled))
+            if (ctx := self._stored_context(request)) is not None:
+                self.spawn(self.pipeline.finish(ctx, handled))
         for request in await self._store.unanswered_requests():
-            connection = self.pipeline.connections.get(request.wallet_pubkey)
-            if connection is None:
-                continue
-            event = parse_event(json.loads(request.event_json))
-            ctx = RequestContext(
-                event, connection, PublicKey.from_hex(request.app_pubkey), Scheme(request.scheme)
-            )
-            self.spawn(self.pipeline.process(ctx))
+            if (ctx := self._stored_context(request)) is not None:
+                self.spawn(self.pipeline.process(ctx))
 
-    async def _recover_payment(self, record: PaymentRecord) -> None:
-        """Ask the backend about one payment a previous run left open, and act on it."""
-        request = await self._store.request(record.request_id)
-        connection = self.pipeline.connections.get(record.wallet_pubkey)
-        if request is None or connection is None:
-            return
-        ctx = RequestContext(
+    def _stored_context(
+        self, request: RequestRecord | None, method: str = ""
+    ) -> RequestContext | None:
+        """The context of a claimed request, rebuilt from the store (None if its
+        connection is gone)."""
+        if request is None:
+            return None
+        connection = self.pipeline.connections.get(request.wallet_pubkey)
+        if connection is None:
+            return None
+        return RequestContext(
             parse_event(json.loads(request.event_json)),
             connection,
             PublicKey.from_hex(request.app_pubkey),
             Scheme(request.scheme),
-            record.intent.result_type,
+            method,
         )
+
+    async def _recover_payment(self, record: PaymentRecord) -> None:
+        """Ask the backend about one payment a previous run left open, and act on it."""
+        request = await self._store.request(record.request_id)
+        ctx = self._stored_context(request, record.intent.result_type)
+        if ctx is None:
+            return
+        connection = ctx.connection
         item = PlannedPayment(
             index=record.intent.item_index,
             d_tag=record.intent.d_tag,

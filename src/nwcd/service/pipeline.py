@@ -536,8 +536,3 @@ def _method_name(plaintext: str) -> str:
     except (ValueError, AttributeError, RecursionError):
         return ""
     return method[:64] if isinstance(method, str) else ""
-
-
-def relays_of(connections: Iterable[Connection]) -> list[str]:
-    """Every relay any connection uses."""
-    return list(dict.fromkeys(relay for c in connections for relay in c.relays))
