@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from nwcd.errors import ErrorCode, RequestError
 from nwcd.nip47.methods import (
+    MAX_AMOUNT_MSAT,
+    MAX_EXPIRY_SECONDS,
+    MAX_LIST_LIMIT,
+    MAX_LIST_OFFSET,
     MAX_METADATA_CHARS,
+    MAX_UNIX_TIME,
     GetBalanceParams,
     GetInfoParams,
     InvoiceItem,
@@ -147,7 +152,20 @@ def test_encode_request_round_trips() -> None:
 
 # -- amounts are JSON integers ---------------------------------------------------------------
 
-BAD_AMOUNTS = [1.0, 1.5, "1000", True, False, -1, 2**64, [1], {"msat": 1}]
+BAD_AMOUNTS = [
+    1.0,
+    1.5,
+    "1000",
+    True,
+    False,
+    -1,
+    MAX_AMOUNT_MSAT + 1,
+    2**63,
+    2**64,
+    2**70,
+    [1],
+    {"msat": 1},
+]
 
 
 @pytest.mark.parametrize("amount", BAD_AMOUNTS)
@@ -166,9 +184,25 @@ def test_amount_must_be_a_non_negative_integer(
     assert "amount" in error.message
 
 
-def test_largest_u64_amount_is_accepted() -> None:
-    request = decode("pay_invoice", {"invoice": "lnbc1x", "amount": 2**64 - 1})
-    assert request.params == PayInvoiceParams("lnbc1x", 2**64 - 1)
+def test_largest_amount_is_accepted() -> None:
+    request = decode("pay_invoice", {"invoice": "lnbc1x", "amount": MAX_AMOUNT_MSAT})
+    assert request.params == PayInvoiceParams("lnbc1x", MAX_AMOUNT_MSAT)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"invoice": "lnbc1x", "amount": None}, {"invoice": "lnbc1x"}],
+    ids=["null", "absent"],
+)
+def test_null_pay_invoice_amount_is_no_amount(params: dict[str, Any]) -> None:
+    request = decode("pay_invoice", params)
+    assert isinstance(request.params, PayInvoiceParams)
+    assert request.params.amount_msat is None
+
+
+def test_null_item_amount_is_no_amount_and_no_problem() -> None:
+    request = decode("multi_pay_invoice", {"invoices": [{"invoice": "i0", "amount": None}]})
+    assert request.params == MultiPayInvoiceParams((InvoiceItem(0, None, "i0"),))
 
 
 @pytest.mark.parametrize("method", ["make_invoice", "pay_keysend"])
@@ -182,11 +216,154 @@ def test_keysend_amount_must_be_positive() -> None:
     assert "amount" in rejected("pay_keysend", {"pubkey": PUBKEY, "amount": 0}).message
 
 
-@given(st.integers(min_value=0, max_value=2**64 - 1))
-def test_any_u64_amount_decodes_exactly(amount: int) -> None:
+@given(st.integers(min_value=0, max_value=MAX_AMOUNT_MSAT))
+def test_any_amount_in_range_decodes_exactly(amount: int) -> None:
     request = decode("pay_invoice", {"invoice": "lnbc1x", "amount": amount})
     assert isinstance(request.params, PayInvoiceParams)
     assert request.params.amount_msat == amount
+
+
+@given(st.integers(min_value=MAX_AMOUNT_MSAT + 1, max_value=2**200))
+def test_any_amount_over_the_maximum_is_refused(amount: int) -> None:
+    assert "amount" in rejected("pay_invoice", {"invoice": "lnbc1x", "amount": amount}).message
+
+
+# -- every integer param is range-checked (fuzzing: huge integers overflowed SQLite) ------------
+
+
+def test_bounds_fit_a_signed_64_bit_store() -> None:
+    assert MAX_AMOUNT_MSAT == 21_000_000 * 100_000_000 * 1000  # 21 million BTC
+    assert MAX_EXPIRY_SECONDS == 365 * 24 * 60 * 60
+    for bound in (MAX_AMOUNT_MSAT, MAX_EXPIRY_SECONDS, MAX_UNIX_TIME, MAX_LIST_LIMIT):
+        assert bound < 2**63
+    assert MAX_LIST_OFFSET < 2**31
+
+
+# (method, other params, field, attribute of the params type, lowest, highest)
+INT_FIELDS = [
+    ("pay_invoice", {"invoice": "lnbc1x"}, "amount", "amount_msat", 0, MAX_AMOUNT_MSAT),
+    ("make_invoice", {}, "amount", "amount_msat", 0, MAX_AMOUNT_MSAT),
+    ("pay_keysend", {"pubkey": PUBKEY}, "amount", "amount_msat", 1, MAX_AMOUNT_MSAT),
+    ("make_invoice", {"amount": 1000}, "expiry", "expiry", 1, MAX_EXPIRY_SECONDS),
+    ("list_transactions", {}, "from", "from_time", 0, MAX_UNIX_TIME),
+    ("list_transactions", {}, "until", "until", 0, MAX_UNIX_TIME),
+    ("list_transactions", {}, "limit", "limit", 0, MAX_LIST_LIMIT),
+    ("list_transactions", {}, "offset", "offset", 0, MAX_LIST_OFFSET),
+]
+INT_FIELD_IDS = [f"{method}.{field}" for method, _, field, *_ in INT_FIELDS]
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field", "attribute", "low", "high"), INT_FIELDS, ids=INT_FIELD_IDS
+)
+@pytest.mark.parametrize("end", ["lowest", "highest"])
+def test_integer_param_bounds_are_accepted(
+    method: str,
+    params: dict[str, Any],
+    field: str,
+    attribute: str,
+    low: int,
+    high: int,
+    end: str,
+) -> None:
+    value = low if end == "lowest" else high
+    decoded = decode(method, {**params, field: value}).params
+    assert getattr(decoded, attribute) == value
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field", "attribute", "low", "high"), INT_FIELDS, ids=INT_FIELD_IDS
+)
+@pytest.mark.parametrize("past", ["below", "above", "2**63", "2**70", "-2**70"])
+def test_integer_param_out_of_range_is_refused_naming_field_and_range(
+    method: str,
+    params: dict[str, Any],
+    field: str,
+    attribute: str,
+    low: int,
+    high: int,
+    past: str,
+) -> None:
+    value = {"below": low - 1, "above": high + 1, "2**63": 2**63, "2**70": 2**70}.get(
+        past, -(2**70)
+    )
+    message = rejected(method, {**params, field: value}).message
+    assert f"{field} must be " in message
+    assert f"from {low} to {high}" in message
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field", "attribute", "low", "high"), INT_FIELDS, ids=INT_FIELD_IDS
+)
+@pytest.mark.parametrize("value", [True, False, 1.0, 1.5, "1", [1]])
+def test_integer_param_refuses_bools_floats_and_strings(
+    method: str,
+    params: dict[str, Any],
+    field: str,
+    attribute: str,
+    low: int,
+    high: int,
+    value: object,
+) -> None:
+    assert f"{field} must be " in rejected(method, {**params, field: value}).message
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "field", "attribute", "low", "high"), INT_FIELDS, ids=INT_FIELD_IDS
+)
+def test_integer_param_refuses_the_float_spelling_of_its_bounds(
+    method: str, params: dict[str, Any], field: str, attribute: str, low: int, high: int
+) -> None:
+    for value in (float(low), float(high)):
+        assert f"{field} must be " in rejected(method, {**params, field: value}).message
+
+
+def test_batch_items_accept_the_largest_amount() -> None:
+    invoices = decode(
+        "multi_pay_invoice", {"invoices": [{"invoice": "i0", "amount": MAX_AMOUNT_MSAT}]}
+    )
+    assert invoices.params == MultiPayInvoiceParams((InvoiceItem(0, None, "i0", MAX_AMOUNT_MSAT),))
+    keysends = decode(
+        "multi_pay_keysend", {"keysends": [{"pubkey": PUBKEY, "amount": MAX_AMOUNT_MSAT}]}
+    )
+    assert keysends.params == MultiPayKeysendParams(
+        (KeysendItem(0, None, PUBKEY, MAX_AMOUNT_MSAT),)
+    )
+
+
+def test_range_messages_say_what_the_bound_means() -> None:
+    expiry = rejected("make_invoice", {"amount": 1000, "expiry": 2**70}).message
+    assert "expiry must be a whole number of seconds from 1 to 31536000 (one year)" in expiry
+    amount = rejected("make_invoice", {"amount": 2**63}).message
+    assert f"amount must be a whole number of millisatoshis from 0 to {MAX_AMOUNT_MSAT}" in amount
+    assert "21 million BTC" in amount
+    since = rejected("list_transactions", {"from": 2**70}).message
+    assert f"from must be a unix time in whole seconds from 0 to {MAX_UNIX_TIME}" in since
+
+
+@pytest.mark.parametrize(
+    ("method", "field"),
+    [("make_invoice", "expiry"), ("list_transactions", "from"), ("list_transactions", "limit")],
+)
+def test_null_optional_integer_is_absent(method: str, field: str) -> None:
+    params = {"amount": 1} if method == "make_invoice" else {}
+    assert decode(method, {**params, field: None}) == decode(method, params)
+
+
+def keysend_with_tlv_type(tlv_type: object) -> dict[str, Any]:
+    return {"pubkey": PUBKEY, "amount": 1, "tlv_records": [{"type": tlv_type, "value": "00"}]}
+
+
+@pytest.mark.parametrize("tlv_type", [0, 2**64 - 1])
+def test_tlv_type_stays_u64(tlv_type: int) -> None:
+    # TLV types go to the backend (LND takes them as decimal strings) and are never stored.
+    decoded = decode("pay_keysend", keysend_with_tlv_type(tlv_type)).params
+    assert decoded == PayKeysendParams(PUBKEY, 1, None, (TlvRecord(tlv_type, "00"),))
+
+
+@pytest.mark.parametrize("tlv_type", [-1, 2**64, 2**70, True, 1.0])
+def test_tlv_type_outside_u64_is_refused(tlv_type: object) -> None:
+    assert "TLV type" in rejected("pay_keysend", keysend_with_tlv_type(tlv_type)).message
 
 
 @pytest.mark.parametrize(
@@ -327,7 +504,7 @@ def test_untrustworthy_item_fails_the_whole_request(item: object, field: str) ->
     assert field in error.message
 
 
-@pytest.mark.parametrize("amount", [1.5, "5", True, -3, 2**64])
+@pytest.mark.parametrize("amount", [1.5, "5", True, -3, MAX_AMOUNT_MSAT + 1, 2**64])
 def test_bad_item_amount_is_a_problem_of_that_item_only(amount: object) -> None:
     request = decode(
         "multi_pay_invoice",
@@ -392,6 +569,8 @@ def test_keysend_item_without_a_string_pubkey_fails_the_request(pubkey: object) 
         ({"pubkey": PUBKEY, "amount": 2.5}, "amount"),
         ({"pubkey": PUBKEY, "amount": "9"}, "amount"),
         ({"pubkey": PUBKEY, "amount": -1}, "amount"),
+        ({"pubkey": PUBKEY, "amount": MAX_AMOUNT_MSAT + 1}, "amount"),
+        ({"pubkey": PUBKEY, "amount": 2**70}, "amount"),
         ({"pubkey": "02AB", "amount": 1}, "pubkey"),
         ({"pubkey": PUBKEY, "amount": 1, "preimage": "00"}, "preimage"),
         ({"pubkey": PUBKEY, "amount": 1, "tlv_records": [{"type": 1, "value": "zz"}]}, "TLV"),

@@ -122,6 +122,25 @@ async def test_malformed_params(
     assert response.result_type == "pay_invoice"
 
 
+async def test_huge_integers_are_bad_requests_not_internal_errors(
+    served: tuple[WalletHarness, RawApp],
+) -> None:
+    # Found by fuzzing: these reached SQLite, raised OverflowError and were answered INTERNAL.
+    wallet, app = served
+    for method, params, field in [
+        ("make_invoice", {"amount": 1000, "expiry": 2**70}, "expiry"),
+        ("make_invoice", {"amount": 2**63}, "amount"),
+        ("list_transactions", {"from": 2**70}, "from"),
+    ]:
+        [(_, response)] = await app.send(app.request(method, params))
+        assert response.error is not None, (method, params)
+        assert response.error.code == "OTHER", (method, params, response.error)
+        assert f"{field} must be " in response.error.message
+        assert response.result_type == method
+    assert await wallet.backend.get_balance() == 100_000_000_000
+    await still_serving(app)
+
+
 async def test_unknown_method(served: tuple[WalletHarness, RawApp]) -> None:
     _, app = served
     [(_, response)] = await app.send(app.request("fly_to_the_moon"))

@@ -10,6 +10,12 @@ into a :class:`Request` whose ``params`` is one of the dataclasses below, or
 with code ``OTHER`` (the core error list has no "bad request" code that every
 client can parse) and a message naming the field.
 
+Every integer param is range-checked here (bounds below), so no client-chosen
+number can overflow a store or a backend further on. A JSON ``null`` is read as
+the field being absent: ``"amount": null`` on ``pay_invoice`` (or on a
+``multi_pay_invoice`` item) means "pay the invoice's own amount", as clients such
+as the Alby SDK send null for optional fields they leave out.
+
 Batch items (``multi_pay_invoice``, ``multi_pay_keysend``) are parsed leniently:
 a problem in one item (a bad amount) is kept on the item as ``problem`` so only
 that item fails; the request fails as a whole only when the item list itself
@@ -49,6 +55,18 @@ __all__ = [
 ]
 
 MAX_METADATA_CHARS: Final = 4096
+# 21 million BTC in msat: no real amount is larger, and it fits a signed 64-bit
+# integer (SQLite INTEGER, PostgreSQL BIGINT).
+MAX_AMOUNT_MSAT: Final = 2_100_000_000_000_000_000
+# One year in seconds: longer-lived invoices are a mistake, and it fits any store.
+MAX_EXPIRY_SECONDS: Final = 365 * 24 * 60 * 60
+# Unix seconds, about the year 36800: any real ``from``/``until``, and it fits any store.
+MAX_UNIX_TIME: Final = 2**40
+# Far more transactions than one relay event can carry (the default page is 50).
+MAX_LIST_LIMIT: Final = 10_000
+# A signed 32-bit integer: pages that deep do not exist, and it fits any store.
+MAX_LIST_OFFSET: Final = 2**31 - 1
+# TLV record types are BOLT "bigsize" u64s; they are sent to backends, never stored.
 _MAX_U64: Final = 2**64 - 1
 _HEX: Final = frozenset("0123456789abcdef")
 
@@ -72,11 +90,18 @@ def _bad(message: str) -> RequestError:
     return RequestError(ErrorCode.OTHER, f"invalid params: {message}")
 
 
-def _msat(value: object, name: str) -> int:
-    """An amount in msat: a non-negative JSON integer (bools and floats are refused)."""
-    if type(value) is not int or not 0 <= value <= _MAX_U64:
-        raise _bad(f"{name} must be a non-negative integer number of millisatoshis")
+def _int_in(value: object, name: str, low: int, high: int, what: str, note: str = "") -> int:
+    """A JSON integer from ``low`` to ``high`` inclusive (bools and floats are refused)."""
+    if type(value) is not int or not low <= value <= high:
+        raise _bad(f"{name} must be {what} from {low} to {high}{note}")
     return value
+
+
+def _msat(value: object, name: str, low: int = 0) -> int:
+    """An amount in msat: a JSON integer from ``low`` to :data:`MAX_AMOUNT_MSAT`."""
+    return _int_in(
+        value, name, low, MAX_AMOUNT_MSAT, "a whole number of millisatoshis", " (21 million BTC)"
+    )
 
 
 def _optional_msat(params: Mapping[str, Any], name: str) -> int | None:
@@ -124,7 +149,11 @@ def _metadata(params: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class PayInvoiceParams:
-    """``pay_invoice``: ``amount`` only for amountless invoices (or equal to the invoice's)."""
+    """``pay_invoice``: ``amount`` only for amountless invoices (or equal to the invoice's).
+
+    ``"amount": null`` is the same as no ``amount`` (``amount_msat`` None): pay the
+    invoice's own amount.
+    """
 
     invoice: str
     amount_msat: int | None = None
@@ -330,9 +359,7 @@ def _keysend_fields(raw: Mapping[str, Any]) -> tuple[str, int, str | None, tuple
     assert pubkey is not None
     if "amount" not in raw:
         raise _bad("amount is required")
-    amount = _msat(raw["amount"], "amount")
-    if amount == 0:
-        raise _bad("amount must be positive")
+    amount = _msat(raw["amount"], "amount", low=1)  # a keysend of nothing pays nothing
     preimage = _hex(_optional_str(raw, "preimage"), "preimage", 64)
     return pubkey, amount, preimage, _tlv_records(raw)
 
@@ -374,8 +401,15 @@ def _parse_params(method: str, params: Mapping[str, Any], max_items: int) -> Par
             if "amount" not in params:
                 raise _bad("amount is required")
             expiry = params.get("expiry")
-            if expiry is not None and (type(expiry) is not int or expiry <= 0):
-                raise _bad("expiry must be a positive integer number of seconds")
+            if expiry is not None:
+                expiry = _int_in(
+                    expiry,
+                    "expiry",
+                    1,
+                    MAX_EXPIRY_SECONDS,
+                    "a whole number of seconds",
+                    " (one year)",
+                )
             return MakeInvoiceParams(
                 _msat(params["amount"], "amount"),
                 _optional_str(params, "description"),
@@ -402,13 +436,9 @@ def _parse_params(method: str, params: Mapping[str, Any], max_items: int) -> Par
 
 
 def _list_params(params: Mapping[str, Any]) -> ListTransactionsParams:
-    def optional_int(name: str) -> int | None:
+    def optional_int(name: str, high: int, what: str) -> int | None:
         value = params.get(name)
-        if value is None:
-            return None
-        if type(value) is not int or value < 0:
-            raise _bad(f"{name} must be a non-negative integer")
-        return value
+        return None if value is None else _int_in(value, name, 0, high, what)
 
     unpaid = params.get("unpaid", False)
     if not isinstance(unpaid, bool):
@@ -417,10 +447,10 @@ def _list_params(params: Mapping[str, Any]) -> ListTransactionsParams:
     if tx_type is not None and tx_type not in ("incoming", "outgoing"):
         raise _bad("type must be incoming or outgoing")
     return ListTransactionsParams(
-        optional_int("from"),
-        optional_int("until"),
-        optional_int("limit"),
-        optional_int("offset") or 0,
+        optional_int("from", MAX_UNIX_TIME, "a unix time in whole seconds"),
+        optional_int("until", MAX_UNIX_TIME, "a unix time in whole seconds"),
+        optional_int("limit", MAX_LIST_LIMIT, "a whole number"),
+        optional_int("offset", MAX_LIST_OFFSET, "a whole number") or 0,
         unpaid,
         tx_type,
     )
