@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.config import ConfigError, Settings
+from nwcd.datadir import create_private_file, secure_data_dir
 from nwcd.policy.budget import FeeReserve
 from nwcd.ports import LightningBackend
 from nwcd.service.payments import PaymentLimits
@@ -24,12 +25,14 @@ __all__ = ["open_backend", "open_simulator", "open_store", "service_settings"]
 
 
 async def open_store(settings: Settings) -> SqliteStore:
-    """The store in the data dir."""
+    """The store in the data dir (dir ``0700``, files ``0600``: it holds wallet keys)."""
+    _prepare(settings, settings.store_path)
     return await SqliteStore.open(settings.store_path)
 
 
 async def open_simulator(settings: Settings) -> SimulatedBackend:
-    """The simulated wallet whose state file lives in the data dir."""
+    """The simulated wallet whose state file (seed, preimages) lives in the data dir."""
+    _prepare(settings, settings.simulator_path)
     balance = settings.backend.get("initial_balance_msat")
     config = SimulatorConfig(path=settings.simulator_path)
     if isinstance(balance, int):
@@ -60,6 +63,18 @@ async def open_backend(settings: Settings) -> LightningBackend:
 
             return await LndBackend.open(_lnd_config(table))
     raise ConfigError(f"unknown backend {settings.backend_kind!r}")  # pragma: no cover
+
+
+def _prepare(settings: Settings, database: Path) -> None:
+    """Lock down the data dir and create ``database`` there ``0600`` if it is new.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file.
+    """
+    try:
+        secure_data_dir(settings.data_dir)
+        create_private_file(database)
+    except OSError as exc:
+        raise ConfigError(f"data dir {settings.data_dir}: {exc.strerror or exc}") from None
 
 
 def service_settings(settings: Settings) -> ServiceSettings:
