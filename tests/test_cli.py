@@ -17,7 +17,7 @@ from nwcd.cli import main
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.policy.budget import window_end, window_start
 from nwcd.policy.grants import SCOPES, BudgetPeriod
-from nwcd.ports import PaymentIntent, PaymentState, RequestRecord
+from nwcd.ports import PaymentIntent, PaymentState, RequestRecord, Reserved
 from nwcd.store.sqlite import SqliteStore
 
 RELAY = "ws://127.0.0.1:7777"
@@ -237,8 +237,8 @@ async def _spend(data_dir: Path, wallet: str, items: list[tuple[int, int, int]])
         ids = []
         for n, (amount, reserve, created_at) in enumerate(items):
             request_id = f"{n + 1:064x}"
-            await store.claim(RequestRecord(request_id, wallet, "ab" * 32, "nip44_v2", "{}", 0))
-            [payment_id] = await store.reserve(
+            await store.claim(RequestRecord(request_id, wallet, "ab" * 32, "nip44_v2", "{}", 0, 0))
+            [reserved] = await store.reserve(
                 request_id,
                 wallet,
                 [PaymentIntent(0, "pay_invoice", None, f"{n:064x}", None, amount, reserve)],
@@ -246,8 +246,8 @@ async def _spend(data_dir: Path, wallet: str, items: list[tuple[int, int, int]])
                 window_start=0,
                 now=created_at,
             )
-            assert isinstance(payment_id, int)
-            ids.append(payment_id)
+            assert isinstance(reserved, Reserved)
+            ids.append(reserved.payment_id)
         return ids
     finally:
         await store.close()

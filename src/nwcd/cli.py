@@ -41,10 +41,15 @@ from nwcd.nostr.keys import SecretKey
 from nwcd.policy.budget import window_end, window_start
 from nwcd.policy.grants import BudgetPeriod, Connection, describe_methods, expand_methods
 from nwcd.ports import Store
+from nwcd.service.admin import wait_until_listening
 
 __all__ = ["main"]
 
 log = logging.getLogger("nwcd")
+
+LISTEN_TIMEOUT = 15.0
+"""How long ``connection create`` waits for running services to listen for a new key
+(longer than an instance's lease, so a killed instance drops out before it ends)."""
 
 
 class CliError(Exception):
@@ -459,10 +464,21 @@ async def _connection_create(args: argparse.Namespace) -> int:
     store = await open_store(settings)
     try:
         await store.add_connection(connection)
+        # A request sent before the running service listens would be lost: wait for it.
+        behind = await wait_until_listening(
+            store, await store.connections_version(), timeout=LISTEN_TIMEOUT
+        )
     except ValueError as exc:
         raise CliError(f"{exc} (see: nwcd connection list)") from None
     finally:
         await store.close()
+    if behind:
+        print(
+            f"warning: {len(behind)} running nwcd serve instance(s) did not confirm within"
+            f" {LISTEN_TIMEOUT:.0f} s that they listen for this connection; requests sent"
+            " before they do may get no answer",
+            file=sys.stderr,
+        )
     import segno
 
     qr = segno.make(uri, error="m")

@@ -27,14 +27,21 @@ from nwcd.policy.grants import Connection
 
 __all__ = [
     "NOT_FOUND",
+    "ConnectionStore",
     "Failed",
+    "InstanceRecord",
+    "InstanceRegistry",
+    "InvoiceBook",
     "LightningBackend",
     "PaymentIntent",
+    "PaymentLedger",
     "PaymentOutcome",
     "PaymentRecord",
     "PaymentState",
     "Pending",
+    "RequestJournal",
     "RequestRecord",
+    "Reserved",
     "Store",
     "Succeeded",
 ]
@@ -163,6 +170,7 @@ class RequestRecord:
     scheme: str
     event_json: str
     received_at: int
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,29 +201,93 @@ class PaymentRecord:
     error_message: str | None = None
 
 
-class Store(Protocol):
-    """Durable state: connections, request claims, payments, signed responses.
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """A payment admitted and stored as ``reserved``: it may spend at most
+    ``fee_reserve_msat`` on routing fees (the fee limit passed to the backend)."""
 
-    Every method is atomic. ``reserve`` checks the budget and inserts the
-    reservations in one transaction, so concurrent requests (also from other
-    processes sharing the store) can never overspend.
+    payment_id: int
+    fee_reserve_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """A running ``nwcd serve``: its lease, and the connections it listens for.
+
+    ``listening_version`` is the connections version whose wallet keys the
+    instance has subscribed to on its relays (the relays confirmed the REQ),
+    so a new connection's URI is shown only once it will be answered.
     """
 
-    async def close(self) -> None: ...
+    instance_id: str
+    started_at: int
+    heartbeat_at: int
+    lease_expires_at: int
+    listening_version: int
 
-    # connections
-    async def add_connection(self, connection: Connection) -> None: ...
-    async def save_connection(self, connection: Connection) -> None: ...
+
+class ConnectionStore(Protocol):
+    """Connections (one per app), and a version that changes with any of them."""
+
+    async def add_connection(self, connection: Connection) -> None:
+        """Store a new connection; ``ValueError`` if its name is taken."""
+        ...
+
+    async def save_connection(self, connection: Connection) -> None:
+        """Update a connection (same wallet key); ``ValueError`` if its name is taken."""
+        ...
+
     async def connections(self) -> list[Connection]: ...
     async def connections_version(self) -> int: ...
     async def touch_connection(self, wallet_pubkey: str, now: int) -> None: ...
-    async def budget_used(self, wallet_pubkey: str, since: int) -> int: ...
 
-    # requests and payments
-    async def claim(self, record: RequestRecord) -> bool: ...
-    async def unanswered_requests(self) -> list[RequestRecord]: ...
+
+class RequestJournal(Protocol):
+    """Request claims (the idempotency key) and their signed responses (the outbox).
+
+    A response is stored before it is published and marked published once a
+    relay took it, so one stored but never published (the process died in
+    between) is found and sent on the next start.
+    """
+
+    async def claim(self, record: RequestRecord) -> bool:
+        """Claim a request event id; False if it was claimed before."""
+        ...
+
+    async def request(self, event_id: str) -> RequestRecord | None: ...
+    async def unanswered_requests(self) -> list[RequestRecord]:
+        """Claimed requests with neither a payment nor a response (never started)."""
+        ...
+
+    async def unfinished_requests(self) -> list[tuple[RequestRecord, set[int]]]:
+        """Started but not done, with the item indexes already handled."""
+        ...
+
     async def mark_done(self, request_id: str) -> None: ...
-    async def unfinished_requests(self) -> list[tuple[RequestRecord, set[int]]]: ...
+    async def save_responses(
+        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
+    ) -> None: ...
+    async def responses_for(self, request_id: str) -> list[Event]: ...
+    async def mark_published(self, response_ids: Sequence[str]) -> None: ...
+    async def unpublished_responses(self) -> list[Event]:
+        """Stored responses no relay is known to have taken, oldest first."""
+        ...
+
+    async def prune(self, *, before: int) -> int:
+        """Forget requests that moved no money, dated (and received) before ``before``,
+        with their responses; returns how many requests were removed."""
+        ...
+
+
+class PaymentLedger(Protocol):
+    """Payments and the budgets they count against.
+
+    ``reserve`` runs :func:`nwcd.policy.admission.admit` and inserts the
+    admitted payments in one transaction, so concurrent requests (also from
+    other processes sharing the store) can never overspend.
+    """
+
+    async def budget_used(self, wallet_pubkey: str, since: int) -> int: ...
     async def reserve(
         self,
         request_id: str,
@@ -225,7 +297,7 @@ class Store(Protocol):
         budget_msat: int | None,
         window_start: int,
         now: int,
-    ) -> list[int | Deny]: ...
+    ) -> list[Reserved | Deny]: ...
     async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> set[int]: ...
     async def settle(
         self,
@@ -239,25 +311,41 @@ class Store(Protocol):
         error_message: str | None = None,
         response: tuple[str, int | None, Event] | None = None,
     ) -> bool: ...
-    async def payment_by_hash(
-        self, wallet_pubkey: str, payment_hash: str
-    ) -> PaymentRecord | None: ...
     async def payments_by_hashes(
         self, wallet_pubkey: str, payment_hashes: Sequence[str]
     ) -> dict[str, PaymentRecord]: ...
     async def payment(self, payment_id: int) -> PaymentRecord | None: ...
-    async def payments_for(self, request_id: str) -> list[PaymentRecord]: ...
-    async def request(self, event_id: str) -> RequestRecord | None: ...
     async def unresolved_payments(self) -> list[PaymentRecord]: ...
 
-    # invoices made through a connection
+
+class InvoiceBook(Protocol):
+    """Which connection made which invoice: only that app sees it."""
+
     async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None: ...
     async def invoice_owner(self, payment_hash: str) -> str | None: ...
     async def owned_hashes(self, wallet_pubkey: str) -> set[str]: ...
 
-    # responses
-    async def save_responses(
-        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
-    ) -> None: ...
-    async def responses_for(self, request_id: str) -> list[Event]: ...
-    async def answered_items(self, request_id: str) -> set[int | None]: ...
+
+class InstanceRegistry(Protocol):
+    """Running service instances, their leases and what they listen for."""
+
+    async def heartbeat(self, instance: InstanceRecord) -> None:
+        """Register or renew an instance."""
+        ...
+
+    async def retire(self, instance_id: str) -> None:
+        """An instance stopped cleanly."""
+        ...
+
+    async def live_instances(self, now: int) -> list[InstanceRecord]:
+        """Instances whose lease has not expired at ``now``."""
+        ...
+
+
+class Store(
+    ConnectionStore, RequestJournal, PaymentLedger, InvoiceBook, InstanceRegistry, Protocol
+):
+    """Every concern in one durable store (one adapter implements them all, since some
+    writes span two: a payment settles together with its stored response)."""
+
+    async def close(self) -> None: ...

@@ -599,8 +599,10 @@ async def test_service_crash_with_a_hold_invoice_in_flight(
         payments = await on(network.a, "payments_for", payment_hash)
         assert [p["status"] for p in payments] == ["SUCCEEDED"]
         assert len([h for h in payments[0]["htlcs"] if h["status"] == "SUCCEEDED"]) == 1
-        record = await wallet.store.payment_by_hash(app.uri.wallet_pubkey.hex, payment_hash)
-        assert record is not None
+        wallet_pubkey = app.uri.wallet_pubkey.hex
+        record = (await wallet.store.payments_by_hashes(wallet_pubkey, [payment_hash]))[
+            payment_hash
+        ]
         assert record.preimage == preimage.hex()
     finally:
         await subscription.close()

@@ -38,7 +38,7 @@ from nwcd.errors import ErrorCode
 from nwcd.nostr.keys import SecretKey
 from nwcd.policy.budget import window_end, window_start
 from nwcd.policy.grants import BudgetPeriod
-from nwcd.ports import PaymentIntent, PaymentState, RequestRecord
+from nwcd.ports import PaymentIntent, PaymentState, RequestRecord, Reserved
 from nwcd.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -112,11 +112,16 @@ class BudgetLedger(RuleBasedStateMachine):
         assert len(views) == 1, views  # both processes see the same committed state
         return views.pop()
 
-    async def reserve(self, which: int, batch: list[tuple[int, int]]) -> list[int | None]:
+    async def reserve(
+        self, which: int, batch: list[tuple[int, int]]
+    ) -> list[tuple[int, int] | None]:
+        """Each item's (payment id, fee reserve granted), or None if it was denied."""
         number = next(self.requests)
         request_id = f"{number:064x}"
         store = self.stores[which]
-        await store.claim(RequestRecord(request_id, WALLET, "ab" * 32, "nip44_v2", "{}", self.now))
+        await store.claim(
+            RequestRecord(request_id, WALLET, "ab" * 32, "nip44_v2", "{}", self.now, self.now)
+        )
         intents = [
             PaymentIntent(i, "multi_pay_invoice", f"i{i}", f"{number:048x}{i:016x}", None, a, r)
             for i, (a, r) in enumerate(batch)
@@ -129,10 +134,10 @@ class BudgetLedger(RuleBasedStateMachine):
             window_start=self.window,
             now=self.now,
         )
-        granted: list[int | None] = []
+        granted: list[tuple[int, int] | None] = []
         for result in results:
-            if isinstance(result, int):
-                granted.append(result)
+            if isinstance(result, Reserved):
+                granted.append((result.payment_id, result.fee_reserve_msat))
             else:
                 assert result.code is ErrorCode.QUOTA_EXCEEDED
                 granted.append(None)
@@ -159,24 +164,27 @@ class BudgetLedger(RuleBasedStateMachine):
     def reserve_concurrently(self, calls: list[tuple[int, list[tuple[int, int]]]]) -> None:
         before = self.model_used()
 
-        async def everything() -> list[list[int | None]]:
+        async def everything() -> list[list[tuple[int, int] | None]]:
             return await asyncio.gather(*(self.reserve(which, batch) for which, batch in calls))
 
         results = self.run(everything())
         granted = 0
         denied: list[int] = []
         for (_, batch), outcome in zip(calls, results, strict=True):
-            for (amount, reserve), payment_id in zip(batch, outcome, strict=True):
-                if payment_id is None:
-                    denied.append(amount + reserve)
+            for (amount, reserve), admitted in zip(batch, outcome, strict=True):
+                if admitted is None:
+                    denied.append(amount)
                 else:
-                    self.payments[payment_id] = Payment(amount, reserve, self.now)
-                    granted += amount + reserve
+                    payment_id, granted_reserve = admitted
+                    # The reserve is what was asked, capped to what the budget had left.
+                    assert 0 <= granted_reserve <= reserve
+                    self.payments[payment_id] = Payment(amount, granted_reserve, self.now)
+                    granted += amount + granted_reserve
         after = self.model_used()
         assert after == before + granted
-        # Denied only when it did not fit at the end of its own transaction, which
-        # saw at most everything granted here.
-        assert all(after + cost > self.budget for cost in denied)
+        # Denied only when its amount alone did not fit at the end of its own
+        # transaction, which saw at most everything granted here.
+        assert all(after + amount > self.budget for amount in denied)
 
     @rule(pick=st.integers(0, 10**6), fee_draw=st.integers(0, 10**6), which=st.integers(0, 1))
     def succeed(self, pick: int, fee_draw: int, which: int) -> None:
@@ -210,7 +218,8 @@ class BudgetLedger(RuleBasedStateMachine):
             # The released reservation is available again at once, from the other process.
             [again] = self.run(self.reserve(1 - which, [(payment.amount, payment.reserve)]))
             assert again is not None
-            self.payments[again] = Payment(payment.amount, payment.reserve, self.now)
+            assert again[1] == payment.reserve  # exactly what the failure released
+            self.payments[again[0]] = Payment(payment.amount, payment.reserve, self.now)
 
     @rule(pick=st.integers(0, 10**6), which=st.integers(0, 1))
     def outcome_unknown(self, pick: int, which: int) -> None:
@@ -248,8 +257,8 @@ class BudgetLedger(RuleBasedStateMachine):
         assert whole is not None, "the whole budget is available in a new window"
         [nothing] = self.run(self.reserve(1, [(1, 0)]))
         assert nothing is None
-        self.run(self.stores[1].settle(whole, PaymentState.FAILED, now=self.now))
-        self.payments[whole] = Payment(self.budget, 0, self.now, PaymentState.FAILED)
+        self.run(self.stores[1].settle(whole[0], PaymentState.FAILED, now=self.now))
+        self.payments[whole[0]] = Payment(self.budget, 0, self.now, PaymentState.FAILED)
 
     # -- invariants -------------------------------------------------------------------------
 

@@ -372,19 +372,23 @@ async def test_batch_over_budget_pays_early_items_and_denies_later_ones_in_order
         four = await sim.create_invoice(4_000)
         assert code(await app.call("pay_invoice", {"invoice": four.invoice})) is None
         assert await used(wallet, uri, BudgetPeriod.DAILY) == 9_600
-        one = await sim.create_invoice(301)
+        one = await sim.create_invoice(401)
         denied = await app.call("pay_invoice", {"invoice": one.invoice})
         assert code(denied) == "QUOTA_EXCEEDED"
         assert "remaining budget of 400 msat" in message(denied)
+        # 301 fits what is left: its fee reserve is capped to the 99 after it, not refused.
+        fits = await sim.create_invoice(301)
+        assert code(await app.call("pay_invoice", {"invoice": fits.invoice})) is None
+        assert await used(wallet, uri, BudgetPeriod.DAILY) == 9_901
 
         # The hanging payment fails in the end: its 2100 come back.
         await sim.release(hanging.payment_hash, "fail")
         [*_, last] = await app.wait(request, 6, timeout=15)
         assert code(last) == "PAYMENT_FAILED"
-        assert await used(wallet, uri, BudgetPeriod.DAILY) == 7_500
-        assert code(await app.call("pay_invoice", {"invoice": one.invoice})) is None
         assert await used(wallet, uri, BudgetPeriod.DAILY) == 7_801
-    assert await sim.get_balance() == INITIAL - 7_801
+        assert code(await app.call("pay_invoice", {"invoice": one.invoice})) is None
+        assert await used(wallet, uri, BudgetPeriod.DAILY) == 8_202
+    assert await sim.get_balance() == INITIAL - 8_202
 
 
 # -- changes without a restart ------------------------------------------------------------------
@@ -523,3 +527,36 @@ async def test_balance_is_the_wallets_by_default_and_backend_shortfall_is_its_ow
             assert code(poor) == "INSUFFICIENT_BALANCE"
             # Refused before anything was sent: no budget is held for it.
             assert await used(wallet, uri, BudgetPeriod.DAILY) == 0
+
+
+async def test_the_fee_reserve_never_eats_a_budget_the_payments_fit(
+    tmp_path: Path, relay_url: str, pool: RelayPool
+) -> None:
+    # The default reserve: 1%, at least 10 sat. A 500 sat budget pays five 100 sat
+    # invoices: the fifth's reserve is capped to the 0 left after it (and that is its fee
+    # limit) instead of being refused forever.
+    async with WalletHarness(tmp_path / "w", [relay_url]) as wallet:
+        uri = await wallet.connect("five", budget_msat=500_000, budget_period=BudgetPeriod.NEVER)
+        await wallet.start()
+        sim = wallet.backend
+        async with App(uri, pool) as app:
+            for _ in range(4):
+                invoice = await sim.create_invoice(100_000)
+                assert code(await app.call("pay_invoice", {"invoice": invoice.invoice})) is None
+            # A route that needs a fee the capped reserve cannot carry fails: never above
+            # the budget. Its reservation comes back.
+            costly = await sim.create_invoice(100_000, fee_msat=5)
+            failed = await app.call("pay_invoice", {"invoice": costly.invoice})
+            assert code(failed) == "PAYMENT_FAILED"
+            fifth = await sim.create_invoice(100_000)
+            assert code(await app.call("pay_invoice", {"invoice": fifth.invoice})) is None
+            assert await used(wallet, uri, BudgetPeriod.NEVER) == 500_000
+            sixth = await sim.create_invoice(1_000)
+            denied = await app.call("pay_invoice", {"invoice": sixth.invoice})
+            assert code(denied) == "QUOTA_EXCEEDED"
+            assert "remaining budget of 0 msat" in message(denied)
+            found = await wallet.store.payments_by_hashes(
+                uri.wallet_pubkey.hex, [fifth.payment_hash]
+            )
+            assert found[fifth.payment_hash].intent.fee_reserve_msat == 0
+        assert await sim.get_balance() == INITIAL - 500_000

@@ -251,6 +251,7 @@ async def test_recovery_answers_batch_items_left_unanswered(
                 Scheme.NIP44_V2.value,
                 json.dumps(request.to_json()),
                 request.created_at,
+                request.created_at,
             )
         )
         intent = PaymentIntent(

@@ -14,7 +14,7 @@ from tests.service.harness import RawApp, WalletHarness
 async def test_request_from_three_relays_is_paid_once(tmp_path: Path, relay_url: str) -> None:
     async with LocalRelay() as second, LocalRelay() as late:
         relays = [relay_url, second.url, late.url]
-        options = DaemonOptions(relays=tuple(relays), pool=PoolOptions(redeliver_after=0.3))
+        options = DaemonOptions(relays=tuple(relays), pool=PoolOptions(copy_window=0.3))
         async with WalletHarness(tmp_path, relays, options=options) as wallet:
             uri = await wallet.connect(relays=tuple(relays))
             await wallet.start()

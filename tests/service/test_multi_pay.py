@@ -307,7 +307,7 @@ async def test_forged_copy_of_a_verified_request_is_dropped() -> None:
 
     async with serve(evil_relay, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        options = PoolOptions(redeliver_after=0.0)
+        options = PoolOptions(copy_window=0.0)
         async with RelayPool([f"ws://127.0.0.1:{port}"], options=options) as relays:
             subscription = await relays.subscribe([Filter(kinds=(23194,))])
             first = await subscription.get()

@@ -97,9 +97,10 @@ class ConnectionOwner(Protocol):
         ...
 
     async def on_event(
-        self, connection: RelayConnection, subscription_id: str, event: Event
+        self, connection: RelayConnection, subscription_id: str, event: Event, *, live: bool
     ) -> None:
-        """An event arrived (not yet deduplicated or verified)."""
+        """An event arrived (not yet deduplicated or verified); ``live``: after the
+        relay's EOSE for this subscription, i.e. not a replay of stored events."""
         ...
 
     def on_eose(self, connection: RelayConnection, subscription_id: str) -> None:
@@ -141,6 +142,8 @@ class RelayConnection:
         self._resends: dict[str, int] = {}
         self._waiters: dict[str, list[asyncio.Future[OkResult]]] = {}
         self._caught_up: dict[str, int] = {}
+        # Subscriptions past their EOSE in this session: what arrives now is live.
+        self._live: set[str] = set()
         self._auth_event_id: str | None = None
         self.authenticated = False
         self.connected = asyncio.Event()
@@ -188,6 +191,7 @@ class RelayConnection:
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._sessions += 1
+        self._live.clear()
         self.connected.set()
         self._owner.on_state(self)
         log.info("relay %s: connected", self.url)
@@ -220,7 +224,8 @@ class RelayConnection:
             return
         match message:
             case RelayEvent(subscription_id, event):
-                await self._owner.on_event(self, subscription_id, event)
+                live = subscription_id in self._live
+                await self._owner.on_event(self, subscription_id, event, live=live)
                 # Only for our own subscriptions, and never past "now": an event dated in
                 # the future must not move a resubscription's ``since`` beyond live events.
                 if subscription_id in self._owner.requests():
@@ -230,6 +235,7 @@ class RelayConnection:
             case RelayOk(event_id, accepted, text):
                 await self._on_ok(event_id, accepted, text)
             case RelayEose(subscription_id):
+                self._live.add(subscription_id)
                 self._caught_up[subscription_id] = int(self._clock.now())
                 self._owner.on_eose(self, subscription_id)
             case RelayClosed(subscription_id, text):
@@ -288,6 +294,7 @@ class RelayConnection:
         await self.send_raw(encode(ClientAuth(event)))
 
     async def _send_req(self, subscription_id: str, filters: tuple[Filter, ...]) -> None:
+        self._live.discard(subscription_id)
         await self.send_raw(
             encode(ClientReq(subscription_id, self._resume(subscription_id, filters)))
         )
@@ -347,13 +354,15 @@ class RelayConnection:
             self._sent_on[event.id] = session
         return sent
 
-    def forget(self, event_id: str) -> None:
+    def forget(self, event_id: str) -> bool:
         """Stop re-sending ``event_id`` if the live socket took it (its publisher gave up
-        on an OK, as some relays never send one for ephemeral kinds)."""
+        on an OK, as some relays never send one for ephemeral kinds); True if it did."""
         if self._ws is not None and self._sent_on.get(event_id) == self._sessions:
             self._outbox.pop(event_id, None)
             self._sent_on.pop(event_id, None)
             self._resends.pop(event_id, None)
+            return True
+        return False
 
     def _forget_waiter(self, event_id: str, waiter: asyncio.Future[OkResult]) -> None:
         waiters = self._waiters.get(event_id)

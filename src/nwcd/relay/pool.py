@@ -8,10 +8,11 @@ Theory of operation:
   tag values (one ``#p`` per wallet connection) are split into several filters
   and, past ``max_filters_per_req``, several REQs, to stay within relay limits.
 * Incoming events are verified (id and signature) once per event id, however
-  many relays deliver them, and reach each subscription once: copies from
-  other relays within ``redeliver_after`` seconds are dropped. A copy that
-  comes much later is delivered again, since it means something (an app
-  re-sending a request whose answer it lost); the consumer decides.
+  many relays deliver them, and reach each subscription once per sending
+  (:mod:`nwcd.relay.deliveries`): copies from several relays are dropped, a
+  re-send by the event's author is delivered again, since it means
+  something (an app re-sending a request whose answer it lost); the
+  consumer decides.
 * Each subscription has a bounded queue. When its consumer is slow, the relay
   readers wait, which stops reading from the sockets: back-pressure instead of
   unbounded memory.
@@ -27,7 +28,6 @@ import itertools
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -37,6 +37,7 @@ from nwcd.nostr.event import Event
 from nwcd.nostr.filters import Filter, split_values
 from nwcd.nostr.keys import SecretKey
 from nwcd.relay.connection import ConnectionOptions, OkResult, RelayConnection
+from nwcd.relay.deliveries import DeliveryFilter
 
 __all__ = ["PoolOptions", "PublishResult", "RelayPool", "Subscription", "split_filters"]
 
@@ -52,7 +53,8 @@ class PoolOptions:
     max_filters_per_req: int = 10
     queue_size: int = 1024
     seen_capacity: int = 100_000
-    redeliver_after: float = 60.0
+    copy_window: float = 10.0
+    resend_gap: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +63,25 @@ class PublishResult:
 
     ``unconfirmed`` relays got no ``OK`` in time: the event may have been
     delivered (some relays never confirm ephemeral kinds), or is queued for a
-    relay that is down.
+    relay that is down. ``sent`` are the unconfirmed relays whose open socket
+    took the event: as delivered as such a relay ever confirms.
     """
 
     event_id: str
     accepted: tuple[str, ...]
     rejected: dict[str, str]
     unconfirmed: tuple[str, ...]
+    sent: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         """At least one relay accepted the event."""
         return bool(self.accepted)
+
+    @property
+    def delivered(self) -> bool:
+        """A relay accepted the event, or an open socket took it."""
+        return bool(self.accepted or self.sent)
 
 
 def split_filters(
@@ -123,15 +132,13 @@ class Subscription:
         sub_id: str,
         filters: tuple[Filter, ...],
         size: int,
-        redeliver_after: float = 60.0,
+        deliveries: DeliveryFilter,
     ) -> None:
         self.id = sub_id
         self.filters = filters
         self._pool = pool
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size)
-        self._delivered: OrderedDict[str, float] = OrderedDict()
-        self._delivered_capacity = max(size * 4, 4096)
-        self._redeliver_after = redeliver_after
+        self._deliveries = deliveries
         self._eose_parts: dict[str, set[str]] = {}
         self.eose = asyncio.Event()
         self.closed_reasons: dict[str, str] = {}
@@ -163,16 +170,9 @@ class Subscription:
         """Close on every relay."""
         await self._pool._unsubscribe(self)
 
-    async def _deliver(self, event: Event) -> None:
-        now = time.monotonic()
-        seen = self._delivered.get(event.id)
-        if seen is not None and now - seen < self._redeliver_after:
-            return
-        self._delivered[event.id] = now
-        self._delivered.move_to_end(event.id)
-        if len(self._delivered) > self._delivered_capacity:
-            self._delivered.popitem(last=False)
-        await self._queue.put(event)
+    async def _deliver(self, event: Event, relay: str, *, live: bool) -> None:
+        if self._deliveries.admit(event.id, relay, live=live, now=time.monotonic()):
+            await self._queue.put(event)
 
     def _on_eose(self, relay: str, part: str) -> None:
         parts = self._eose_parts.setdefault(relay, set())
@@ -300,7 +300,11 @@ class RelayPool:
             sub_id,
             tuple(filters),
             queue_size or self._options.queue_size,
-            self._options.redeliver_after,
+            DeliveryFilter(
+                copy_window=self._options.copy_window,
+                resend_gap=self._options.resend_gap,
+                capacity=max(4 * (queue_size or self._options.queue_size), 4096),
+            ),
         )
         self._subscriptions[sub_id] = subscription
         await self._open_parts(subscription)
@@ -319,6 +323,8 @@ class RelayPool:
         )
         stale = subscription.parts.keys() - new_parts.keys()
         subscription.parts = new_parts
+        subscription._eose_parts.clear()  # ``eose`` now waits for the new filters
+        subscription.eose.clear()
         for part_id in stale:
             self._parts.pop(part_id, None)
         for part_id in new_parts:
@@ -346,7 +352,7 @@ class RelayPool:
         return {part_id: s.parts[part_id] for part_id, s in self._parts.items()}
 
     async def on_event(
-        self, connection: RelayConnection, subscription_id: str, event: Event
+        self, connection: RelayConnection, subscription_id: str, event: Event, *, live: bool
     ) -> None:
         subscription = self._parts.get(subscription_id)
         if subscription is None:
@@ -364,7 +370,7 @@ class RelayPool:
             self._verified.add(event.id)
         if not any(f.matches(event) for f in subscription.filters):
             return  # a relay that ignores filters must not reach the consumer
-        await subscription._deliver(event)
+        await subscription._deliver(event, connection.url, live=live)
 
     def on_eose(self, connection: RelayConnection, subscription_id: str) -> None:
         subscription = self._parts.get(subscription_id)
@@ -418,6 +424,7 @@ class RelayPool:
         accepted: list[str] = []
         rejected: dict[str, str] = {}
         unconfirmed: list[str] = []
+        sent: list[str] = []
         for url, waiter in waiters.items():
             if waiter.done() and not waiter.cancelled():
                 result: OkResult = waiter.result()
@@ -429,8 +436,8 @@ class RelayPool:
                 waiter.cancel()
                 unconfirmed.append(url)
                 connection = self._connections.get(url)
-                if connection is not None and connection.is_connected:
-                    # Sent but never confirmed (some relays never OK ephemeral kinds):
-                    # do not re-send it on every reconnect.
-                    connection.forget(event.id)
-        return PublishResult(event.id, tuple(accepted), rejected, tuple(unconfirmed))
+                # Sent but never confirmed (some relays never OK ephemeral kinds): do not
+                # re-send it on every reconnect. Not sent yet: it stays queued for the relay.
+                if connection is not None and connection.forget(event.id):
+                    sent.append(url)
+        return PublishResult(event.id, tuple(accepted), rejected, tuple(unconfirmed), tuple(sent))

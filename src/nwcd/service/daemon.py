@@ -6,14 +6,19 @@ Start-up order matters for exactly-once payment:
    a previous run is looked up in the backend before anything else happens;
    settled ones are answered, open ones keep being resolved. Requests claimed
    but never started are processed now.
-2. Then the subscription opens (``#p`` = every wallet key, ``since`` a margin
-   before now), and the info event of each connection is published.
+   Responses stored but never delivered (the process died between storing
+   and publishing) are published again.
+2. Then the subscription opens (``#p`` = every wallet key, ``since`` the
+   horizon before now), and the info event of each connection is published.
 3. Each request runs in its own task, bounded by ``max_concurrent_requests``,
    so no request ever waits behind another request's payments.
 
 A watcher polls the store's connection version, so connections created,
 changed or revoked by ``nwcd connection ...`` in another process take effect
-at once: the subscription and the info events follow.
+at once: the subscription and the info events follow. The instance's
+heartbeat in the store says which version it listens for (its relays
+confirmed the subscription), so ``nwcd connection create`` shows a new URI
+only once the service will answer it.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nwcd.clock import SYSTEM_CLOCK, Clock
@@ -39,6 +45,7 @@ from nwcd.policy.grants import Connection
 from nwcd.ports import (
     NOT_FOUND,
     Failed,
+    InstanceRecord,
     LightningBackend,
     PaymentRecord,
     PaymentState,
@@ -61,8 +68,11 @@ class DaemonOptions:
     """Relay and lifecycle tuning of the running service."""
 
     relays: tuple[str, ...] = ()
-    subscribe_margin: int = 60
-    connections_poll_interval: float = 1.0
+    connections_poll_interval: float = 0.5
+    heartbeat_interval: float = 2.0
+    lease: int = 10
+    confirm_timeout: float = 5.0
+    prune_interval: float = 60.0
     max_concurrent_requests: int = 1024
     shutdown_grace: float = 10.0
     publish: PublishPolicy = field(default_factory=PublishPolicy)
@@ -97,6 +107,9 @@ class WalletDaemon:
         self._version = -1
         self._published_info: dict[str, tuple[Any, ...]] = {}
         self._info_stamps: dict[str, int] = {}
+        self._instance = InstanceRecord(uuid.uuid4().hex, self._now(), 0, 0, -1)
+        self._delivered: list[str] = []
+        self._marking: asyncio.Task[None] | None = None
 
     @property
     def pool(self) -> RelayPool:
@@ -109,7 +122,23 @@ class WalletDaemon:
 
     def publish(self, event: Event, relays: Iterable[str]) -> None:
         relays = tuple(relays) or tuple(self._pool.relays)
-        self._publisher.publish(event, relays)
+        self._publisher.publish(event, relays, self._on_delivered)
+
+    def _on_delivered(self, event: Event) -> None:
+        """A response reached a relay: mark it published, batched per loop turn."""
+        self._delivered.append(event.id)
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._mark_delivered())
+
+    async def _mark_delivered(self) -> None:
+        await asyncio.sleep(0)  # let the responses delivered in this turn join the batch
+        while self._delivered:
+            ids, self._delivered = self._delivered, []
+            try:
+                await self._store.mark_published(ids)
+            except Exception:
+                # Not fatal: they are published again after a restart (same event ids).
+                log.exception("could not mark %d responses published", len(ids))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(self._guard(coro))
@@ -173,13 +202,16 @@ class WalletDaemon:
             self._subscription = await self._pool.subscribe(self._filters())
             # Apps discover us by the info events: have them on the relays before "ready".
             await asyncio.gather(
+                self._confirm_listening(self._version),
                 *(
                     self._pool.publish(event, timeout=5, relays=relays)
                     for event, relays in self._info_events()
-                )
+                ),
             )
+            self.spawn(self._heartbeat())
             self.spawn(self._watch_connections())
             self.spawn(self._watch_incoming())
+            self.spawn(self._prune())
             if ready is not None:
                 ready()
             log.info(
@@ -214,16 +246,55 @@ class WalletDaemon:
             await self._publisher.drain(min(2.0, self._options.shutdown_grace))
         await self.pipeline.payments.close()
         await self._publisher.close()
+        with contextlib.suppress(Exception):
+            await self._mark_delivered()
+            await self._store.retire(self._instance.instance_id)
         await self._pool.close()
 
     # -- connections ---------------------------------------------------------------------
 
     def _filters(self) -> list[Filter]:
         wallets = sorted(self.pipeline.connections)
-        # Reach back past the freshness window, so a stale request is answered "too old"
-        # instead of vanishing; older ones are not even delivered.
-        since = self._now() - 2 * self._settings.freshness_window - self._options.subscribe_margin
+        since = self._now() - self._settings.horizon
         return [Filter(kinds=(Kind.NWC_REQUEST,), tags={"p": tuple(wallets)}, since=since)]
+
+    async def _confirm_listening(self, version: int) -> None:
+        """Once the relays confirm the subscription (EOSE; or none is connected, and it
+        goes out on connect), say in the store that this instance listens for ``version``."""
+        subscription = self._subscription
+        if subscription is not None and self._pool.connected_relays:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._options.confirm_timeout):
+                    await subscription.eose.wait()
+        self._instance = replace(self._instance, listening_version=version)
+        await self._beat()
+
+    async def _beat(self) -> None:
+        now = self._now()
+        self._instance = replace(
+            self._instance, heartbeat_at=now, lease_expires_at=now + self._options.lease
+        )
+        await self._store.heartbeat(self._instance)
+
+    async def _heartbeat(self) -> None:
+        """Renew this instance's lease; a failed beat is tried again next round."""
+        while True:
+            await asyncio.sleep(self._options.heartbeat_interval)
+            try:
+                await self._beat()
+            except Exception:
+                log.exception("heartbeat failed: will retry")
+
+    async def _prune(self) -> None:
+        """Forget requests that moved no money once they are past what is kept."""
+        while True:
+            await asyncio.sleep(self._options.prune_interval)
+            try:
+                pruned = await self._store.prune(before=self._now() - self._settings.keep_for)
+                if pruned:
+                    log.info("pruned %d old requests", pruned)
+            except Exception:
+                log.exception("pruning failed: will retry")
 
     async def _load_connections(self) -> bool:
         version = await self._store.connections_version()
@@ -249,13 +320,14 @@ class WalletDaemon:
                 if set(self.pipeline.connections) != before and self._subscription is not None:
                     await self._subscription.update(self._filters())
                 self._publish_info()
+                await self._confirm_listening(self._version)
             except Exception:
                 self._version = -1  # reload everything next round
                 log.exception("connection watcher: will retry")
 
     def _publish_info(self) -> None:
         for event, relays in self._info_events():
-            self.publish(event, relays)
+            self._publisher.publish(event, relays)
 
     def _info_events(self) -> list[tuple[Event, tuple[str, ...]]]:
         """Info events of connections that are new or changed since last published."""
@@ -301,7 +373,14 @@ class WalletDaemon:
     # -- recovery ------------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """Resolve every payment a previous run left open, before taking new requests."""
+        """Resolve every payment a previous run left open, before taking new requests;
+        send the responses it stored but never delivered."""
+        undelivered = await self._store.unpublished_responses()
+        if undelivered:
+            log.info("recovery: %d stored responses to publish", len(undelivered))
+        for response in undelivered:
+            connection = self.pipeline.connections.get(response.pubkey)
+            self.publish(response, connection.relays if connection is not None else ())
         unresolved = await self._store.unresolved_payments()
         if unresolved:
             log.info("recovery: %d payments to resolve", len(unresolved))

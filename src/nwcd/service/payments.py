@@ -47,6 +47,7 @@ from nwcd.ports import (
     PaymentRecord,
     PaymentState,
     Pending,
+    Reserved,
     Store,
     Succeeded,
 )
@@ -360,13 +361,13 @@ class PaymentEngine:
             raise
         # 3. Pay (each waits for its slot), then answer what was decided without paying.
         denied: list[tuple[PlannedPayment, RequestError]] = []
-        for item, (intent, reservation) in zip(to_pay, reservations, strict=True):
+        for item, reservation in zip(to_pay, reservations, strict=True):
             if isinstance(reservation, Deny):
                 error = RequestError(reservation.code, reservation.message)
                 self._release(wallet, item, error)
                 denied.append((item, error))
             else:
-                task = self._spawn(self._pay(connection, item, intent, reservation, answer))
+                task = self._spawn(self._pay(connection, item, reservation, answer))
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
         for item, future in joined:
@@ -384,7 +385,7 @@ class PaymentEngine:
         connection: Connection,
         items: Sequence[PlannedPayment],
         window_start: int,
-    ) -> list[tuple[PaymentIntent, int | Deny]]:
+    ) -> list[Reserved | Deny]:
         if not items:
             return []
         intents = [
@@ -399,7 +400,7 @@ class PaymentEngine:
             )
             for item in items
         ]
-        reservations = await self._store.reserve(
+        return await self._store.reserve(
             request_id,
             connection.wallet_pubkey,
             intents,
@@ -407,7 +408,6 @@ class PaymentEngine:
             window_start=window_start,
             now=self._now(),
         )
-        return list(zip(intents, reservations, strict=True))
 
     async def _adopt(
         self, wallet: str, item: PlannedPayment, record: PaymentRecord, answer: AnswerFn
@@ -455,11 +455,11 @@ class PaymentEngine:
         self,
         connection: Connection,
         item: PlannedPayment,
-        intent: PaymentIntent,
-        payment_id: int,
+        reservation: Reserved,
         answer: AnswerFn,
     ) -> None:
         wallet = connection.wallet_pubkey
+        payment_id = reservation.payment_id
         outcome: PaymentOutcome | RequestError
         try:
             async with self._slots.take(wallet):
@@ -470,7 +470,7 @@ class PaymentEngine:
                     self._release(wallet, item, None)
                     return
                 sent_at = time.monotonic()
-                outcome = await self._attempt(item, intent)
+                outcome = await self._attempt(item, reservation.fee_reserve_msat)
             await self._finish(wallet, item, payment_id, outcome, answer, sent_at=sent_at)
         except Exception:
             # A store failure (disk, lock timeout): the row stays open and the next start
@@ -479,14 +479,14 @@ class PaymentEngine:
             self._release(wallet, item, None)
 
     async def _attempt(
-        self, item: PlannedPayment, intent: PaymentIntent
+        self, item: PlannedPayment, fee_limit_msat: int
     ) -> PaymentOutcome | RequestError:
         try:
             if item.invoice is not None:
                 return await self._backend.pay_invoice(
                     item.invoice,
                     amount_msat=item.amount_msat,
-                    fee_limit_msat=intent.fee_reserve_msat,
+                    fee_limit_msat=fee_limit_msat,
                 )
             assert item.keysend_pubkey is not None
             assert item.keysend_preimage is not None
@@ -495,7 +495,7 @@ class PaymentEngine:
                 amount_msat=item.amount_msat,
                 preimage=item.keysend_preimage,
                 tlv_records=item.tlv_records,
-                fee_limit_msat=intent.fee_reserve_msat,
+                fee_limit_msat=fee_limit_msat,
             )
         except RequestError as exc:
             return exc  # a refusal before anything was sent (e.g. insufficient balance)

@@ -108,6 +108,22 @@ class ServiceSettings:
     resolve_interval: float = 1.0
     touch_interval: int = 60
     cap_balance_to_budget: bool = False
+    subscribe_margin: int = 60
+    retention: int = 0
+
+    @property
+    def horizon(self) -> int:
+        """How far back (seconds) the service listens: twice the freshness window plus a
+        margin, so a stale request is answered "too old" instead of vanishing. Older
+        requests are not delivered by relays; one that arrives anyway (a re-send) gets
+        its stored answers if it was handled before, and is dropped otherwise."""
+        return 2 * self.freshness_window + self.subscribe_margin
+
+    @property
+    def keep_for(self) -> int:
+        """How long a request that moved no money is remembered (at least the horizon:
+        a re-delivery of a forgotten request must be too old to be handled again)."""
+        return max(self.retention, self.horizon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +200,14 @@ class Pipeline:
         if len(event.content) > self._settings.max_content_chars:
             log.info("request %s: content too large, dropped", event.id)
             return
+        if now - event.created_at > self._settings.horizon:
+            # Beyond what we listen for: answered again if it was handled, else dropped
+            # (its claim may be pruned, so handling it now could answer it twice).
+            if await self._store.request(event.id) is not None:
+                await self.republish(event.id, connection)
+            else:
+                log.info("request %s: older than the horizon, dropped", event.id)
+            return
         try:
             app_key = PublicKey.from_hex(event.pubkey)
         except ValueError:
@@ -209,6 +233,7 @@ class Pipeline:
                 scheme=scheme.value,
                 event_json=json.dumps(event.to_json(), separators=(",", ":")),
                 received_at=now,
+                created_at=event.created_at,
             )
         )
         if not claimed:

@@ -5,17 +5,22 @@ produces two per payment (NIP-44 and NIP-04), so they wait in a bounded queue
 until no response is being published (or ``defer_limit`` seconds have
 passed) and never compete with the answers for the relay.
 
-Each event is published in its own task to the connection's relays and
-retried with backoff until one relay answers ``OK true`` or the attempts are
-spent. A relay that never sends ``OK`` for ephemeral kinds (nostr-rs-relay)
-makes an attempt end as "sent, unconfirmed" after ``ok_timeout``; that is
-logged and not retried forever.
+Each event is published in its own task to the connection's relays until it
+is delivered: a relay answered ``OK true``, or (for relays that never send
+``OK`` for ephemeral kinds, like nostr-rs-relay) its open socket took the
+event. While every relay is down it keeps trying, with backoff; only when
+every relay refuses it ``attempts`` times does it give up (events without
+``on_delivered``, notifications, also give up after ``attempts`` rounds
+while relays are down). ``on_delivered`` lets the caller record delivery:
+responses are marked published in the store, so a response stored but never
+delivered is sent again after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
@@ -57,11 +62,16 @@ class Publisher:
         self._deferred_ready = asyncio.Event()
         self._deferred_task: asyncio.Task[None] | None = None
 
-    def publish(self, event: Event, relays: Iterable[str]) -> None:
-        """Publish in the background, now."""
+    def publish(
+        self,
+        event: Event,
+        relays: Iterable[str],
+        on_delivered: Callable[[Event], None] | None = None,
+    ) -> None:
+        """Publish in the background, now; ``on_delivered(event)`` once a relay took it."""
         self._urgent += 1
         self._idle.clear()
-        self._spawn(self._publish_urgent(event, tuple(relays)))
+        self._spawn(self._publish_urgent(event, tuple(relays), on_delivered))
 
     def publish_later(self, build: Callable[[], list[Event]], relays: Iterable[str]) -> None:
         """Build and publish events once no urgent publish is running.
@@ -82,9 +92,14 @@ class Publisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish_urgent(self, event: Event, relays: tuple[str, ...]) -> None:
+    async def _publish_urgent(
+        self,
+        event: Event,
+        relays: tuple[str, ...],
+        on_delivered: Callable[[Event], None] | None,
+    ) -> None:
         try:
-            await self._publish(event, relays)
+            await self._publish(event, relays, on_delivered)
         finally:
             self._urgent -= 1
             if not self._urgent:
@@ -109,22 +124,32 @@ class Publisher:
                 for event in events:
                     self._spawn(self._publish(event, relays))
 
-    async def _publish(self, event: Event, relays: tuple[str, ...]) -> None:
+    async def _publish(
+        self,
+        event: Event,
+        relays: tuple[str, ...],
+        on_delivered: Callable[[Event], None] | None = None,
+    ) -> None:
         policy = self._policy
-        for attempt in range(policy.attempts):
+        failures = 0
+        for attempt in itertools.count():
             result = await self._pool.publish(event, timeout=policy.ok_timeout, relays=relays)
-            if result.ok:
+            if result.delivered:
+                if on_delivered is not None:
+                    on_delivered(event)
                 return
-            if result.unconfirmed and not result.rejected:
-                # Sent to connected relays that never confirm, or queued for relays that
-                # are down (the pool re-sends on reconnect): nothing more to do here.
-                log.debug("event %s sent without confirmation", event.id)
-                return
-            log.info("event %s refused (%s); retrying", event.id, result.rejected)
+            # Refused by every relay counts against the attempts. Unreachable relays
+            # do too, except for events someone waits for (``on_delivered``): those
+            # wait in the pool's queues and are offered again until a relay takes them.
+            if (result.rejected and not result.unconfirmed) or on_delivered is None:
+                failures += 1
+                if failures >= policy.attempts:
+                    log.warning("event %s not delivered: %s", event.id, result.rejected)
+                    return
+                log.info("event %s not delivered (%s); retrying", event.id, result.rejected)
             await asyncio.sleep(
                 backoff_delay(attempt, base=policy.backoff_base, cap=policy.backoff_cap)
             )
-        log.warning("event %s not accepted by any relay", event.id)
 
     async def drain(self, timeout: float) -> None:
         """Wait for pending publishes, up to ``timeout`` seconds."""

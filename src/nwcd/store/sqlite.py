@@ -27,17 +27,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nwcd.errors import ErrorCode
 from nwcd.nostr.event import Event, parse_event
 from nwcd.nostr.keys import SecretKey
+from nwcd.policy.admission import Ask, admit, hashes_of
 from nwcd.policy.authorize import Deny
 from nwcd.policy.grants import BudgetPeriod, Connection
 from nwcd.ports import (
     UNRESOLVED_STATES,
+    InstanceRecord,
     PaymentIntent,
     PaymentRecord,
     PaymentState,
     RequestRecord,
+    Reserved,
 )
 
 __all__ = ["SqliteStore"]
@@ -50,8 +52,23 @@ _SELECT_PAYMENTS = (
     "amount_msat, fee_reserve_msat, state, preimage, fee_msat, error_code, error_message"
     " FROM payments "
 )
-# What a payment counts against a budget: the real spend once settled, the
-# reservation (amount + fee reserve) while the outcome is open.
+_SELECT_REQUESTS = (
+    "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at, created_at"
+    " FROM requests r "
+)
+_UNANSWERED = (
+    "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at, created_at"
+    " FROM requests r WHERE NOT EXISTS (SELECT 1 FROM responses WHERE request_id = r.event_id)"
+    " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id)"
+)
+_UNFINISHED = (
+    "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at, created_at"
+    " FROM requests r WHERE done = 0"
+    " AND (EXISTS (SELECT 1 FROM responses WHERE request_id = r.event_id)"
+    " OR EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id))"
+)
+# What a payment counts against a budget (nwcd.policy.admission.budget_cost, summed):
+# the real spend once settled, the reservation (amount + fee reserve) while open.
 _BUDGET_SUM = (
     "SELECT COALESCE(SUM(CASE WHEN state = 'succeeded' THEN amount_msat + COALESCE(fee_msat, 0)"
     " ELSE amount_msat + fee_reserve_msat END), 0) FROM payments"
@@ -287,7 +304,7 @@ class SqliteStore:
         def claim(tx: sqlite3.Connection) -> bool:
             cursor = tx.execute(
                 "INSERT OR IGNORE INTO requests (event_id, wallet_pubkey, app_pubkey, scheme,"
-                " event_json, received_at) VALUES (?,?,?,?,?,?)",
+                " event_json, received_at, created_at) VALUES (?,?,?,?,?,?,?)",
                 (
                     record.event_id,
                     record.wallet_pubkey,
@@ -295,6 +312,7 @@ class SqliteStore:
                     record.scheme,
                     record.event_json,
                     record.received_at,
+                    record.created_at,
                 ),
             )
             return cursor.rowcount == 1
@@ -304,12 +322,7 @@ class SqliteStore:
     async def unanswered_requests(self) -> list[RequestRecord]:
         def load() -> list[RequestRecord]:
             assert self._db is not None
-            rows = self._db.execute(
-                "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at"
-                " FROM requests r WHERE NOT EXISTS"
-                " (SELECT 1 FROM responses WHERE request_id = r.event_id)"
-                " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id)"
-            ).fetchall()
+            rows = self._db.execute(_UNANSWERED).fetchall()
             return [RequestRecord(*row) for row in rows]
 
         return await self._run(load)
@@ -328,12 +341,7 @@ class SqliteStore:
 
         def load() -> list[tuple[RequestRecord, set[int]]]:
             assert self._db is not None
-            rows = self._db.execute(
-                "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at"
-                " FROM requests r WHERE done = 0 AND (EXISTS"
-                " (SELECT 1 FROM responses WHERE request_id = r.event_id)"
-                " OR EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id))"
-            ).fetchall()
+            rows = self._db.execute(_UNFINISHED).fetchall()
             found = []
             for row in rows:
                 handled = {
@@ -361,50 +369,36 @@ class SqliteStore:
         budget_msat: int | None,
         window_start: int,
         now: int,
-    ) -> list[int | Deny]:
-        def reserve() -> list[int | Deny]:
-            results: list[int | Deny] = []
+    ) -> list[Reserved | Deny]:
+        def reserve() -> list[Reserved | Deny]:
             with self._transaction() as tx:
                 used = (
                     int(tx.execute(_BUDGET_SUM, (wallet_pubkey, window_start)).fetchone()[0])
                     if budget_msat is not None
                     else 0
                 )
-                for intent in intents:
-                    # One live payment per hash, whoever asks: a second one (another
-                    # instance, another connection) could only pay twice or borrow an
-                    # outcome it did not pay for.
-                    holder = tx.execute(
+                asks = [Ask(i.payment_hash, i.amount_msat, i.fee_reserve_msat) for i in intents]
+                holders: dict[str, str] = {}
+                for payment_hash in hashes_of(asks):
+                    row = tx.execute(
                         "SELECT wallet_pubkey FROM payments WHERE payment_hash = ?"
                         " AND state != 'failed' LIMIT 1",
-                        (intent.payment_hash,),
+                        (payment_hash,),
                     ).fetchone()
-                    if holder is not None:
-                        results.append(
-                            Deny(
-                                ErrorCode.OTHER,
-                                "this invoice is already being paid by an earlier request;"
-                                " ask again for its result",
-                            )
-                            if holder[0] == wallet_pubkey
-                            else Deny(
-                                ErrorCode.PAYMENT_FAILED,
-                                "this invoice was already paid or is being paid",
-                            )
-                        )
+                    if row is not None:
+                        holders[payment_hash] = row[0]
+                decisions = admit(
+                    asks,
+                    wallet_pubkey=wallet_pubkey,
+                    budget_msat=budget_msat,
+                    used_msat=used,
+                    holders=holders,
+                )
+                results: list[Reserved | Deny] = []
+                for intent, decision in zip(intents, decisions, strict=True):
+                    if isinstance(decision, Deny):
+                        results.append(decision)
                         continue
-                    cost = intent.amount_msat + intent.fee_reserve_msat
-                    if budget_msat is not None and used + cost > budget_msat:
-                        results.append(
-                            Deny(
-                                ErrorCode.QUOTA_EXCEEDED,
-                                f"payment of {intent.amount_msat} msat (+{intent.fee_reserve_msat}"
-                                f" msat fee reserve) exceeds the remaining budget of"
-                                f" {max(0, budget_msat - used)} msat",
-                            )
-                        )
-                        continue
-                    used += cost
                     cursor = tx.execute(
                         "INSERT INTO payments (request_id, item_index, wallet_pubkey, result_type,"
                         " d_tag, payment_hash, invoice, amount_msat, fee_reserve_msat, state,"
@@ -418,14 +412,14 @@ class SqliteStore:
                             intent.payment_hash,
                             intent.invoice,
                             intent.amount_msat,
-                            intent.fee_reserve_msat,
+                            decision.fee_reserve_msat,
                             PaymentState.RESERVED.value,
                             now,
                             now,
                         ),
                     )
                     assert cursor.lastrowid is not None
-                    results.append(cursor.lastrowid)
+                    results.append(Reserved(cursor.lastrowid, decision.fee_reserve_msat))
             return results
 
         return await self._run(reserve)
@@ -477,19 +471,6 @@ class SqliteStore:
             return True
 
         return await self._write(settle)
-
-    async def payment_by_hash(self, wallet_pubkey: str, payment_hash: str) -> PaymentRecord | None:
-        def find() -> PaymentRecord | None:
-            assert self._db is not None
-            row = self._db.execute(
-                _SELECT_PAYMENTS + "WHERE wallet_pubkey = ?"
-                " AND payment_hash = ? AND state != 'failed'"
-                " ORDER BY state = 'succeeded' DESC, id DESC LIMIT 1",
-                (wallet_pubkey, payment_hash),
-            ).fetchone()
-            return _payment_from_row(row) if row else None
-
-        return await self._run(find)
 
     async def payments_by_hashes(
         self, wallet_pubkey: str, payment_hashes: Sequence[str]
@@ -576,27 +557,13 @@ class SqliteStore:
 
         return await self._run(load)
 
-    async def payments_for(self, request_id: str) -> list[PaymentRecord]:
-        """Every payment of one request (used to rebuild responses after a restart)."""
-
-        def load() -> list[PaymentRecord]:
-            assert self._db is not None
-            rows = self._db.execute(
-                _SELECT_PAYMENTS + "WHERE request_id = ? ORDER BY item_index",
-                (request_id,),
-            ).fetchall()
-            return [_payment_from_row(row) for row in rows]
-
-        return await self._run(load)
-
     async def request(self, event_id: str) -> RequestRecord | None:
         """A claimed request by event id."""
 
         def load() -> RequestRecord | None:
             assert self._db is not None
             row = self._db.execute(
-                "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at"
-                " FROM requests WHERE event_id = ?",
+                _SELECT_REQUESTS + "WHERE event_id = ?",
                 (event_id,),
             ).fetchone()
             return RequestRecord(*row) if row else None
@@ -624,13 +591,78 @@ class SqliteStore:
 
         return await self._run(load)
 
-    async def answered_items(self, request_id: str) -> set[int | None]:
-        def load() -> set[int | None]:
+    async def mark_published(self, response_ids: Sequence[str]) -> None:
+        def mark(tx: sqlite3.Connection) -> None:
+            tx.executemany(
+                "UPDATE responses SET published = 1 WHERE event_id = ? AND published = 0",
+                [(event_id,) for event_id in response_ids],
+            )
+
+        await self._write(mark)
+
+    async def unpublished_responses(self) -> list[Event]:
+        def load() -> list[Event]:
             assert self._db is not None
             rows = self._db.execute(
-                "SELECT item_index FROM responses WHERE request_id = ?", (request_id,)
+                "SELECT event_json FROM responses WHERE published = 0 ORDER BY created_at, rowid"
             ).fetchall()
-            return {row[0] for row in rows}
+            return [parse_event(json.loads(row[0])) for row in rows]
+
+        return await self._run(load)
+
+    async def prune(self, *, before: int) -> int:
+        def prune(tx: sqlite3.Connection) -> int:
+            tx.execute(
+                "DELETE FROM responses WHERE request_id IN (SELECT event_id FROM requests r"
+                " WHERE received_at < ? AND COALESCE(created_at, 0) < ?"
+                " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id))",
+                (before, before),
+            )
+            return tx.execute(
+                "DELETE FROM requests WHERE received_at < ? AND COALESCE(created_at, 0) < ?"
+                " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = requests.event_id)",
+                (before, before),
+            ).rowcount
+
+        return await self._write(prune)
+
+    # -- instances -----------------------------------------------------------------------
+
+    async def heartbeat(self, instance: InstanceRecord) -> None:
+        def beat(tx: sqlite3.Connection) -> None:
+            tx.execute(
+                "INSERT INTO instances (instance_id, started_at, heartbeat_at, lease_expires_at,"
+                " listening_version) VALUES (?,?,?,?,?) ON CONFLICT (instance_id) DO UPDATE SET"
+                " heartbeat_at = excluded.heartbeat_at,"
+                " lease_expires_at = excluded.lease_expires_at,"
+                " listening_version = excluded.listening_version",
+                (
+                    instance.instance_id,
+                    instance.started_at,
+                    instance.heartbeat_at,
+                    instance.lease_expires_at,
+                    instance.listening_version,
+                ),
+            )
+
+        await self._write(beat)
+
+    async def retire(self, instance_id: str) -> None:
+        def retire(tx: sqlite3.Connection) -> None:
+            tx.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+
+        await self._write(retire)
+
+    async def live_instances(self, now: int) -> list[InstanceRecord]:
+        def load() -> list[InstanceRecord]:
+            assert self._db is not None
+            rows = self._db.execute(
+                "SELECT instance_id, started_at, heartbeat_at, lease_expires_at,"
+                " listening_version FROM instances WHERE lease_expires_at > ?"
+                " ORDER BY started_at, instance_id",
+                (now,),
+            ).fetchall()
+            return [InstanceRecord(*row) for row in rows]
 
         return await self._run(load)
 
@@ -667,7 +699,7 @@ def _insert_responses(
 ) -> None:
     tx.executemany(
         "INSERT OR IGNORE INTO responses (event_id, request_id, item_index, event_json,"
-        " created_at) VALUES (?,?,?,?,?)",
+        " created_at, published) VALUES (?,?,?,?,?,0)",
         [
             (
                 event.id,
