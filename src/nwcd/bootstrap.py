@@ -83,6 +83,7 @@ def service_settings(settings: Settings) -> ServiceSettings:
     defaults = ServiceSettings()
     return ServiceSettings(
         freshness_window=int(s.get("freshness_window", defaults.freshness_window)),
+        retention=int(s.get("retention", defaults.retention)),
         max_batch_items=int(s.get("max_batch_items", defaults.max_batch_items)),
         limits=PaymentLimits(
             in_flight=int(s.get("max_payments_in_flight", defaults.limits.in_flight)),

@@ -319,6 +319,30 @@ def build_parser() -> argparse.ArgumentParser:
     release = sim_commands.add_parser("release", parents=[common], help="end a hanging payment")
     release.add_argument("payment_hash")
     release.add_argument("--outcome", choices=["succeed", "fail"], required=True)
+    outage = sim_commands.add_parser(
+        "outage",
+        parents=[common],
+        help="make the simulated backend fail for a while (chaos testing)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Make the simulated backend fail for a while, also in a running `nwcd serve`\n"
+        "on the same data dir (from its next backend call): every backend call of the\n"
+        "service fails, except the stream of incoming payments.",
+        epilog="examples:\n"
+        "  nwcd sim outage --mode error --seconds 30\n"
+        "  nwcd sim outage --mode hang --seconds 10\n"
+        "  nwcd sim outage --end\n",
+    )
+    outage_action = outage.add_mutually_exclusive_group(required=True)
+    outage_action.add_argument(
+        "--mode",
+        choices=["error", "hang"],
+        help="error: calls fail at once (payments are started, their answer is lost);"
+        " hang: calls wait until the outage ends, then go on",
+    )
+    outage_action.add_argument("--end", action="store_true", help="end the outage now")
+    outage.add_argument(
+        "--seconds", type=_seconds, metavar="N", help="how long the outage lasts (with --mode)"
+    )
 
     pay = commands.add_parser("pay", parents=[common], help="pay invoices through a wallet")
     pay.add_argument("uri", nargs="?", help="connection URI (or env NWC_URI)")
@@ -824,6 +848,16 @@ async def _connection_revoke(args: argparse.Namespace) -> int:
 # -- simulator -------------------------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 async def _sim_invoice(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_simulator
 
@@ -868,6 +902,25 @@ async def _sim_release(args: argparse.Namespace) -> int:
     finally:
         await backend.close()
     print(f"released {args.payment_hash} with outcome {args.outcome}")
+    return 0
+
+
+async def _sim_outage(args: argparse.Namespace) -> int:
+    from nwcd.bootstrap import open_simulator
+
+    if args.end and args.seconds is not None:
+        raise CliError("--end takes no --seconds")
+    if args.mode is not None and args.seconds is None:
+        raise CliError("--mode needs --seconds (how long the outage lasts)")
+    backend = await open_simulator(_settings(args))
+    try:
+        await backend.set_outage(None if args.end else args.mode, args.seconds or 0)
+    finally:
+        await backend.close()
+    if args.end:
+        print("simulated backend outage ended")
+    else:
+        print(f"simulated backend outage ({args.mode}) for {args.seconds:g} s")
     return 0
 
 
@@ -923,6 +976,7 @@ _COMMANDS = {
     ("connection", "revoke"): _connection_revoke,
     ("sim", "invoice"): _sim_invoice,
     ("sim", "release"): _sim_release,
+    ("sim", "outage"): _sim_outage,
     ("pay", None): _pay,
     ("demo", None): _demo,
 }

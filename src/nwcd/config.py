@@ -8,6 +8,7 @@ Example ``nwcd.toml``::
 
     [service]
     freshness_window = 300          # seconds a request stays payable
+    retention = 3600                # seconds a request that moved no money is remembered
     max_batch_items = 100
     max_payments_in_flight = 256
     max_payments_per_connection = 100
@@ -54,6 +55,7 @@ __all__ = ["ConfigError", "Settings", "load_settings"]
 
 _SERVICE_KEYS = {
     "freshness_window": int,
+    "retention": int,
     "max_batch_items": int,
     "max_payments_in_flight": int,
     "max_payments_per_connection": int,

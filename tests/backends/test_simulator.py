@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import coincurve
@@ -16,6 +16,7 @@ import pytest
 from nwcd.backends.simulator import (
     PAYEE_COUNT,
     SCHEMA_VERSION,
+    Attempt,
     SimInvoice,
     SimulatedBackend,
     SimulatorConfig,
@@ -715,3 +716,274 @@ async def test_close_ends_waiting_payments(config: SimulatorConfig) -> None:
     await sim.close()
     with pytest.raises(BackendUnavailable, match="closed"):
         await task
+
+
+# --- outages ----------------------------------------------------------------------------------
+
+
+def port_calls(sim: SimulatedBackend, payment_hash: str) -> list[Callable[[], Awaitable[object]]]:
+    """Every port method but the payments and ``incoming_payments``, as calls to make."""
+    return [
+        sim.get_balance,
+        lambda: sim.payment_status(payment_hash),
+        lambda: sim.make_invoice(MakeInvoiceParams(1_000)),
+        lambda: sim.lookup_invoice(payment_hash=payment_hash, invoice=None),
+        lambda: sim.list_transactions(ListTransactionsParams()),
+        sim.get_info,
+        lambda: sim.sign_message("hi"),
+    ]
+
+
+async def keysend(sim: SimulatedBackend, preimage: str, pubkey: str | None = None) -> object:
+    return await sim.pay_keysend(
+        pubkey=pubkey or sim.payee_pubkeys[0],
+        amount_msat=500,
+        preimage=preimage,
+        tlv_records=(),
+        fee_limit_msat=0,
+    )
+
+
+async def test_error_outage_starts_payments_and_loses_their_answer(
+    config: SimulatorConfig,
+) -> None:
+    clock = ShiftedClock()
+    async with opened(config, clock=clock) as server, opened(config, clock=clock) as cli:
+        before = await server.get_balance()  # the server has read the file: it must see writes
+        paid = await cli.create_invoice(1_000, fee_msat=2)
+        hanging = await cli.create_invoice(2_000, outcome="hang")
+        await cli.set_outage("error", 60)  # another process, as `nwcd sim outage`
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await pay(server, paid)
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await pay(server, hanging)
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await keysend(server, "42" * 32)
+        for call in port_calls(server, paid.payment_hash):
+            with pytest.raises(BackendUnavailable, match="simulated outage"):
+                await call()
+        # The simulator's own commands go on.
+        assert [a.result for a in await server.attempts()] == ["started"] * 3
+        await server.release(hanging.payment_hash, "succeed")
+        await server.create_invoice(1_000)
+
+        clock.shift = 61  # the outage is over
+        assert await server.payment_status(paid.payment_hash) == Succeeded(paid.preimage, 2)
+        assert await server.payment_status(hanging.payment_hash) == Succeeded(hanging.preimage, 0)
+        keysent = hashlib.sha256(bytes.fromhex("42" * 32)).hexdigest()
+        assert await server.payment_status(keysent) == Succeeded("42" * 32, 0)
+        assert await server.get_balance() == before - 3_502
+        for call in port_calls(server, paid.payment_hash):
+            await call()
+
+
+async def test_error_outage_is_ended_at_once_by_another_process(config: SimulatorConfig) -> None:
+    async with opened(config) as server, opened(config) as cli:
+        hanging = await cli.create_invoice(2_000, outcome="hang")
+        await cli.set_outage("error", 60)
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await pay(server, hanging)
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await server.get_balance()
+        await cli.set_outage(None)
+        assert await server.payment_status(hanging.payment_hash) == Pending()
+        assert await server.get_balance() == config.initial_balance_msat - 2_000
+        # Set and ended in this process: the backend's own cache follows at once.
+        await server.set_outage("error", 60)
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await server.make_invoice(MakeInvoiceParams(1_000))
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await cli.get_balance()
+        await server.set_outage(None)
+        await server.make_invoice(MakeInvoiceParams(1_000))
+        await cli.get_balance()
+
+
+async def test_error_outage_loses_the_answer_of_a_payment_in_flight(
+    config: SimulatorConfig,
+) -> None:
+    async with opened(config) as server, opened(config) as cli:
+        invoice = await cli.create_invoice(1_000, latency_ms=200)
+        task = asyncio.create_task(pay(server, invoice))
+        await until_in_flight(cli, invoice.payment_hash)
+        await cli.set_outage("error", 60)
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await asyncio.wait_for(task, 1.0)
+        await cli.set_outage(None)
+        assert await server.payment_status(invoice.payment_hash) == Succeeded(invoice.preimage, 0)
+
+
+async def test_hang_outage_holds_calls_until_it_ends(config: SimulatorConfig) -> None:
+    loop = asyncio.get_running_loop()
+    async with opened(config) as server, opened(config) as cli:
+        balance = await server.get_balance()
+        await cli.set_outage("hang", 0.5)
+        started = loop.time()
+        assert await server.get_balance() == balance
+        assert loop.time() - started >= 0.4
+
+        await cli.set_outage("hang", 60)
+        task = asyncio.create_task(server.get_balance())
+        await asyncio.sleep(0.15)
+        assert not task.done()
+        ended = loop.time()
+        await cli.set_outage(None)  # early, from the other process
+        assert await asyncio.wait_for(task, 2.0) == balance
+        assert loop.time() - ended < 0.5
+
+
+async def test_hang_outage_holds_payments_before_they_start(config: SimulatorConfig) -> None:
+    async with opened(config) as server, opened(config) as cli:
+        kept = await cli.create_invoice(1_000)
+        given_up = await cli.create_invoice(1_000)
+        await cli.set_outage("hang", 60)
+        task = asyncio.create_task(pay(server, kept))
+        gone = asyncio.create_task(pay(server, given_up))
+        status = asyncio.create_task(server.payment_status(kept.payment_hash))
+        await asyncio.sleep(0.15)
+        assert not any(t.done() for t in (task, gone, status))
+        assert await cli.attempts() == []  # nothing reached the node
+        gone.cancel()  # the caller gives up while the connection hangs
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await cli.set_outage(None)
+        assert await asyncio.wait_for(task, 2.0) == Succeeded(kept.preimage, 0)
+        assert await asyncio.wait_for(status, 2.0) in (
+            Failed("not found"),
+            Succeeded(kept.preimage, 0),
+        )
+        assert [a.payment_hash for a in await cli.attempts()] == [kept.payment_hash]
+        assert await server.payment_status(given_up.payment_hash) == Failed("not found")
+        assert await server.get_balance() == config.initial_balance_msat - 1_000
+
+
+async def test_set_outage_refuses_bad_arguments(sim: SimulatedBackend) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        await sim.set_outage("flaky", 5)  # type: ignore[arg-type]
+    for seconds in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="seconds"):
+            await sim.set_outage("error", seconds)
+    await sim.set_outage(None)  # no outage to end: nothing happens
+    await sim.get_balance()
+
+
+# --- the attempts log -------------------------------------------------------------------------
+
+
+async def test_attempts_log_what_the_node_did_with_every_payment(tmp_path: Path) -> None:
+    clock = ShiftedClock()
+    config = SimulatorConfig(tmp_path / "s", initial_balance_msat=10_000)
+    async with opened(config, clock=clock) as sim, opened(config, clock=clock) as other:
+        paid = await sim.create_invoice(1_000)
+        hanging = await sim.create_invoice(1_000, outcome="hang")
+        failing = await sim.create_invoice(1_000, outcome="fail")
+        too_big = await sim.create_invoice(20_000)
+        costly = await sim.create_invoice(1_000, fee_msat=5)
+        exact = await sim.create_invoice(1_000)
+        expiring = await sim.create_invoice(1_000, expiry=60)
+        own = await sim.make_invoice(MakeInvoiceParams(1_000))
+        assert own.invoice is not None
+        t0 = clock.now()
+
+        assert await pay(sim, paid) == Succeeded(paid.preimage, 0)
+        assert await pay(other, paid) == Failed("invoice already paid")
+        task = asyncio.create_task(pay(sim, hanging))
+        await until_in_flight(sim, hanging.payment_hash)
+        assert await pay(sim, hanging) == Pending("payment in transition")
+        assert await pay(sim, failing) == Failed("rejected by the payee")
+        with pytest.raises(RequestError):
+            await pay(sim, too_big)
+        assert await pay(sim, costly, fee_limit_msat=4) == Failed("fee limit exceeded")
+        assert await pay(sim, exact, amount_msat=999) == Failed("incorrect payment amount")
+        assert await pay(sim, SimInvoice(own.invoice, own.payment_hash, "", 1_000)) == Failed(
+            "no route"
+        )
+        assert await keysend(sim, "42" * 32) == Succeeded("42" * 32, 0)
+        assert await keysend(sim, "42" * 32) == Failed("invoice already paid")
+        assert await keysend(sim, "43" * 32, pubkey=sim.node_pubkey) == Failed("no route")
+        assert await keysend(sim, "not hex") == Failed("invalid preimage")
+        with pytest.raises(RequestError):
+            await sim.pay_keysend(
+                pubkey=sim.payee_pubkeys[0],
+                amount_msat=10**9,
+                preimage="44" * 32,
+                tlv_records=(),
+                fee_limit_msat=0,
+            )
+        clock.shift = 61
+        assert await pay(sim, expiring) == Failed("invoice expired")
+        await sim.release(hanging.payment_hash, "succeed")
+        await task
+
+        def sha(preimage: str) -> str:
+            return hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+
+        attempts = await other.attempts()  # the log is in the file: any process reads it
+        assert [(a.payment_hash, a.kind, a.result) for a in attempts] == [
+            (paid.payment_hash, "invoice", "started"),
+            (paid.payment_hash, "invoice", "already_paid"),
+            (hanging.payment_hash, "invoice", "started"),
+            (hanging.payment_hash, "invoice", "in_transition"),
+            (failing.payment_hash, "invoice", "started"),
+            (too_big.payment_hash, "invoice", "refused"),
+            (costly.payment_hash, "invoice", "refused"),
+            (exact.payment_hash, "invoice", "refused"),
+            (own.payment_hash, "invoice", "refused"),
+            (sha("42" * 32), "keysend", "started"),
+            (sha("42" * 32), "keysend", "already_paid"),
+            (sha("43" * 32), "keysend", "refused"),
+            ("", "keysend", "refused"),
+            (sha("44" * 32), "keysend", "refused"),
+            (expiring.payment_hash, "invoice", "refused"),
+        ]
+        assert all(isinstance(a, Attempt) for a in attempts)
+        times = [a.at for a in attempts]
+        assert times == sorted(times)
+        assert t0 <= times[0]
+        assert times[-1] >= t0 + 61
+
+
+async def test_attempts_of_one_batch_are_logged_in_queue_order(tmp_path: Path) -> None:
+    config = SimulatorConfig(tmp_path / "s", initial_balance_msat=2_000)
+    async with opened(config) as sim:
+        invoices = [await sim.create_invoice(1_000) for _ in range(3)]
+        await asyncio.gather(
+            pay(sim, invoices[0]),
+            pay(sim, invoices[0]),
+            *(pay(sim, invoice) for invoice in invoices[1:]),
+            return_exceptions=True,
+        )
+        assert [(a.payment_hash, a.result) for a in await sim.attempts()] == [
+            (invoices[0].payment_hash, "started"),
+            (invoices[0].payment_hash, "already_paid"),
+            (invoices[1].payment_hash, "started"),
+            (invoices[2].payment_hash, "refused"),  # insufficient balance
+        ]
+
+
+async def test_version_1_file_is_migrated(config: SimulatorConfig) -> None:
+    async with opened(config) as sim:
+        node = sim.node_pubkey
+        invoice = await sim.create_invoice(1_000)
+        await pay(sim, invoice)
+    db = sqlite3.connect(config.path, isolation_level=None)
+    try:  # back to version 1: the same schema without the attempts log
+        db.execute("DROP TABLE attempts")
+        db.execute("PRAGMA user_version = 1")
+    finally:
+        db.close()
+    async with opened(config) as sim:
+        assert sim.node_pubkey == node
+        assert await sim.payment_status(invoice.payment_hash) == Succeeded(invoice.preimage, 0)
+        assert await sim.get_balance() == config.initial_balance_msat - 1_000
+        assert await sim.attempts() == []
+        assert await pay(sim, invoice) == Failed("invoice already paid")
+        assert [a.result for a in await sim.attempts()] == ["already_paid"]
+        await sim.set_outage("error", 60)
+        with pytest.raises(BackendUnavailable):
+            await sim.get_balance()
+    db = sqlite3.connect(config.path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    finally:
+        db.close()

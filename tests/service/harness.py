@@ -99,6 +99,7 @@ class RawApp:
         self.uri = uri
         self.pool = pool
         self.secret = uri.secret
+        self.collected: set[str] = set()
 
     def request(
         self,
@@ -148,18 +149,36 @@ class RawApp:
             await subscription.close()
 
     async def collect(
-        self, subscription: Any, expect: int, timeout: float, settle: float, author: str
+        self,
+        subscription: Any,
+        expect: int,
+        timeout: float,
+        settle: float,
+        author: str,
+        *,
+        new_only: bool = False,
     ) -> list[tuple[Event, Response]]:
+        """``expect`` responses (and any more within ``settle``); with ``new_only``, an
+        event collected before (a stored answer published again, say) does not count."""
         got: list[tuple[Event, Response]] = []
+
+        async def next_one() -> None:
+            while True:
+                event = await subscription.get()
+                if not (new_only and event.id in self.collected):
+                    self.collected.add(event.id)
+                    got.append(self.open(event))
+                    return
+
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while len(got) < expect:
-                    got.append(self.open(await subscription.get()))
+                    await next_one()
         if settle:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(settle):
                     while True:
-                        got.append(self.open(await subscription.get()))
+                        await next_one()
         return got
 
     def open(self, event: Event, scheme: Scheme | None = None) -> tuple[Event, Response]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from nwcd.nostr.kinds import Kind
 from nwcd.ports import Pending
 from nwcd.relay.pool import RelayPool
 from tests.service.harness import RawApp
+from tests.support.service import ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -36,56 +36,9 @@ def nwcd(*args: str, data_dir: Path) -> str:
     return done.stdout
 
 
-class Service:
-    """``nwcd serve`` in a child process."""
-
-    def __init__(self, data_dir: Path, relay: str) -> None:
-        self.data_dir = data_dir
-        self.relay = relay
-        self.process: asyncio.subprocess.Process | None = None
-        self._drain: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "nwcd",
-            "serve",
-            "--relay",
-            self.relay,
-            "--data-dir",
-            str(self.data_dir),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert self.process.stderr is not None
-        async with asyncio.timeout(30):
-            while True:
-                line = await self.process.stderr.readline()
-                assert line, "nwcd serve exited before it was ready"
-                if b"nwcd ready" in line:
-                    break
-        self._drain = asyncio.create_task(self._read_rest())
-
-    async def _read_rest(self) -> None:
-        assert self.process is not None
-        assert self.process.stderr is not None
-        while await self.process.stderr.readline():
-            pass
-
-    async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()  # SIGKILL: no clean-up of any kind
-            await self.process.wait()
-        if self._drain is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drain
-        self.process = None
-
-
 @pytest.fixture
-async def service(tmp_path: Path, relay_url: str) -> AsyncIterator[Service]:
-    service = Service(tmp_path, relay_url)
+async def service(tmp_path: Path, relay_url: str) -> AsyncIterator[ServeProcess]:
+    service = ServeProcess(tmp_path, [relay_url])
     try:
         yield service
     finally:
@@ -93,7 +46,7 @@ async def service(tmp_path: Path, relay_url: str) -> AsyncIterator[Service]:
 
 
 async def test_kill_9_mid_batch_pays_nothing_twice(
-    tmp_path: Path, relay_url: str, service: Service
+    tmp_path: Path, relay_url: str, service: ServeProcess
 ) -> None:
     created = json.loads(
         nwcd(
@@ -173,7 +126,7 @@ async def test_kill_9_mid_batch_pays_nothing_twice(
         )
 
         await service.start()
-        recovered = await app.collect(responses, 2, 20, 0, request.pubkey)
+        recovered = await app.collect(responses, 2, 20, 0, request.pubkey, new_only=True)
         by_d = {event.tag_value("d"): response for event, response in recovered}
         assert set(by_d) == {"h0", "h1"}
         assert by_d["h0"].result is not None
@@ -188,7 +141,7 @@ async def test_kill_9_mid_batch_pays_nothing_twice(
             "succeed",
             data_dir=tmp_path,
         )
-        last = await app.collect(responses, 1, 30, 1.0, request.pubkey)
+        last = await app.collect(responses, 1, 30, 1.0, request.pubkey, new_only=True)
         assert [event.tag_value("d") for event, _ in last] == ["h2"]
 
         await responses.close()
@@ -214,7 +167,7 @@ async def test_kill_9_mid_batch_pays_nothing_twice(
 
 async def test_sigterm_stops_serve_cleanly(tmp_path: Path, relay_url: str) -> None:
     nwcd("connection", "create", "--name", "app", "--relay", relay_url, data_dir=tmp_path)
-    service = Service(tmp_path, relay_url)
+    service = ServeProcess(tmp_path, [relay_url])
     await service.start()
     assert service.process is not None
     service.process.terminate()

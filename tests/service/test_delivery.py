@@ -148,7 +148,7 @@ async def test_old_requests_that_moved_no_money_are_forgotten_and_never_answered
 ) -> None:
     # A 1 s freshness window and margin: the horizon is 3 s, and requests that moved no
     # money are pruned once both their date and arrival are older than that.
-    settings = ServiceSettings(freshness_window=1, subscribe_margin=1)
+    settings = ServiceSettings(freshness_window=1, subscribe_margin=1, retention=0)
     options = DaemonOptions(relays=(relay_url,), prune_interval=0.2)
     async with WalletHarness(tmp_path, [relay_url], settings, options) as wallet:
         uri = await wallet.connect()

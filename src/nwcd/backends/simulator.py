@@ -27,6 +27,22 @@ operation is one synchronous function (its whole transaction) run there, so it
 costs one thread round trip. ``pay_invoice`` starts queued while the thread is
 busy share one transaction, one poller watches every payment in flight, and the
 stored balance is cached until another process writes (``PRAGMA data_version``).
+
+Outages (for chaos tests): :meth:`SimulatedBackend.set_outage`, from any process
+sharing the file (``nwcd sim outage``), makes every port method but
+``incoming_payments`` fail for a while. ``"error"`` is a 5xx from a proxy in
+front of the node: the call raises ``BackendUnavailable``; a payment is started
+first and only its answer is lost, the ambiguous case a wallet service must
+handle. ``"hang"`` is a hung connection: the call waits until the outage ends,
+then goes on. The outage is stored in the meta rows and checked by each
+operation's thread function, from a cache re-read only when another process
+wrote. The simulator's own commands are never affected.
+
+Attempts log: every ``pay_invoice`` / ``pay_keysend`` that reaches the node
+appends a row to ``attempts`` (in the transaction of the start) saying what
+the node did with it: ``started``, ``already_paid``, ``in_transition`` or
+``refused``; :meth:`SimulatedBackend.attempts` reads it, so a test can prove a
+service never tried to pay a hash twice.
 """
 
 from __future__ import annotations
@@ -45,7 +61,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast, get_args
 
 import coincurve
 
@@ -61,6 +77,9 @@ __all__ = [
     "DEFAULT_INITIAL_BALANCE_MSAT",
     "PAYEE_COUNT",
     "SCHEMA_VERSION",
+    "Attempt",
+    "AttemptResult",
+    "OutageMode",
     "Outcome",
     "ReleaseOutcome",
     "SimInvoice",
@@ -71,8 +90,10 @@ __all__ = [
 
 Outcome = Literal["succeed", "fail", "hang"]
 ReleaseOutcome = Literal["succeed", "fail"]
+OutageMode = Literal["error", "hang"]
+AttemptResult = Literal["started", "already_paid", "in_transition", "refused"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 PAYEE_COUNT: Final = 3
 DEFAULT_INITIAL_BALANCE_MSAT: Final = 100_000_000_000
 
@@ -83,6 +104,7 @@ IN_TRANSITION: Final = "payment in transition"
 INCORRECT_AMOUNT: Final = "incorrect payment amount"
 INVOICE_EXPIRED: Final = "invoice expired"
 FAILED_AT_PAYEE: Final = "rejected by the payee"
+OUTAGE: Final = "simulated outage"
 
 _NETWORKS: Final = {
     "mainnet": Network.MAINNET,
@@ -97,7 +119,18 @@ _ZBASE32: Final = "ybndrfg8ejkmcpqxot1uwisza345h769"
 _GENESIS_HEIGHT: Final = 101  # regtest nodes start after mining 101 blocks
 _BLOCK_SECONDS: Final = 600
 _DEFAULT_DESCRIPTION: Final = "nwcd simulated payment"
+_HANG_POLL: Final = 0.05  # seconds between looks at a hang outage (it may end early)
 
+# Every payment attempt that reached the node and what it did with it (append-only).
+_ATTEMPTS_TABLE: Final = """CREATE TABLE attempts (
+    seq INTEGER PRIMARY KEY,
+    payment_hash TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    result TEXT NOT NULL
+)"""
+
+# The current schema, for a new file (an older one is brought up by _UPGRADES).
 _SCHEMA: Final = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # Invoices of the wallet's own node (node = 'wallet') and of the simulated payees.
@@ -153,7 +186,11 @@ _SCHEMA: Final = (
                p.preimage, p.amount_msat, p.fee_msat, p.created_at, i.expires_at,
                p.settled_at, NULL, p.status, NULL
         FROM payments p LEFT JOIN invoices i ON i.payment_hash = p.payment_hash""",
+    _ATTEMPTS_TABLE,
 )
+# The statements that take a file from version ``v`` to ``v + 1``, by ``v``; the
+# outage's meta rows need none (absent: no outage).
+_UPGRADES: Final[dict[int, tuple[str, ...]]] = {1: (_ATTEMPTS_TABLE,)}
 
 _PAYMENT_SQL: Final = """
     SELECT p.*, i.outcome, i.release_outcome, i.released_at
@@ -182,6 +219,10 @@ _INSERT_PAYMENT_SQL: Final = """INSERT OR REPLACE INTO payments (payment_hash, k
     destination, amount_msat, fee_msat, preimage, status, reason, created_at, settle_at,
     settled_at)
 VALUES (?, 'invoice', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_ATTEMPT_SQL: Final = (
+    "INSERT INTO attempts (payment_hash, kind, at, result) VALUES (?, ?, ?, ?)"
+)
+_OUTAGE_SQL: Final = "SELECT key, value FROM meta WHERE key IN ('outage_mode', 'outage_until')"
 _LOOK_CHUNK: Final = 500  # payment hashes per query (SQLite limits bound parameters)
 
 T = TypeVar("T")
@@ -222,6 +263,31 @@ class SimInvoice:
     payment_hash: str
     preimage: str
     amount_msat: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One payment attempt that reached the node, from the append-only log.
+
+    ``result``: ``started`` (a payment row was written, whatever its immediate
+    outcome), ``already_paid`` (the hash had succeeded before), ``in_transition``
+    (the hash was in flight) or ``refused`` (nothing started: no route, expired,
+    wrong amount, fee limit, insufficient balance, ...). ``payment_hash`` is empty
+    for a keysend whose preimage is not 32 bytes of hex.
+    """
+
+    payment_hash: str
+    kind: Literal["invoice", "keysend"]
+    at: float
+    result: AttemptResult
+
+
+class _Hang(Exception):
+    """A port operation met a ``hang`` outage before doing anything: retry from ``until``."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(until)
+        self.until = until
 
 
 @contextlib.contextmanager
@@ -380,6 +446,40 @@ class _Ledger:
         self._value = None
 
 
+class _OutageWatch:
+    """The simulated outage stored in the meta rows, cached between reads.
+
+    Like :class:`_Ledger`: the cache is right while no other connection has
+    committed (``PRAGMA data_version`` unchanged) and :meth:`set` follows every
+    change this connection writes; so checking costs one pragma per operation.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._version: int | None = None
+        self._mode: OutageMode | None = None
+        self._until = 0.0
+
+    def current(self, now: float) -> OutageMode | None:
+        """The mode of the outage going on at ``now``, if any."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._version:
+            rows = {str(key): str(value) for key, value in _rows(self._db, _OUTAGE_SQL)}
+            mode = rows.get("outage_mode")
+            self._mode = cast("OutageMode", mode) if mode in get_args(OutageMode) else None
+            self._until = float(rows.get("outage_until", "0"))
+            self._version = version
+        return self._mode if now < self._until else None
+
+    @property
+    def until(self) -> float:
+        return self._until
+
+    def set(self, mode: OutageMode | None, until: float) -> None:
+        """This connection stored the outage ``mode`` until ``until`` (None: none)."""
+        self._mode, self._until = mode, until
+
+
 _Resolution = tuple[str, float | None, str | None, str, int]
 
 
@@ -472,7 +572,19 @@ class _StartBatch:
     invoices: dict[str, sqlite3.Row]  # the payee invoices paid, with their payment's status
     statuses: dict[str, str] = field(default_factory=dict)  # payments stored by the batch
     inserts: list[tuple[Any, ...]] = field(default_factory=list)  # their rows, in order
+    attempts: list[tuple[str, str, float, str]] = field(default_factory=list)  # log rows
     spendable: int | None = None  # the balance left, once read
+
+
+def _attempt_result(result: _Started | RequestError, *, started: bool) -> AttemptResult:
+    """What the attempts log says of a payment start with this result."""
+    if started:
+        return "started"
+    if result == Failed(ALREADY_PAID):
+        return "already_paid"
+    if result == Pending(IN_TRANSITION):
+        return "in_transition"
+    return "refused"
 
 
 def _payee_invoices(
@@ -494,8 +606,9 @@ class SimulatedBackend:
 
     Create with :meth:`open`, end with :meth:`close`. Besides the port, it offers
     the simulator's own commands: :meth:`create_invoice` (a payee invoice with its
-    behaviour), :meth:`release` (end a hanging payment) and :meth:`receive` (an
-    outside payer pays one of the wallet's invoices).
+    behaviour), :meth:`release` (end a hanging payment), :meth:`receive` (an
+    outside payer pays one of the wallet's invoices), :meth:`set_outage` (make the
+    port fail for a while) and :meth:`attempts` (the log of payment attempts).
 
     Every operation is one synchronous function (one transaction where it writes)
     run on a dedicated thread that owns the connection, so each costs one thread
@@ -504,6 +617,9 @@ class SimulatedBackend:
     ``BEGIN IMMEDIATE`` transaction (each still checked against the balance left by
     the ones before it). Payments in flight are watched by one poller for the whole
     backend: one query per look for all payments whose outcome may be due.
+
+    Every port method's thread function goes through :meth:`_call`, which applies
+    a simulated outage; the simulator's own commands use :meth:`_run` directly.
     """
 
     methods: frozenset[str] = frozenset(method.value for method in Method)
@@ -520,6 +636,7 @@ class SimulatedBackend:
         """Use :meth:`open`."""
         self._db = db
         self._ledger = _Ledger(db)
+        self._outage = _OutageWatch(db)
         self._executor = executor
         self._config = config
         self._clock = clock
@@ -601,6 +718,36 @@ class SimulatedBackend:
             raise BackendUnavailable("the simulator is closed")
         with _edge():
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _call(self, fn: Callable[[], T], *, answer_lost: bool = False) -> T:
+        """Run a port method's ``fn`` on the thread as a simulated outage lets it.
+
+        ``error``: raise at once, or (``answer_lost``: a payment start) after ``fn``
+        did its work. ``hang``: wait until the outage ends (looking every
+        ``_HANG_POLL`` s, as another process may end it early), then run ``fn``.
+        """
+        gated = functools.partial(self._gated, fn, answer_lost)
+        while True:
+            try:
+                return await self._run(gated)
+            except _Hang as hang:
+                await self._sit_out(hang)
+
+    async def _sit_out(self, hang: _Hang) -> None:
+        """Sleep until the outage is due to end, at most ``_HANG_POLL`` (it may end early)."""
+        await asyncio.sleep(min(_HANG_POLL, max(0.0, hang.until - self._clock.now())))
+
+    def _gated(self, fn: Callable[[], T], answer_lost: bool) -> T:
+        """``fn`` through the outage going on, if any (on the thread; see :meth:`_call`)."""
+        mode = self._outage.current(self._clock.now())
+        if mode == "hang":
+            raise _Hang(self._outage.until)
+        if mode == "error" and not answer_lost:
+            raise BackendUnavailable(OUTAGE)
+        result = fn()
+        if mode == "error":
+            raise BackendUnavailable(OUTAGE)
+        return result
 
     def _settled_balance(self) -> int:
         """Spendable msat after persisting what is due (on the thread)."""
@@ -778,6 +925,44 @@ class SimulatedBackend:
             event.set()
         return _transaction(settled, now)
 
+    async def set_outage(self, mode: OutageMode | None, seconds: float = 0) -> None:
+        """Make the port fail as ``mode`` says for ``seconds``; None ends any outage at once.
+
+        Stored in the file, so every process sharing it (a running ``nwcd serve``)
+        sees it at its next operation. A new outage replaces the one going on.
+
+        Raises:
+            ValueError: an unknown mode, or ``seconds`` not positive.
+        """
+        if mode is not None and mode not in get_args(OutageMode):
+            raise ValueError(f"mode must be one of {get_args(OutageMode)} or None")
+        if mode is not None and not 0 < seconds < math.inf:
+            raise ValueError("seconds must be positive")
+
+        def store() -> None:
+            db = self._db
+            until = self._clock.now() + seconds if mode is not None else 0.0
+            with _Transaction(db):
+                if mode is None:
+                    db.execute("DELETE FROM meta WHERE key IN ('outage_mode', 'outage_until')")
+                else:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (("outage_mode", mode), ("outage_until", repr(until))),
+                    )
+            self._outage.set(mode, until)
+
+        await self._run(store)
+
+    async def attempts(self) -> list[Attempt]:
+        """The log of payment attempts that reached the node (every process), in order."""
+        rows = await self._run(
+            functools.partial(
+                _rows, self._db, "SELECT payment_hash, kind, at, result FROM attempts ORDER BY seq"
+            )
+        )
+        return [Attempt(row[0], row[1], row[2], row[3]) for row in rows]
+
     # --- paying ---------------------------------------------------------------------------
 
     async def pay_invoice(
@@ -787,7 +972,8 @@ class SimulatedBackend:
 
         Raises:
             RequestError: ``INSUFFICIENT_BALANCE``, before anything is paid.
-            BackendUnavailable: the state file cannot be used.
+            BackendUnavailable: the state file cannot be used, or an ``error``
+                outage (the payment was started; also while waiting for its outcome).
         """
         if self._closed:
             raise BackendUnavailable("the simulator is closed")
@@ -801,15 +987,24 @@ class SimulatedBackend:
         return started
 
     async def _flush_starts(self) -> None:
-        """Hand the queued starts to the thread, all in one transaction, until none is left."""
+        """Hand the queued starts to the thread, all in one transaction, until none is left.
+
+        A ``hang`` outage keeps them queued (with the ones that arrive meanwhile) until
+        it ends; like :meth:`_call`, but starts that were given up are dropped.
+        """
         try:
             while self._starts:
                 batch = [start for start in self._starts if not start.future.done()]
                 self._starts = []
                 if not batch:
                     continue
+                start_all = functools.partial(self._start_payments, batch)
                 try:
-                    results = await self._run(functools.partial(self._start_payments, batch))
+                    results = await self._run(functools.partial(self._gated, start_all, True))
+                except _Hang as hang:  # nothing started: callers that give up meanwhile never pay
+                    self._starts[:0] = batch
+                    await self._sit_out(hang)
+                    continue
                 except asyncio.CancelledError:
                     for start in batch:
                         start.future.cancel()
@@ -836,7 +1031,8 @@ class SimulatedBackend:
         """Start payments in one write transaction (on the thread).
 
         Each start is checked as if alone, in queue order: against the balance the
-        ones before it left, and seeing the payments they stored.
+        ones before it left, and seeing the payments they stored. Each is logged
+        in ``attempts``.
         """
         db = self._db
         with _Transaction(db, self._ledger):
@@ -845,11 +1041,17 @@ class SimulatedBackend:
             state = _StartBatch(now, _payee_invoices(db, [s.invoice.payment_hash for s in batch]))
             results: list[_Started | RequestError] = []
             for start in batch:
+                stored = len(state.inserts)
+                result: _Started | RequestError
                 try:
-                    results.append(self._start_payment(state, start))
+                    result = self._start_payment(state, start)
                 except RequestError as exc:
-                    results.append(exc)
+                    result = exc
+                results.append(result)
+                logged = _attempt_result(result, started=len(state.inserts) > stored)
+                state.attempts.append((start.invoice.payment_hash, "invoice", now, logged))
             db.executemany(_INSERT_PAYMENT_SQL, state.inserts)
+            db.executemany(_INSERT_ATTEMPT_SQL, state.attempts)
         return results
 
     def _start_payment(self, state: _StartBatch, start: _Start) -> _Started:
@@ -951,7 +1153,7 @@ class SimulatedBackend:
                 for payment_hash in due:
                     self._waiting[payment_hash].kicked = False
                 try:
-                    outcomes = await self._run(functools.partial(self._look, due))
+                    outcomes = await self._call(functools.partial(self._look, due))
                 except BackendUnavailable as exc:
                     for payment_hash in due:
                         gone = self._waiting.pop(payment_hash, None)
@@ -1029,48 +1231,66 @@ class SimulatedBackend:
 
         Raises:
             RequestError: ``INSUFFICIENT_BALANCE``, before anything is paid.
-            BackendUnavailable: the state file cannot be used.
+            BackendUnavailable: the state file cannot be used, or an ``error``
+                outage (the keysend was done all the same).
         """
-        pubkey = pubkey.lower()
-        if pubkey not in self.payee_pubkeys:
-            return Failed(NO_ROUTE)
         try:
             raw = bytes.fromhex(preimage)
         except ValueError:
             raw = b""
-        if len(raw) != 32:
+        payment_hash = hashlib.sha256(raw).hexdigest() if len(raw) == 32 else ""
+        keysend = functools.partial(
+            self._keysend, pubkey.lower(), amount_msat, raw.hex(), payment_hash
+        )
+        result = await self._call(keysend, answer_lost=True)
+        if isinstance(result, RequestError):
+            raise result
+        return result
+
+    def _keysend(
+        self, pubkey: str, amount_msat: int, preimage: str, payment_hash: str
+    ) -> PaymentOutcome | RequestError:
+        """A keysend start and its attempt, in one transaction (on the thread).
+
+        ``payment_hash`` is empty for an invalid preimage.
+        """
+        db = self._db
+        with _Transaction(db, self._ledger):
+            now = self._clock.now()
+            _settle_due(db, self._ledger, now)
+            result = self._start_keysend(now, pubkey, amount_msat, preimage, payment_hash)
+            logged = _attempt_result(result, started=isinstance(result, Succeeded))
+            db.execute(_INSERT_ATTEMPT_SQL, (payment_hash, "keysend", now, logged))
+        return result
+
+    def _start_keysend(
+        self, now: float, pubkey: str, amount_msat: int, preimage: str, payment_hash: str
+    ) -> PaymentOutcome | RequestError:
+        """A keysend's checks and payment row (in :meth:`_keysend`'s transaction)."""
+        if pubkey not in self.payee_pubkeys:
+            return Failed(NO_ROUTE)
+        if not payment_hash:
             return Failed("invalid preimage")
         if amount_msat <= 0:
             return Failed(INCORRECT_AMOUNT)
-        payment_hash = hashlib.sha256(raw).hexdigest()
-
-        def keysend() -> PaymentOutcome:
-            db = self._db
-            with _Transaction(db, self._ledger):
-                now = self._clock.now()
-                _settle_due(db, self._ledger, now)
-                existing = _one(
-                    db, "SELECT status FROM payments WHERE payment_hash = ?", (payment_hash,)
-                )
-                if existing is not None:  # keysends never stay in flight nor fail once stored
-                    return Failed(ALREADY_PAID)
-                if amount_msat > self._initial_balance + self._ledger.value():
-                    raise _insufficient(amount_msat, 0)
-                db.execute(
-                    """INSERT INTO payments (payment_hash, kind, destination, amount_msat,
-                        fee_msat, preimage, status, created_at, settle_at, settled_at)
-                    VALUES (?, 'keysend', ?, ?, 0, ?, 'succeeded', ?, ?, ?)""",
-                    (payment_hash, pubkey, amount_msat, raw.hex(), now, now, now),
-                )
-                self._ledger.move(-amount_msat)
-            return Succeeded(raw.hex(), 0)
-
-        return await self._run(keysend)
+        db = self._db
+        if _one(db, "SELECT 1 FROM payments WHERE payment_hash = ?", (payment_hash,)):
+            return Failed(ALREADY_PAID)  # keysends never stay in flight nor fail once stored
+        if amount_msat > self._initial_balance + self._ledger.value():
+            return _insufficient(amount_msat, 0)
+        db.execute(
+            """INSERT INTO payments (payment_hash, kind, destination, amount_msat,
+                fee_msat, preimage, status, created_at, settle_at, settled_at)
+            VALUES (?, 'keysend', ?, ?, 0, ?, 'succeeded', ?, ?, ?)""",
+            (payment_hash, pubkey, amount_msat, preimage, now, now, now),
+        )
+        self._ledger.move(-amount_msat)
+        return Succeeded(preimage, 0)
 
     async def payment_status(self, payment_hash: str) -> PaymentOutcome:
         """The outcome of an outgoing payment, resolved from stored state and time."""
         payment_hash = payment_hash.lower()
-        outcomes = await self._run(functools.partial(self._look, (payment_hash,)))
+        outcomes = await self._call(functools.partial(self._look, (payment_hash,)))
         return outcomes[payment_hash]
 
     # --- invoices and transactions ----------------------------------------------------------
@@ -1129,7 +1349,7 @@ class SimulatedBackend:
                 (payment_hash,),
             )
 
-        row = await self._run(insert)
+        row = await self._call(insert)
         assert row is not None
         return _transaction(row, now)
 
@@ -1150,7 +1370,7 @@ class SimulatedBackend:
             sql = f"SELECT * FROM wallet_transactions WHERE {where}"  # noqa: S608 - fixed column names
             return _one(self._db, sql, (key,)), now
 
-        row, now = await self._run(lookup)
+        row, now = await self._call(lookup)
         return None if row is None else _transaction(row, now)
 
     async def list_transactions(self, params: ListTransactionsParams) -> list[Transaction]:
@@ -1180,15 +1400,18 @@ class SimulatedBackend:
             _settle_due(self._db, self._ledger, now)
             return _rows(self._db, sql, (*args, limit, params.offset)), now
 
-        rows, now = await self._run(select)
+        rows, now = await self._call(select)
         return [_transaction(row, now) for row in rows]
 
     async def get_balance(self) -> int:
         """Spendable msat: payments in flight count as spent until they fail."""
-        return await self._run(self._settled_balance)
+        return await self._call(self._settled_balance)
 
     async def get_info(self) -> NodeInfo:
         """The wallet node; the block height is a clock-driven counter (one per 10 min)."""
+        return await self._call(self._info)
+
+    def _info(self) -> NodeInfo:
         height = _GENESIS_HEIGHT + max(
             0, int((self._clock.now() - self._created_at) // _BLOCK_SECONDS)
         )
@@ -1204,6 +1427,9 @@ class SimulatedBackend:
 
     async def sign_message(self, message: str) -> str:
         """LND-style: recoverable ECDSA over double-SHA256 of the prefixed message, zbase32."""
+        return await self._call(functools.partial(self._sign, message))
+
+    def _sign(self, message: str) -> str:
         digest = hashlib.sha256(
             hashlib.sha256(_LND_SIGN_PREFIX + message.encode("utf-8")).digest()
         ).digest()
@@ -1304,6 +1530,11 @@ def _migrate(db: sqlite3.Connection, config: SimulatorConfig, clock: Clock) -> d
                 ("created_at", repr(clock.now())),
             ):
                 db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        else:
+            for old in range(version, SCHEMA_VERSION):
+                for statement in _UPGRADES[old]:
+                    db.execute(statement)
+        if version != SCHEMA_VERSION:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         rows = _rows(db, "SELECT key, value FROM meta")
     return {str(row[0]): str(row[1]) for row in rows}

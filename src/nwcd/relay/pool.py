@@ -407,20 +407,47 @@ class RelayPool:
     # -- publishing ----------------------------------------------------------------------
 
     async def publish(
-        self, event: Event, *, timeout: float = 5.0, relays: Iterable[str] | None = None
+        self,
+        event: Event,
+        *,
+        timeout: float = 5.0,
+        relays: Iterable[str] | None = None,
+        first: bool = False,
     ) -> PublishResult:
         """Send ``event`` to every relay (or ``relays``) and wait up to ``timeout`` for OKs.
 
         Relays that are down get the event when they reconnect, as long as
-        nobody has given up on it. Returns as soon as every relay answered.
+        nobody has given up on it. Returns as soon as every relay answered or,
+        with ``first``, as soon as one relay accepted it (the others are still
+        waited for, in the background, up to ``timeout``).
         """
         targets = list(relays) if relays is not None else list(self._connections)
         for url in targets:
             if url not in self._connections:
                 self.add_relay(url)
         waiters = {url: self._connections[url].publish(event) for url in targets}
-        if waiters:
-            await asyncio.wait(waiters.values(), timeout=timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        pending = set(waiters.values())
+        while pending:
+            done, pending = await asyncio.wait(
+                pending,
+                timeout=max(0.0, deadline - asyncio.get_running_loop().time()),
+                return_when=asyncio.FIRST_COMPLETED if first else asyncio.ALL_COMPLETED,
+            )
+            if not done:
+                break  # timed out
+            if first and any(w.result().accepted for w in done if not w.cancelled()):
+                if pending:
+                    rest = asyncio.ensure_future(asyncio.wait(pending, timeout=timeout))
+                    rest.add_done_callback(lambda _: self._tally(event, waiters))
+                    return self._tally(event, waiters, final=False)
+                break
+        return self._tally(event, waiters)
+
+    def _tally(
+        self, event: Event, waiters: dict[str, asyncio.Future[OkResult]], *, final: bool = True
+    ) -> PublishResult:
+        """What each relay did with ``event``; when ``final``, give up waiting on the rest."""
         accepted: list[str] = []
         rejected: dict[str, str] = {}
         unconfirmed: list[str] = []
@@ -432,12 +459,14 @@ class RelayPool:
                     accepted.append(url)
                 else:
                     rejected[url] = result.message
-            else:
-                waiter.cancel()
-                unconfirmed.append(url)
-                connection = self._connections.get(url)
-                # Sent but never confirmed (some relays never OK ephemeral kinds): do not
-                # re-send it on every reconnect. Not sent yet: it stays queued for the relay.
-                if connection is not None and connection.forget(event.id):
-                    sent.append(url)
+                continue
+            unconfirmed.append(url)
+            if not final:
+                continue
+            waiter.cancel()
+            connection = self._connections.get(url)
+            # Sent but never confirmed (some relays never OK ephemeral kinds): do not
+            # re-send it on every reconnect. Not sent yet: it stays queued for the relay.
+            if connection is not None and connection.forget(event.id):
+                sent.append(url)
         return PublishResult(event.id, tuple(accepted), rejected, tuple(unconfirmed), tuple(sent))

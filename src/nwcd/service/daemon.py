@@ -62,6 +62,9 @@ __all__ = ["DaemonOptions", "WalletDaemon"]
 
 log = logging.getLogger("nwcd.service")
 
+RECOVERY_LOOKUPS = 16
+"""Open payments looked up in the backend at once during start-up recovery."""
+
 
 @dataclass(frozen=True, slots=True)
 class DaemonOptions:
@@ -384,13 +387,18 @@ class WalletDaemon:
         unresolved = await self._store.unresolved_payments()
         if unresolved:
             log.info("recovery: %d payments to resolve", len(unresolved))
-        for record in unresolved:
-            try:
-                await self._recover_payment(record)
-            except Exception:
-                # One bad record must not keep the service from starting; it stays open
-                # and is tried again on the next start.
-                log.exception("recovery of payment %d failed; left open", record.id)
+        lookups = asyncio.Semaphore(RECOVERY_LOOKUPS)
+
+        async def recover(record: PaymentRecord) -> None:
+            async with lookups:
+                try:
+                    await self._recover_payment(record)
+                except Exception:
+                    # One bad record must not keep the service from starting; it stays
+                    # open and is tried again on the next start.
+                    log.exception("recovery of payment %d failed; left open", record.id)
+
+        await asyncio.gather(*(recover(record) for record in unresolved))
         for request, handled in await self._store.unfinished_requests():
             if (ctx := self._stored_context(request)) is not None:
                 self.spawn(self.pipeline.finish(ctx, handled))

@@ -109,7 +109,7 @@ class ServiceSettings:
     touch_interval: int = 60
     cap_balance_to_budget: bool = False
     subscribe_margin: int = 60
-    retention: int = 0
+    retention: int = 3600
 
     @property
     def horizon(self) -> int:

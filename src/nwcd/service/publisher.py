@@ -133,7 +133,9 @@ class Publisher:
         policy = self._policy
         failures = 0
         for attempt in itertools.count():
-            result = await self._pool.publish(event, timeout=policy.ok_timeout, relays=relays)
+            result = await self._pool.publish(
+                event, timeout=policy.ok_timeout, relays=relays, first=True
+            )
             if result.delivered:
                 if on_delivered is not None:
                     on_delivered(event)

@@ -1,0 +1,1 @@
+"""The chaos suite: real processes, seeded faults, end checks (see runner.py)."""

@@ -1,0 +1,19 @@
+"""The chaos suite, bounded for CI: at least 10 kill -9s among every other fault, then the
+end checks must find nothing. ``python -m tests.chaos`` runs longer ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.runner import ChaosPlan, run
+
+pytestmark = pytest.mark.slow
+
+
+async def test_every_request_answered_exactly_once_under_faults(tmp_path: Path) -> None:
+    plan = ChaosPlan(seed=20261204, duration=90, min_kills=10, settle_timeout=60)
+    report, _ = await run(plan, tmp_path)
+    print("\n".join(f"{name}: {value}" for name, value in report.figures.items()))
+    assert report.violations == []

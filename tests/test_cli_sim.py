@@ -1,0 +1,92 @@
+"""``nwcd sim outage``: an outage set from the command line reaches a backend on the data dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
+from nwcd.cli import main
+from nwcd.errors import BackendUnavailable
+
+ENV_NAMES = ("NWCD_DATA_DIR", "NWCD_CONFIG", "NWCD_RELAYS", "NWCD_BACKEND", "NWC_URI")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def nwcd(data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``nwcd`` in its own process, as the chaos tests run it next to ``nwcd serve``."""
+    env = {name: value for name, value in os.environ.items() if name not in ENV_NAMES}
+    return subprocess.run(
+        [sys.executable, "-m", "nwcd", *argv, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+async def test_outage_from_the_command_line_reaches_the_backend(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    done = nwcd(data_dir, "sim", "outage", "--mode", "error", "--seconds", "5")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        "simulated backend outage (error) for 5 s\n",
+        "",
+    )
+    backend = await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite"))
+    try:
+        with pytest.raises(BackendUnavailable, match="simulated outage"):
+            await backend.get_balance()
+        done = nwcd(data_dir, "sim", "outage", "--end")
+        assert (done.returncode, done.stdout, done.stderr) == (
+            0,
+            "simulated backend outage ended\n",
+            "",
+        )
+        assert await backend.get_balance() > 0
+    finally:
+        await backend.close()
+
+
+def test_hang_outage_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sim", "outage", "--mode", "hang", "--seconds", "0.5", "--data-dir", str(tmp_path)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == "simulated backend outage (hang) for 0.5 s\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--end", "--mode", "error"], "not allowed with argument"),
+        (["--end", "--seconds", "5"], "--end takes no --seconds"),
+        (["--mode", "error"], "--mode needs --seconds"),
+        (["--seconds", "5"], "one of the arguments --mode --end is required"),
+        ([], "one of the arguments --mode --end is required"),
+        (["--mode", "error", "--seconds", "0"], "must be a positive number of seconds"),
+        (["--mode", "hang", "--seconds", "-3"], "must be a positive number of seconds"),
+        (["--mode", "error", "--seconds", "soon"], "is not a number of seconds"),
+        (["--mode", "flaky", "--seconds", "5"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    data_dir = tmp_path / "data"
+    assert main(["sim", "outage", *argv, "--data-dir", str(data_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("nwcd")
+    assert ": error: " in err
+    assert expected in err
+    assert not data_dir.exists()  # refused before the simulator was opened
