@@ -111,3 +111,15 @@ if [ ! -x "$NOSTR_RS_RELAY_ROOT/bin/nostr-rs-relay" ]; then
     echo "== building nostr-rs-relay 0.8.12 into $NOSTR_RS_RELAY_ROOT (one time, several minutes)"
     cargo install --quiet nostr-rs-relay@0.8.12 --root "$NOSTR_RS_RELAY_ROOT"
 fi
+
+# PostgreSQL 15 (Debian) for the PostgreSQL store tests: the tests start a throwaway server
+# themselves (initdb in a temporary directory, loopback, a free port), as the postgres user
+# when run as root.
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${NWCD_PG_BIN:-}" ]; then
+    echo "== installing postgresql-15 (Debian) for the PostgreSQL store tests"
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq postgresql-15 >/dev/null
+    fi
+fi

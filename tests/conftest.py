@@ -18,7 +18,16 @@ from tests.support.fixtures import (  # noqa: E402
     nostr_relay,
     nostr_rs_relay,
     nwcd_relay,
+    postgres_server,
     sdk_relay,
 )
 
-__all__ = ["VECTORS", "load_vectors", "nostr_relay", "nostr_rs_relay", "nwcd_relay", "sdk_relay"]
+__all__ = [
+    "VECTORS",
+    "load_vectors",
+    "nostr_relay",
+    "nostr_rs_relay",
+    "nwcd_relay",
+    "postgres_server",
+    "sdk_relay",
+]

@@ -237,7 +237,9 @@ async def _spend(data_dir: Path, wallet: str, items: list[tuple[int, int, int]])
         ids = []
         for n, (amount, reserve, created_at) in enumerate(items):
             request_id = f"{n + 1:064x}"
-            await store.claim(RequestRecord(request_id, wallet, "ab" * 32, "nip44_v2", "{}", 0, 0))
+            await store.claim(
+                RequestRecord(request_id, wallet, "ab" * 32, "nip44_v2", "{}", 0, 0), "cli-test"
+            )
             [reserved] = await store.reserve(
                 request_id,
                 wallet,

@@ -5,7 +5,9 @@ The only module that imports adapters by name; everything else sees ports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import fcntl
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +15,7 @@ from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.config import ConfigError, Settings
 from nwcd.datadir import create_private_file, secure_data_dir
 from nwcd.policy.budget import FeeReserve
-from nwcd.ports import LightningBackend
+from nwcd.ports import LightningBackend, Store
 from nwcd.service.payments import PaymentLimits
 from nwcd.service.pipeline import ServiceSettings
 from nwcd.store.sqlite import SqliteStore
@@ -21,13 +23,65 @@ from nwcd.store.sqlite import SqliteStore
 if TYPE_CHECKING:
     from nwcd.backends.lnd import LndConfig
 
-__all__ = ["open_backend", "open_simulator", "open_store", "service_settings"]
+__all__ = [
+    "lock_for_serving",
+    "open_backend",
+    "open_simulator",
+    "open_store",
+    "service_settings",
+]
 
 
-async def open_store(settings: Settings) -> SqliteStore:
-    """The store in the data dir (dir ``0700``, files ``0600``: it holds wallet keys)."""
-    _prepare(settings, settings.store_path)
-    return await SqliteStore.open(settings.store_path)
+async def open_store(settings: Settings) -> Store:
+    """PostgreSQL when ``[store] url`` is set, else SQLite in the data dir (dir ``0700``,
+    files ``0600``: it holds wallet keys).
+
+    Raises:
+        ConfigError: the database cannot be reached or used (the message names the
+            database without its password).
+    """
+    if settings.store_url is None:
+        _prepare(settings, settings.store_path)
+        return await SqliteStore.open(settings.store_path)
+    try:
+        from nwcd.store.postgres import PostgresStore, describe, redact
+    except ImportError:
+        raise ConfigError(
+            "store.url is PostgreSQL, but its driver is missing: pip install 'nwcd[postgres]'"
+        ) from None
+    try:
+        return await PostgresStore.open(settings.store_url)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot use the store at {redact(settings.store_url)}:"
+            f" {describe(exc, settings.store_url)}"
+        ) from None
+
+
+def lock_for_serving(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """One ``nwcd serve`` per SQLite data dir (an exclusive lock on ``serve.lock``): a
+    second one would take the first one's work over. PostgreSQL needs no lock.
+
+    Raises:
+        ConfigError: another ``nwcd serve`` holds the lock.
+    """
+    if settings.store_url is not None:
+        return contextlib.nullcontext()
+    _prepare(settings, settings.data_dir / "serve.lock")
+    return _exclusive(settings.data_dir / "serve.lock")
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    with path.open("r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another nwcd serve is running on the data dir {path.parent}; several"
+                " instances need a shared store ([store] url = postgresql://...)"
+            ) from None
+        yield
 
 
 async def open_simulator(settings: Settings) -> SimulatedBackend:

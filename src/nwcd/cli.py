@@ -27,25 +27,35 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from nwcd import __version__
 from nwcd.config import ConfigError, Settings, load_settings
 from nwcd.errors import NwcdError
 from nwcd.nip47.uri import ConnectionUri
-from nwcd.nostr.keys import SecretKey
-from nwcd.policy.budget import window_end, window_start
-from nwcd.policy.grants import BudgetPeriod, Connection, describe_methods, expand_methods
-from nwcd.ports import Store
-from nwcd.service.admin import wait_until_listening
+from nwcd.policy.grants import BudgetPeriod, describe_methods, expand_methods
+from nwcd.service.admin import (
+    KEEP,
+    AdminError,
+    Changes,
+    Keep,
+    NewConnection,
+    Usage,
+    create_connection,
+    find_connection,
+    revoke_connection,
+    update_connection,
+    usages,
+)
 
 __all__ = ["main"]
 
 log = logging.getLogger("nwcd")
+T = TypeVar("T")
 
 LISTEN_TIMEOUT = 15.0
 """How long ``connection create`` waits for running services to listen for a new key
@@ -373,33 +383,41 @@ def _setup_logging(verbose: bool) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from nwcd.bootstrap import open_backend, open_store, service_settings
-    from nwcd.service.daemon import DaemonOptions, WalletDaemon
+    from nwcd.bootstrap import lock_for_serving, open_backend, open_store, service_settings
+    from nwcd.service.daemon import DaemonOptions, LeaseLost, WalletDaemon
 
     settings = _settings(args, args.relay)
-    store = await open_store(settings)
-    backend = await open_backend(settings)
-    try:
-        daemon = WalletDaemon(
-            store=store,
-            backend=backend,
-            settings=service_settings(settings),
-            options=DaemonOptions(relays=settings.relays),
-        )
-        running = asyncio.current_task()
-        assert running is not None
-        loop = asyncio.get_running_loop()
-        # SIGTERM/SIGINT: stop taking requests, let payments in flight finish (to a
-        # deadline), then exit; whatever is left open is resolved on the next start.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, running.cancel)
+    with lock_for_serving(settings):
+        store = await open_store(settings)
         try:
-            await daemon.run()
-        except asyncio.CancelledError:
-            log.info("nwcd stopped")
-    finally:
-        await backend.close()
-        await store.close()
+            backend = await open_backend(settings)
+        except BaseException:
+            await store.close()
+            raise
+        try:
+            daemon = WalletDaemon(
+                store=store,
+                backend=backend,
+                settings=service_settings(settings),
+                options=DaemonOptions(relays=settings.relays),
+            )
+            running = asyncio.current_task()
+            assert running is not None
+            loop = asyncio.get_running_loop()
+            # SIGTERM/SIGINT: stop taking requests, let payments in flight finish (to a
+            # deadline), then exit; whatever is left open is resolved on the next start.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, running.cancel)
+            try:
+                await daemon.run()
+            except asyncio.CancelledError:
+                log.info("nwcd stopped")
+            except LeaseLost:
+                # Another instance took this one's work over: a supervisor restarts it.
+                return 1
+        finally:
+            await backend.close()
+            await store.close()
     return 0
 
 
@@ -469,14 +487,9 @@ async def _connection_create(args: argparse.Namespace) -> int:
     if args.qr_png is not None:
         _check_png_target(args.qr_png)
     now = int(time.time())
-    wallet_key = SecretKey.generate()
-    app_secret = SecretKey.generate()  # handed to the app in the URI, never stored
-    connection = Connection(
+    new = NewConnection(
         name=args.name,
-        wallet_key=wallet_key,
-        app_pubkey=app_secret.public_key.hex,
         relays=relays,
-        created_at=now,
         methods=args.methods.methods if args.methods is not None else None,
         max_amount_msat=args.max_amount_msat,
         budget_msat=args.budget_msat,
@@ -484,27 +497,22 @@ async def _connection_create(args: argparse.Namespace) -> int:
         expires_at=_expiry(args, now, settings.timezone()),
         lud16=args.lud16,
     )
-    uri = ConnectionUri(wallet_key.public_key, relays, app_secret, args.lud16).format()
     store = await open_store(settings)
     try:
-        await store.add_connection(connection)
-        # A request sent before the running service listens would be lost: wait for it.
-        behind = await wait_until_listening(
-            store, await store.connections_version(), timeout=LISTEN_TIMEOUT
-        )
-    except ValueError as exc:
-        raise CliError(f"{exc} (see: nwcd connection list)") from None
+        created = await create_connection(store, new, now=now, listen_timeout=LISTEN_TIMEOUT)
     finally:
         await store.close()
-    if behind:
+    if created.behind:
         print(
-            f"warning: {len(behind)} running nwcd serve instance(s) did not confirm within"
-            f" {LISTEN_TIMEOUT:.0f} s that they listen for this connection; requests sent"
-            " before they do may get no answer",
+            f"warning: {len(created.behind)} running nwcd serve instance(s) did not confirm"
+            f" within {LISTEN_TIMEOUT:.0f} s that they listen for this connection; requests"
+            " sent before they do may get no answer",
             file=sys.stderr,
         )
     import segno
 
+    uri = created.uri.format()
+    connection = created.connection
     qr = segno.make(uri, error="m")
     if args.qr_png is not None:
         qr.save(str(args.qr_png), scale=6)
@@ -528,41 +536,7 @@ async def _connection_create(args: argparse.Namespace) -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Usage:
-    """A connection with its budget use in the current window."""
-
-    connection: Connection
-    used_msat: int
-    window_end: int | None
-    now: int
-
-    @property
-    def remaining_msat(self) -> int | None:
-        budget = self.connection.budget_msat
-        return None if budget is None else max(0, budget - self.used_msat)
-
-    @property
-    def state(self) -> str:
-        c = self.connection
-        if c.revoked_at is not None and c.revoked_at <= self.now:
-            return "revoked"
-        if c.expires_at is not None and c.expires_at <= self.now:
-            return "expired"
-        return "active"
-
-
-async def _usage(store: Store, connections: Sequence[Connection], tz: tzinfo) -> list[_Usage]:
-    """Budget used (spent + reserved) in each connection's current window."""
-    now = int(time.time())
-    found = []
-    for c in connections:
-        used = await store.budget_used(c.wallet_pubkey, window_start(now, c.budget_period, tz))
-        found.append(_Usage(c, used, window_end(now, c.budget_period, tz), now))
-    return found
-
-
-def _connection_json(usage: _Usage) -> dict[str, Any]:
+def _connection_json(usage: Usage) -> dict[str, Any]:
     c = usage.connection
     return {
         "name": c.name,
@@ -593,7 +567,7 @@ def _when(stamp: int | None, tz: tzinfo, never: str = "never") -> str:
     return datetime.fromtimestamp(stamp, tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _budget_text(usage: _Usage, tz: tzinfo) -> str:
+def _budget_text(usage: Usage, tz: tzinfo) -> str:
     c = usage.connection
     if c.budget_msat is None:
         return "none"
@@ -616,29 +590,6 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def _find(connections: Sequence[Connection], key: str) -> Connection:
-    """By name, wallet or app pubkey, or a unique pubkey prefix of at least 8 hex digits."""
-    for c in connections:
-        if key == c.name:
-            return c
-    wanted = key.lower()
-    for c in connections:
-        if wanted in (c.wallet_pubkey, c.app_pubkey):
-            return c
-    if len(wanted) >= 8 and all(ch in "0123456789abcdef" for ch in wanted):
-        matches = [
-            c
-            for c in connections
-            if c.wallet_pubkey.startswith(wanted) or c.app_pubkey.startswith(wanted)
-        ]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            names = ", ".join(repr(c.name) for c in matches)
-            raise CliError(f"{key!r} matches several connections ({names}): give more digits")
-    raise CliError(f"no connection named or keyed {key!r} (see: nwcd connection list)")
-
-
 async def _connection_list(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_store
 
@@ -646,13 +597,13 @@ async def _connection_list(args: argparse.Namespace) -> int:
     tz = settings.timezone()
     store = await open_store(settings)
     try:
-        usages = await _usage(store, await store.connections(), tz)
+        found = await usages(store, await store.connections(), tz, now=int(time.time()))
     finally:
         await store.close()
     if args.json:
-        print(json.dumps([_connection_json(u) for u in usages]))
+        print(json.dumps([_connection_json(u) for u in found]))
         return 0
-    if not usages:
+    if not found:
         print("no connections yet: nwcd connection create --name NAME --relay URL")
         return 0
     rows = [
@@ -669,7 +620,7 @@ async def _connection_list(args: argparse.Namespace) -> int:
             "LAST USED",
         ]
     ]
-    for u in usages:
+    for u in found:
         c = u.connection
         rows.append(
             [
@@ -690,7 +641,7 @@ async def _connection_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_connection(usage: _Usage, tz: tzinfo) -> None:
+def _print_connection(usage: Usage, tz: tzinfo) -> None:
     c = usage.connection
     methods = describe_methods(c.methods)
     if c.methods is not None and methods != ",".join(sorted(c.methods)):
@@ -725,7 +676,8 @@ async def _connection_show(args: argparse.Namespace) -> int:
     tz = settings.timezone()
     store = await open_store(settings)
     try:
-        [usage] = await _usage(store, [_find(await store.connections(), args.key)], tz)
+        connection = find_connection(await store.connections(), args.key)
+        [usage] = await usages(store, [connection], tz, now=int(time.time()))
     finally:
         await store.close()
     if args.json:
@@ -752,51 +704,29 @@ _UPDATE_FLAGS = (
 )
 
 
-def _updated(args: argparse.Namespace, old: Connection, now: int, tz: tzinfo) -> Connection:
-    """The connection with the changes the flags ask for."""
-    if not any(getattr(args, flag) not in (None, False, []) for flag in _UPDATE_FLAGS):
-        raise CliError(
-            "nothing to change: give --methods, --max-amount-msat, --budget-msat,"
-            " --budget-period, --expires-in/--expires-at, --relay, --lud16 (or a --no-* option)"
-        )
-    if old.revoked_at is not None:
-        raise CliError(
-            f"connection {old.name!r} is revoked and cannot be changed; create a new one"
-        )
-    new = old
-    if args.name is not None:
-        new = replace(new, name=args.name)
-    if args.relay:
-        new = replace(new, relays=_check_relays(args.relay))
-    if args.methods is not None:
-        new = replace(new, methods=args.methods.methods)
-    if args.no_max_amount:
-        new = replace(new, max_amount_msat=None)
-    elif args.max_amount_msat is not None:
-        new = replace(new, max_amount_msat=args.max_amount_msat)
-    if args.no_budget:
-        if args.budget_period is not None:
-            raise CliError("--budget-period cannot be combined with --no-budget")
-        new = replace(new, budget_msat=None, budget_period=BudgetPeriod.NEVER)
-    else:
-        if args.budget_msat is not None:
-            new = replace(new, budget_msat=args.budget_msat)
-        if args.budget_period is not None:
-            if new.budget_msat is None:
-                raise CliError(
-                    f"connection {old.name!r} has no budget: give --budget-msat with"
-                    " --budget-period"
-                )
-            new = replace(new, budget_period=BudgetPeriod(args.budget_period))
+def _change(remove: bool, value: T | None) -> T | Keep | None:
+    """A ``--no-X`` flag removes (None), a value sets, neither keeps."""
+    return None if remove else KEEP if value is None else value
+
+
+def _changes(args: argparse.Namespace, now: int, tz: tzinfo) -> Changes:
+    """The changes the flags ask for."""
+
+    expires: int | Keep | None = KEEP
     if args.no_expiry:
-        new = replace(new, expires_at=None)
+        expires = None
     elif args.expires_in is not None or args.expires_at is not None:
-        new = replace(new, expires_at=_expiry(args, now, tz))
-    if args.no_lud16:
-        new = replace(new, lud16=None)
-    elif args.lud16 is not None:
-        new = replace(new, lud16=args.lud16)
-    return new
+        expires = _expiry(args, now, tz)
+    return Changes(
+        name=args.name,
+        relays=_check_relays(args.relay) if args.relay else None,
+        methods=args.methods.methods if args.methods is not None else KEEP,
+        max_amount_msat=_change(args.no_max_amount, args.max_amount_msat),
+        budget_msat=_change(args.no_budget, args.budget_msat),
+        budget_period=BudgetPeriod(args.budget_period) if args.budget_period else None,
+        expires_at=expires,
+        lud16=_change(args.no_lud16, args.lud16),
+    )
 
 
 async def _connection_update(args: argparse.Namespace) -> int:
@@ -804,15 +734,11 @@ async def _connection_update(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     tz = settings.timezone()
+    now = int(time.time())
     store = await open_store(settings)
     try:
-        old = _find(await store.connections(), args.key)
-        new = _updated(args, old, int(time.time()), tz)
-        try:
-            await store.save_connection(new)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        [usage] = await _usage(store, [new], tz)
+        old, new = await update_connection(store, args.key, _changes(args, now, tz))
+        [usage] = await usages(store, [new], tz, now=now)
     finally:
         await store.close()
     if args.json:
@@ -834,14 +760,13 @@ async def _connection_revoke(args: argparse.Namespace) -> int:
 
     store = await open_store(_settings(args))
     try:
-        connection = _find(await store.connections(), args.key)
-        if connection.revoked_at is not None:
-            print(f"connection {connection.name!r} was revoked already")
-            return 0
-        await store.save_connection(replace(connection, revoked_at=int(time.time())))
+        connection, already = await revoke_connection(store, args.key, now=int(time.time()))
     finally:
         await store.close()
-    print(f"connection {connection.name!r} revoked (a running service follows within a second)")
+    if already:
+        print(f"connection {connection.name!r} was revoked already")
+    else:
+        print(f"connection {connection.name!r} revoked (a running service follows within a second)")
     return 0
 
 
@@ -998,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(handler(args))
         return 130
-    except (CliError, ConfigError, NwcdError) as exc:
+    except (CliError, ConfigError, NwcdError, AdminError) as exc:
         print(f"nwcd: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `nwcd connection list | head -1`: the reader left

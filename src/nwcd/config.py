@@ -19,6 +19,10 @@ Example ``nwcd.toml``::
     cap_balance_to_budget = false   # true: get_balance answers min(balance, budget left)
                                     # for connections with a budget
 
+    [store]                         # default: SQLite in the data dir (one nwcd serve)
+    url = "postgresql://nwcd@db.example.com:5432/nwcd"   # or NWCD_STORE_URL: several
+                                    # instances share one PostgreSQL database
+
     [backend]
     kind = "simulator"              # the embedded default; or "lnbits", "lnd"
 
@@ -36,6 +40,7 @@ Example ``nwcd.toml``::
     tls_cert = "/home/me/.lnd/tls.cert"   # macaroon = "<hex>" or NWCD_LND_MACAROON also work
 
 Environment: ``NWCD_DATA_DIR``, ``NWCD_CONFIG``, ``NWCD_RELAYS`` (comma-separated),
+``NWCD_STORE_URL``,
 ``NWCD_BACKEND`` (backend kind), ``NWCD_LNBITS_ADMIN_KEY``, ``NWCD_LND_MACAROON``.
 """
 
@@ -106,6 +111,7 @@ class Settings:
     service: Mapping[str, Any] = field(default_factory=dict)
     backend_kind: str = "simulator"
     backend: Mapping[str, Any] = field(default_factory=dict)
+    store_url: str | None = field(default=None, repr=False)  # may hold a password
 
     @property
     def store_path(self) -> Path:
@@ -156,7 +162,16 @@ def load_settings(
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    _check_keys(data, {"data_dir", "relays", "service", "backend"}, "config")
+    _check_keys(data, {"data_dir", "relays", "service", "backend", "store"}, "config")
+    store = data.get("store", {})
+    if not isinstance(store, dict):
+        raise ConfigError("store must be a table")
+    _check_keys(store, {"url"}, "store")
+    store_url = env.get("NWCD_STORE_URL") or store.get("url")
+    postgres = isinstance(store_url, str) and store_url.startswith(("postgresql://", "postgres://"))
+    if store_url is not None and not postgres:
+        # The value itself is never shown: it may hold a password.
+        raise ConfigError("store.url must be a postgresql:// URL (or unset for SQLite)")
     service = data.get("service", {})
     if not isinstance(service, dict):
         raise ConfigError("service must be a table")
@@ -212,6 +227,7 @@ def load_settings(
         service=service,
         backend_kind=kind,
         backend=backend_table,
+        store_url=store_url or None,
     )
     settings.timezone()  # validate early
     return settings

@@ -14,7 +14,7 @@ Expected payment outcomes are values, not exceptions:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -27,12 +27,14 @@ from nwcd.policy.grants import Connection
 
 __all__ = [
     "NOT_FOUND",
+    "Claim",
     "ConnectionStore",
     "Failed",
     "InstanceRecord",
     "InstanceRegistry",
     "InvoiceBook",
     "LightningBackend",
+    "Orphans",
     "PaymentIntent",
     "PaymentLedger",
     "PaymentOutcome",
@@ -226,8 +228,36 @@ class InstanceRecord:
     listening_version: int
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of claiming a request: ``won``, else who holds it and since when."""
+
+    won: bool
+    owner: str
+    received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Orphans:
+    """Open work taken over from instances that stopped: requests never started, batches
+    started but not finished (with the items already handled), payments whose outcome
+    is not known, and responses stored but never delivered."""
+
+    unanswered: list[RequestRecord] = field(default_factory=list)
+    unfinished: list[tuple[RequestRecord, set[int]]] = field(default_factory=list)
+    unresolved: list[PaymentRecord] = field(default_factory=list)
+    undelivered: list[Event] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.unanswered or self.unfinished or self.unresolved or self.undelivered)
+
+
 class ConnectionStore(Protocol):
     """Connections (one per app), and a version that changes with any of them."""
+
+    def connection_changes(self, poll_interval: float) -> AsyncIterator[int]:
+        """The connections version now, then each time it changes (from any process)."""
+        ...
 
     async def add_connection(self, connection: Connection) -> None:
         """Store a new connection; ``ValueError`` if its name is taken."""
@@ -245,34 +275,26 @@ class ConnectionStore(Protocol):
 class RequestJournal(Protocol):
     """Request claims (the idempotency key) and their signed responses (the outbox).
 
-    A response is stored before it is published and marked published once a
-    relay took it, so one stored but never published (the process died in
-    between) is found and sent on the next start.
+    A request belongs to the instance that claimed it (its *owner*), which
+    answers it. A response is stored before it is published and marked
+    published once a relay took it, so one stored but never published (the
+    owner died in between) is found and sent by whoever takes the work over.
     """
 
-    async def claim(self, record: RequestRecord) -> bool:
-        """Claim a request event id; False if it was claimed before."""
+    async def claim(self, record: RequestRecord, owner: str) -> Claim:
+        """Claim a request event id for ``owner``; if it was claimed before, who holds it."""
         ...
 
     async def request(self, event_id: str) -> RequestRecord | None: ...
-    async def unanswered_requests(self) -> list[RequestRecord]:
-        """Claimed requests with neither a payment nor a response (never started)."""
+    async def mark_done(self, request_id: str) -> None:
+        """Every item of the request is answered."""
         ...
 
-    async def unfinished_requests(self) -> list[tuple[RequestRecord, set[int]]]:
-        """Started but not done, with the item indexes already handled."""
-        ...
-
-    async def mark_done(self, request_id: str) -> None: ...
     async def save_responses(
         self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
     ) -> None: ...
     async def responses_for(self, request_id: str) -> list[Event]: ...
     async def mark_published(self, response_ids: Sequence[str]) -> None: ...
-    async def unpublished_responses(self) -> list[Event]:
-        """Stored responses no relay is known to have taken, oldest first."""
-        ...
-
     async def prune(self, *, before: int) -> int:
         """Forget requests that moved no money, dated (and received) before ``before``,
         with their responses; returns how many requests were removed."""
@@ -315,7 +337,6 @@ class PaymentLedger(Protocol):
         self, wallet_pubkey: str, payment_hashes: Sequence[str]
     ) -> dict[str, PaymentRecord]: ...
     async def payment(self, payment_id: int) -> PaymentRecord | None: ...
-    async def unresolved_payments(self) -> list[PaymentRecord]: ...
 
 
 class InvoiceBook(Protocol):
@@ -324,13 +345,22 @@ class InvoiceBook(Protocol):
     async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None: ...
     async def invoice_owner(self, payment_hash: str) -> str | None: ...
     async def owned_hashes(self, wallet_pubkey: str) -> set[str]: ...
+    async def claim_settlement(self, payment_hash: str) -> bool:
+        """Claim the notification of an invoice's settlement: True once, for one instance."""
+        ...
 
 
 class InstanceRegistry(Protocol):
-    """Running service instances, their leases and what they listen for."""
+    """Running service instances: their leases, what they listen for, and the work of the
+    ones that stopped."""
 
-    async def heartbeat(self, instance: InstanceRecord) -> None:
-        """Register or renew an instance."""
+    async def register(self, instance: InstanceRecord) -> None:
+        """A new instance starts."""
+        ...
+
+    async def heartbeat(self, instance: InstanceRecord) -> bool:
+        """Renew an instance's lease and listening version; False if it is gone (another
+        instance found its lease expired and took its work over: it must stop)."""
         ...
 
     async def retire(self, instance_id: str) -> None:
@@ -341,11 +371,26 @@ class InstanceRegistry(Protocol):
         """Instances whose lease has not expired at ``now``."""
         ...
 
+    async def take_over(self, owner: str, now: int, *, everyone_else: bool = False) -> Orphans:
+        """Make ``owner`` the owner of the open work of instances whose lease has expired
+        (with ``everyone_else``: of every other instance), retire them, and return it.
+
+        One transaction, compare-and-set on each request's owner: of instances taking
+        over at once, each request goes to exactly one.
+        """
+        ...
+
 
 class Store(
     ConnectionStore, RequestJournal, PaymentLedger, InvoiceBook, InstanceRegistry, Protocol
 ):
     """Every concern in one durable store (one adapter implements them all, since some
-    writes span two: a payment settles together with its stored response)."""
+    writes span two: a payment settles together with its stored response).
+
+    ``shared``: several ``nwcd serve`` instances may use the store at once; if not,
+    the one running takes over every other instance's work at start.
+    """
+
+    shared: bool
 
     async def close(self) -> None: ...

@@ -58,6 +58,7 @@ class ChaosApp:
         self._pool = RelayPool(uri.relays)
         self._subscription: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._publishing: set[asyncio.Task[Any]] = set()
 
     @property
     def wallet_pubkey(self) -> str:
@@ -84,7 +85,7 @@ class ChaosApp:
         return self.resend_after is None
 
     async def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._publishing]:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -128,9 +129,12 @@ class ChaosApp:
         await self._publish(event)
 
     async def _publish(self, event: Event) -> None:
-        # Never wait for OKs: nostr-rs-relay sends none for ephemeral kinds. A relay that is
-        # down gets it from the pool on reconnect.
-        await self._pool.publish(event, timeout=0.01, relays=self.publish_to)
+        # Never wait for OKs (nostr-rs-relay sends none for ephemeral kinds), but let the
+        # pool wait for them in the background, so it stops re-sending what relays took.
+        # A relay that is down gets the event from the pool on reconnect.
+        task = asyncio.create_task(self._pool.publish(event, timeout=5, relays=self.publish_to))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
 
     def unanswered(self) -> list[SentRequest]:
         return [r for r in self.requests.values() if not r.answered]

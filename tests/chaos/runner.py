@@ -41,6 +41,7 @@ from typing import Any
 
 from nwcd.backends.simulator import OutageMode, SimInvoice, SimulatedBackend, SimulatorConfig
 from nwcd.nip47.uri import ConnectionUri
+from nwcd.ports import PaymentRecord
 from nwcd.relay.server import LocalRelay
 from nwcd.store.sqlite import SqliteStore
 from tests.chaos.apps import ChaosApp
@@ -436,9 +437,11 @@ class Chaos:
         never_received = await self.never_received(patient)
         store = await SqliteStore.open(self.data_dir / "nwcd.sqlite")
         try:
-            undelivered = [event.id for event in await store.unpublished_responses()]
-            open_requests = [r.event_id for r in await store.unanswered_requests()]
-            open_requests += [r.event_id for r, _ in await store.unfinished_requests()]
+            # The service stopped: whatever work it left open is an orphan now.
+            left = await store.take_over("judge", int(time.time()), everyone_else=True)
+            undelivered = [event.id for event in left.undelivered]
+            open_requests = [r.event_id for r in left.unanswered]
+            open_requests += [r.event_id for r, _ in left.unfinished]
             ledger: list[LedgerPayment] = []
             for app in self.apps:
                 hashes = [
@@ -448,28 +451,7 @@ class Chaos:
                     if item.payment_hash
                 ]
                 found = await store.payments_by_hashes(app.wallet_pubkey, hashes)
-                ledger += [
-                    LedgerPayment(
-                        p.wallet_pubkey,
-                        p.intent.payment_hash,
-                        p.state.value,
-                        p.preimage,
-                        p.intent.amount_msat,
-                        p.fee_msat,
-                    )
-                    for p in found.values()
-                ]
-            ledger += [
-                LedgerPayment(
-                    p.wallet_pubkey,
-                    p.intent.payment_hash,
-                    p.state.value,
-                    p.preimage,
-                    p.intent.amount_msat,
-                    p.fee_msat,
-                )
-                for p in await store.unresolved_payments()
-            ]
+                ledger += [ledger_payment(p) for p in found.values()]
         finally:
             await store.close()
         attempts = [Attempt(a.payment_hash, a.result) for a in await self.sim.attempts()]
@@ -512,6 +494,13 @@ class Chaos:
         if t.kills < self.plan.min_kills:
             report.violations.append(f"only {t.kills} kills (at least {self.plan.min_kills})")
         return report
+
+
+def ledger_payment(p: PaymentRecord) -> LedgerPayment:
+    return LedgerPayment(
+        p.wallet_pubkey, p.intent.payment_hash, p.state.value, p.preimage,
+        p.intent.amount_msat, p.fee_msat,
+    )  # fmt: skip
 
 
 async def run(plan: ChaosPlan, workdir: Path) -> tuple[Report, dict[str, Any]]:

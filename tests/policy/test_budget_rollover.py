@@ -120,7 +120,8 @@ class BudgetLedger(RuleBasedStateMachine):
         request_id = f"{number:064x}"
         store = self.stores[which]
         await store.claim(
-            RequestRecord(request_id, WALLET, "ab" * 32, "nip44_v2", "{}", self.now, self.now)
+            RequestRecord(request_id, WALLET, "ab" * 32, "nip44_v2", "{}", self.now, self.now),
+            "model",
         )
         intents = [
             PaymentIntent(i, "multi_pay_invoice", f"i{i}", f"{number:048x}{i:016x}", None, a, r)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -205,7 +206,8 @@ async def test_recovery_answers_batch_items_left_unanswered(
                 json.dumps(request.to_json()),
                 request.created_at,
                 request.created_at,
-            )
+            ),
+            "a-process-that-died",
         )
         intent = PaymentIntent(
             0, "multi_pay_invoice", "good", good.payment_hash, good.invoice, 5_000, 10_000
@@ -231,4 +233,9 @@ async def test_recovery_answers_batch_items_left_unanswered(
         assert by_d["bad"].error is not None
         assert "invalid invoice" in by_d["bad"].error.message
         assert await wallet.backend.get_balance() == 100_000_000_000
-        assert await wallet.store.unfinished_requests() == []
+        db = sqlite3.connect(tmp_path / "nwcd.sqlite")
+        try:
+            [(done,)] = db.execute("SELECT done FROM requests WHERE event_id = ?", (request.id,))
+        finally:
+            db.close()
+        assert done == 1  # the batch was marked done: nothing is left for a later start

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,15 @@ async def until(
             await asyncio.sleep(0.05)
 
 
+async def unpublished(data_dir: Path) -> list[str]:
+    """Ids of responses the store holds as not delivered (read beside the service)."""
+    db = sqlite3.connect(data_dir / "nwcd.sqlite")
+    try:
+        return [row[0] for row in db.execute("SELECT event_id FROM responses WHERE published = 0")]
+    finally:
+        db.close()
+
+
 def record_of(request: Event, uri: ConnectionUri) -> RequestRecord:
     return RequestRecord(
         request.id,
@@ -59,7 +69,7 @@ async def test_a_response_stored_but_never_published_is_published_on_start(
             app = RawApp(uri, pool)
             request = app.request("get_balance")
             # What a process killed between storing and publishing left behind.
-            await wallet.store.claim(record_of(request, uri))
+            await wallet.store.claim(record_of(request, uri), "a-process-that-died")
             plaintext = encode_response("get_balance", result={"balance": 21})
             answer = sign_event(
                 connection.wallet_key,
@@ -80,7 +90,7 @@ async def test_a_response_stored_but_never_published_is_published_on_start(
             assert event.id == answer.id
             assert response.result == {"balance": 21}
             # Delivered, so marked: the next start does not send it again.
-            await until(lambda: wallet.store.unpublished_responses(), lambda got: not got)
+            await until(lambda: unpublished(tmp_path), lambda got: not got)
 
 
 async def test_an_app_re_sending_its_request_soon_gets_the_stored_answers(

@@ -10,14 +10,18 @@ Adding an adapter is one line in ``ADAPTERS``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from nwcd.ports import Store
+from nwcd.store.postgres import PostgresStore
 from nwcd.store.sqlite import SqliteStore
+from tests.support.postgres import PostgresServer
 
 Opener = Callable[[Path], Awaitable[Store]]
 """Open (creating and migrating) the adapter's database belonging to a folder."""
@@ -30,15 +34,31 @@ async def open_sqlite(folder: Path) -> Store:
     return await SqliteStore.open(folder / "store.sqlite")
 
 
-ADAPTERS: dict[str, Opener] = {
-    "sqlite": open_sqlite,
+def postgres_opener(server: PostgresServer) -> Opener:
+    """One schema per folder in the session's PostgreSQL server."""
+
+    async def open_postgres(folder: Path) -> Store:
+        schema = "t" + hashlib.sha256(str(folder).encode()).hexdigest()[:20]
+        admin = await asyncpg.connect(server.url())
+        try:
+            await admin.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        finally:
+            await admin.close()
+        return await PostgresStore.open(server.url(schema), min_size=1, max_size=4)
+
+    return open_postgres
+
+
+ADAPTERS: dict[str, Callable[[pytest.FixtureRequest], Opener]] = {
+    "sqlite": lambda _: open_sqlite,
+    "postgres": lambda request: postgres_opener(request.getfixturevalue("postgres_server")),
 }
 
 
 @pytest.fixture(scope="session", params=list(ADAPTERS), ids=list(ADAPTERS))
 def adapter(request: pytest.FixtureRequest) -> Opener:
     """The opener of the adapter under test (session-scoped: usable from hypothesis tests)."""
-    return ADAPTERS[request.param]
+    return ADAPTERS[request.param](request)
 
 
 @pytest.fixture

@@ -1,7 +1,13 @@
-"""Builders shared by the store tests: connections, requests, payment intents, responses.
+"""Builders shared by the store tests: connections, requests, payment intents, responses,
+instances, and the open work a store hands over.
 
 Every helper talks to a store through the ports of :mod:`nwcd.ports` only, so the
 contract suites run them unchanged on every adapter.
+
+Requests are claimed by :data:`OWNER` unless a test says otherwise: an instance id with
+no ``instances`` row, i.e. an owner that is not live, whose open work any other owner's
+``take_over`` adopts. :func:`open_work` is that: what a newly started instance would
+find left to do (it replaces the old ``unanswered_requests`` & co.).
 """
 
 from __future__ import annotations
@@ -14,23 +20,35 @@ from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import SecretKey
 from nwcd.policy.authorize import Deny
 from nwcd.policy.grants import Connection
-from nwcd.ports import PaymentIntent, PaymentRecord, RequestRecord, Reserved, Store
+from nwcd.ports import (
+    InstanceRecord,
+    Orphans,
+    PaymentIntent,
+    PaymentRecord,
+    RequestRecord,
+    Reserved,
+    Store,
+)
 
 __all__ = [
     "APP",
     "NOW",
     "OTHER_WALLET",
+    "OWNER",
     "WALLET",
     "WALLET_KEY",
     "claimed",
     "connection",
     "hash_of",
+    "instance",
     "intent",
+    "open_work",
     "request_record",
     "reserve",
     "reserve_one",
     "response_event",
     "stored",
+    "unfinished_by_id",
 ]
 
 WALLET_KEY = SecretKey.generate()
@@ -38,6 +56,8 @@ WALLET = WALLET_KEY.public_key.hex
 OTHER_WALLET = SecretKey.generate().public_key.hex
 APP = "ab" * 32
 NOW = 1_700_000_000
+OWNER = "instance-under-test"
+"""The default owner of claimed requests: never registered, so never live."""
 _ids = itertools.count()
 
 
@@ -79,11 +99,18 @@ def request_record(
 
 
 async def claimed(
-    store: Store, wallet: str = WALLET, *, received_at: int = NOW, created_at: int = NOW
+    store: Store,
+    wallet: str = WALLET,
+    *,
+    received_at: int = NOW,
+    created_at: int = NOW,
+    owner: str = OWNER,
 ) -> str:
-    """A freshly claimed request id (payments and responses refer to one)."""
+    """A request id freshly claimed by ``owner`` (payments and responses refer to one)."""
     record = request_record(wallet, received_at=received_at, created_at=created_at)
-    assert await store.claim(record)
+    claim = await store.claim(record, owner)
+    assert claim.won, claim
+    assert (claim.owner, claim.received_at) == (owner, received_at)
     return record.event_id
 
 
@@ -95,9 +122,10 @@ async def reserve(
     window_start: int = 0,
     now: int = NOW,
     wallet: str = WALLET,
+    owner: str = OWNER,
 ) -> list[Reserved | Deny]:
-    """Reserve ``intents`` as one freshly claimed request."""
-    request_id = await claimed(store, wallet)
+    """Reserve ``intents`` as one request freshly claimed by ``owner``."""
+    request_id = await claimed(store, wallet, owner=owner)
     return await store.reserve(
         request_id, wallet, intents, budget_msat=budget, window_start=window_start, now=now
     )
@@ -134,3 +162,28 @@ def response_event(request_id: str, content: str = "sealed", created_at: int = N
         tags=[["p", APP], ["e", request_id]],
         created_at=created_at,
     )
+
+
+def instance(name: str, started_at: int, lease: int = 30, version: int = 0) -> InstanceRecord:
+    """An instance that beat at ``started_at``, live until ``started_at + lease`` (excluded)."""
+    return InstanceRecord(
+        instance_id=name,
+        started_at=started_at,
+        heartbeat_at=started_at,
+        lease_expires_at=started_at + lease,
+        listening_version=version,
+    )
+
+
+async def open_work(store: Store, now: int = NOW) -> Orphans:
+    """The open work of every request whose owner is not live, as a newly started instance
+    (a fresh owner id, never registered) takes it over.
+
+    The fresh owner is not live either, so the next call adopts the same work again:
+    a test may look as often as it likes.
+    """
+    return await store.take_over(f"fresh-{next(_ids)}", now)
+
+
+def unfinished_by_id(orphans: Orphans) -> dict[str, tuple[RequestRecord, set[int]]]:
+    return {record.event_id: (record, handled) for record, handled in orphans.unfinished}

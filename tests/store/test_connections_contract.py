@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from nwcd.policy.grants import BudgetPeriod
 from nwcd.ports import Store
+from tests.store.conftest import SharedStores
 from tests.store.helpers import NOW, connection
 
 
@@ -100,3 +104,73 @@ async def test_a_failing_write_does_not_undo_concurrent_ones(store: Store) -> No
     assert list(outcomes[1:]) == [None, None]
     assert await store.connections() == [replace(taken, last_used_at=NOW + 7), fresh]
     assert await store.connections_version() == 2
+
+
+# -- changes from any process -------------------------------------------------------------------
+
+POLL = 0.05
+SEEN_WITHIN = 2.0  # many poll intervals: the machine may be busy
+
+
+@asynccontextmanager
+async def watching(store: Store) -> AsyncIterator[AsyncIterator[int]]:
+    """``store.connection_changes``, closed afterwards (the port promises only an
+    ``AsyncIterator``; an async generator has ``aclose``)."""
+    changes = store.connection_changes(POLL)
+    try:
+        yield changes
+    finally:
+        aclose = getattr(changes, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def test_connection_changes_start_with_the_current_version(store: Store) -> None:
+    await store.add_connection(connection("one"))
+    await store.add_connection(connection("two", created_at=NOW + 1))
+    async with watching(store) as changes, asyncio.timeout(SEEN_WITHIN):
+        assert await anext(changes) == 2
+
+
+async def test_connection_changes_of_a_fresh_store_start_at_zero(store: Store) -> None:
+    async with watching(store) as changes, asyncio.timeout(SEEN_WITHIN):
+        assert await anext(changes) == 0
+
+
+async def test_connection_changes_wait_for_a_change(store: Store) -> None:
+    async with watching(store) as changes:
+        async with asyncio.timeout(SEEN_WITHIN):
+            assert await anext(changes) == 0
+        pending = asyncio.ensure_future(anext(changes))
+        try:
+            await asyncio.sleep(5 * POLL)
+            assert not pending.done()  # nothing changed: nothing to say
+            conn = connection()
+            await store.add_connection(conn)
+            async with asyncio.timeout(SEEN_WITHIN):
+                assert await pending == 1
+        finally:  # a failure above leaves it waiting: stop it before closing the iterator
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        await store.touch_connection(conn.wallet_pubkey, NOW + 1)  # not a change
+        await store.save_connection(replace(conn, budget_msat=7))
+        async with asyncio.timeout(SEEN_WITHIN):
+            assert await anext(changes) == 2
+
+
+async def test_connection_changes_from_another_store_are_seen(
+    shared_stores: SharedStores, tmp_path: Path
+) -> None:
+    async with shared_stores(tmp_path, 2) as (watcher, editor):
+        await editor.add_connection(connection("before"))
+        async with watching(watcher) as changes:
+            async with asyncio.timeout(SEEN_WITHIN):
+                assert await anext(changes) == 1
+            first = connection("first", created_at=NOW + 1)
+            await editor.add_connection(first)
+            async with asyncio.timeout(SEEN_WITHIN):
+                assert await anext(changes) == 2
+            await editor.save_connection(replace(first, revoked_at=NOW + 2))
+            async with asyncio.timeout(SEEN_WITHIN):
+                assert await anext(changes) == 3
+            assert [c.name for c in await watcher.connections()] == ["before", "first"]

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 from nwcd.nostr.event import Event
-from nwcd.ports import PaymentState, Reserved, Store
+from nwcd.ports import Claim, PaymentState, Reserved, Store
+from tests.store.conftest import SharedStores
 from tests.store.helpers import (
     APP,
     NOW,
+    OWNER,
     WALLET,
     claimed,
     intent,
+    open_work,
     request_record,
     response_event,
+    unfinished_by_id,
 )
 
 # -- claims -------------------------------------------------------------------------------------
@@ -22,35 +28,74 @@ from tests.store.helpers import (
 async def test_claim_is_idempotent(store: Store) -> None:
     record = request_record(received_at=NOW, created_at=NOW - 30)
     record = replace(record, scheme="nip04", event_json='{"id": "x"}')
-    assert await store.claim(record) is True
-    assert await store.claim(record) is False
-    assert await store.claim(replace(record, received_at=NOW + 1)) is False
-    assert await store.claim(replace(record, created_at=NOW + 1)) is False
+    held = Claim(False, OWNER, NOW)
+    assert await store.claim(record, OWNER) == Claim(True, OWNER, NOW)
+    assert await store.claim(record, OWNER) == held
+    assert await store.claim(replace(record, received_at=NOW + 1), OWNER) == held
+    assert await store.claim(replace(record, created_at=NOW + 1), OWNER) == held
     assert await store.request(record.event_id) == record  # the first claim is kept
     assert await store.request("ff" * 32) is None
 
 
+async def test_a_second_claim_reports_the_first_owner_and_when(store: Store) -> None:
+    record = request_record(received_at=NOW + 3)
+    assert await store.claim(record, "first") == Claim(True, "first", NOW + 3)
+    later = replace(record, received_at=NOW + 9)
+    assert await store.claim(later, "second") == Claim(False, "first", NOW + 3)
+    assert await store.claim(later, "first") == Claim(False, "first", NOW + 3)
+    assert await store.request(record.event_id) == record
+    # Another request is claimed on its own.
+    other = request_record(received_at=NOW + 4)
+    assert await store.claim(other, "second") == Claim(True, "second", NOW + 4)
+
+
+async def test_concurrent_claims_from_several_stores_have_one_winner(
+    shared_stores: SharedStores, tmp_path: Path
+) -> None:
+    async with shared_stores(tmp_path, 4) as stores:
+        for _ in range(10):
+            record = request_record()
+            owners = [f"instance{i}" for i in range(len(stores))]
+            claims = await asyncio.gather(
+                *(
+                    store.claim(replace(record, received_at=NOW + i), owner)
+                    for i, (store, owner) in enumerate(zip(stores, owners, strict=True))
+                )
+            )
+            winners = [c for c in claims if c.won]
+            assert len(winners) == 1, claims
+            [winner] = winners
+            assert winner.owner in owners
+            # Everyone is told who holds it, and since when (the winner's own received_at).
+            assert {(c.owner, c.received_at) for c in claims} == {
+                (winner.owner, winner.received_at)
+            }
+            assert winner.received_at == NOW + owners.index(winner.owner)
+            loaded = await stores[0].request(record.event_id)
+            assert loaded == replace(record, received_at=winner.received_at)
+
+
 async def test_request_keeps_the_events_own_created_at(store: Store) -> None:
     record = request_record(received_at=NOW, created_at=NOW - 3600)
-    assert await store.claim(record)
+    assert (await store.claim(record, OWNER)).won
     loaded = await store.request(record.event_id)
     assert loaded is not None
     assert (loaded.received_at, loaded.created_at) == (NOW, NOW - 3600)
     assert (loaded.wallet_pubkey, loaded.app_pubkey) == (WALLET, APP)
 
 
-async def test_unanswered_requests(store: Store) -> None:
+async def test_a_request_never_started_is_unanswered(store: Store) -> None:
     bare = await claimed(store)
     answered = await claimed(store)
     await store.save_responses(answered, [(None, response_event(answered))], now=NOW)
     with_payment = await claimed(store)
     await store.reserve(with_payment, WALLET, [intent()], budget_msat=None, window_start=0, now=NOW)
-    unanswered = await store.unanswered_requests()
+    unanswered = (await open_work(store)).unanswered
     assert [r.event_id for r in unanswered] == [bare]
     assert unanswered == [await store.request(bare)]
 
 
-async def test_unfinished_requests_list_handled_items_until_done(store: Store) -> None:
+async def test_started_requests_are_unfinished_with_handled_items_until_done(store: Store) -> None:
     bare = await claimed(store)
     started = await claimed(store)
     reserved = await store.reserve(
@@ -65,19 +110,18 @@ async def test_unfinished_requests_list_handled_items_until_done(store: Store) -
     answered = await claimed(store)
     await store.save_responses(answered, [(None, response_event(answered))], now=NOW)
 
-    unfinished = {
-        record.event_id: (record, handled) for record, handled in await store.unfinished_requests()
-    }
+    work = await open_work(store)
+    unfinished = unfinished_by_id(work)
     assert set(unfinished) == {started, answered}  # never started: unanswered, not unfinished
     assert unfinished[started] == (await store.request(started), {0, 1, 2})
     assert unfinished[answered][1] == set()  # a whole-request response has no item
-    assert [r.event_id for r in await store.unanswered_requests()] == [bare]
+    assert [r.event_id for r in work.unanswered] == [bare]
 
     await store.mark_done(started)
-    assert [r.event_id for r, _ in await store.unfinished_requests()] == [answered]
+    assert [r.event_id for r, _ in (await open_work(store)).unfinished] == [answered]
     await store.mark_done(answered)
     await store.mark_done("ff" * 32)  # unknown: harmless
-    assert await store.unfinished_requests() == []
+    assert (await open_work(store)).unfinished == []
 
 
 # -- responses ----------------------------------------------------------------------------------
@@ -89,8 +133,9 @@ async def test_save_responses_keeps_order_and_ignores_duplicates(store: Store) -
     await store.save_responses(request_id, [(0, first), (1, second)], now=NOW)
     await store.save_responses(request_id, [(0, first)], now=NOW + 1)
     assert await store.responses_for(request_id) == [first, second]
-    assert await store.unpublished_responses() == [first, second]  # the duplicate is ignored
-    [(_, handled)] = await store.unfinished_requests()
+    work = await open_work(store)
+    assert work.undelivered == [first, second]  # the duplicate is ignored
+    [(_, handled)] = work.unfinished
     assert handled == {0, 1}
     assert await store.responses_for(await claimed(store)) == []
 
@@ -100,13 +145,14 @@ async def test_whole_request_response_has_no_item(store: Store) -> None:
     event = response_event(request_id)
     await store.save_responses(request_id, [(None, event)], now=NOW)
     assert await store.responses_for(request_id) == [event]
-    [(record, handled)] = await store.unfinished_requests()
+    work = await open_work(store)
+    [(record, handled)] = work.unfinished
     assert record.event_id == request_id
     assert handled == set()
-    assert await store.unanswered_requests() == []
+    assert work.unanswered == []
 
 
-async def test_unpublished_responses_oldest_first_until_marked_published(store: Store) -> None:
+async def test_undelivered_responses_oldest_first_until_marked_published(store: Store) -> None:
     a, b, c = [await claimed(store) for _ in range(3)]
     a_one, a_two = response_event(a, "a1"), response_event(a, "a2")
     c_one = response_event(c, "c1")
@@ -126,20 +172,20 @@ async def test_unpublished_responses_oldest_first_until_marked_published(store: 
         response=(b, 0, b_one),
     )
     await store.save_responses(c, [(None, c_one)], now=NOW + 3)
-    assert await store.unpublished_responses() == [b_one, a_one, a_two, c_one]
+    assert (await open_work(store)).undelivered == [b_one, a_one, a_two, c_one]
 
     await store.mark_published([a_one.id, b_one.id])
-    assert await store.unpublished_responses() == [a_two, c_one]
+    assert (await open_work(store)).undelivered == [a_two, c_one]
     # Published responses stay stored (a duplicate request is answered from them).
     assert await store.responses_for(a) == [a_one, a_two]
     assert await store.responses_for(b) == [b_one]
 
     # Saving a published response again does not queue it again.
     await store.save_responses(a, [(0, a_one)], now=NOW + 4)
-    assert await store.unpublished_responses() == [a_two, c_one]
+    assert (await open_work(store)).undelivered == [a_two, c_one]
 
     await store.mark_published([a_two.id, c_one.id, a_one.id])
-    assert await store.unpublished_responses() == []
+    assert (await open_work(store)).undelivered == []
 
 
 async def test_mark_published_of_unknown_ids_is_harmless(store: Store) -> None:
@@ -148,11 +194,11 @@ async def test_mark_published_of_unknown_ids_is_harmless(store: Store) -> None:
     await store.save_responses(request_id, [(None, event)], now=NOW)
     await store.mark_published([])
     await store.mark_published(["ff" * 32, "00" * 32])
-    assert await store.unpublished_responses() == [event]
+    assert (await open_work(store)).undelivered == [event]
     await store.mark_published([event.id, "ff" * 32])
-    assert await store.unpublished_responses() == []
+    assert (await open_work(store)).undelivered == []
     await store.mark_published([event.id])  # twice: harmless
-    assert await store.unpublished_responses() == []
+    assert (await open_work(store)).undelivered == []
     assert await store.responses_for(request_id) == [event]
 
 
@@ -207,10 +253,11 @@ async def test_prune_forgets_old_requests_that_moved_no_money(store: Store) -> N
         assert await store.request(request_id) is not None
         expected = [responses[request_id]] if request_id in responses else []
         assert await store.responses_for(request_id) == expected
-    assert await store.unpublished_responses() == [
+    work = await open_work(store)
+    assert work.undelivered == [
         responses[r] for r in (received_late, created_late, new, with_failed_payment)
     ]
-    assert [r.event_id for r in await store.unanswered_requests()] == []
+    assert work.unanswered == []
     assert await store.payment(payments[0]) is not None
     assert await store.payment(payments[1]) is not None
 
@@ -219,14 +266,14 @@ async def test_prune_forgets_old_requests_that_moved_no_money(store: Store) -> N
 
 async def test_a_pruned_request_can_be_claimed_again(store: Store) -> None:
     record = request_record(received_at=NOW - 10, created_at=NOW - 10)
-    assert await store.claim(record)
+    assert (await store.claim(record, "before")).won
     await store.save_responses(record.event_id, [(None, response_event(record.event_id))], now=NOW)
     assert await store.prune(before=NOW) == 1
     again = replace(record, received_at=NOW + 1)
-    assert await store.claim(again) is True
+    assert await store.claim(again, "after") == Claim(True, "after", NOW + 1)
     assert await store.request(record.event_id) == again
     assert await store.responses_for(record.event_id) == []
-    assert await store.unanswered_requests() == [again]
+    assert (await open_work(store)).unanswered == [again]
 
 
 async def test_prune_of_an_empty_store_removes_nothing(store: Store) -> None:

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nwcd.errors import ErrorCode
+from nwcd.nostr.keys import SecretKey
 from nwcd.policy.admission import budget_cost
 from nwcd.policy.authorize import Deny
 from nwcd.ports import PaymentIntent, PaymentState, Reserved, Store
@@ -29,6 +30,7 @@ from tests.store.helpers import (
     claimed,
     hash_of,
     intent,
+    open_work,
     reserve,
     reserve_one,
     response_event,
@@ -82,7 +84,7 @@ async def test_reserve_checks_each_item_in_order_against_the_running_total(
     assert all(p.state is PaymentState.RESERVED for p in payments)
     assert all((p.request_id, p.wallet_pubkey) == (request_id, WALLET) for p in payments)
     # Denied items leave no payment behind.
-    assert [p.id for p in await store.unresolved_payments()] == [
+    assert [p.id for p in (await open_work(store)).unresolved] == [
         first.payment_id,
         second.payment_id,
     ]
@@ -286,7 +288,7 @@ async def test_mark_in_flight_only_moves_reserved_payments(store: Store) -> None
     assert await store.payment(10**9) is None
 
 
-async def test_unresolved_payments(store: Store) -> None:
+async def test_open_payments_are_unresolved(store: Store) -> None:
     reserved = (await reserve_one(store)).payment_id
     in_flight = (await reserve_one(store)).payment_id
     unknown = (await reserve_one(store)).payment_id
@@ -296,7 +298,7 @@ async def test_unresolved_payments(store: Store) -> None:
     await store.settle(unknown, PaymentState.UNKNOWN, now=NOW)
     await store.settle(succeeded, PaymentState.SUCCEEDED, now=NOW, preimage="aa" * 32, fee_msat=0)
     await store.settle(failed, PaymentState.FAILED, now=NOW)
-    unresolved = await store.unresolved_payments()
+    unresolved = (await open_work(store)).unresolved
     assert [p.id for p in unresolved] == [reserved, in_flight, unknown]
     assert [p.state for p in unresolved] == [
         PaymentState.RESERVED,
@@ -310,7 +312,7 @@ async def test_an_unknown_payment_can_still_settle(store: Store) -> None:
     assert await store.settle(payment, PaymentState.UNKNOWN, now=NOW)
     assert await store.settle(payment, PaymentState.SUCCEEDED, now=NOW, preimage="ab" * 32)
     assert (await stored(store, payment)).state is PaymentState.SUCCEEDED
-    assert await store.unresolved_payments() == []
+    assert (await open_work(store)).unresolved == []
 
 
 # -- settling with a response -------------------------------------------------------------------
@@ -332,8 +334,9 @@ async def test_settle_stores_the_response(store: Store) -> None:
         response=(request_id, 3, event),
     )
     assert await store.responses_for(request_id) == [event]
-    assert await store.unpublished_responses() == [event]
-    [(record, handled)] = await store.unfinished_requests()
+    work = await open_work(store)
+    assert work.undelivered == [event]
+    [(record, handled)] = work.unfinished
     assert record.event_id == request_id
     assert handled == {3}
     assert (await stored(store, payment.payment_id)).state is PaymentState.SUCCEEDED
@@ -366,7 +369,7 @@ async def test_settling_a_settled_payment_changes_nothing(store: Store) -> None:
     )
     assert await stored(store, payment.payment_id) == before
     assert await store.responses_for(request_id) == [first]
-    assert await store.unpublished_responses() == [first]
+    assert (await open_work(store)).undelivered == [first]
 
 
 # -- lookups by payment hash --------------------------------------------------------------------
@@ -482,6 +485,71 @@ async def test_two_stores_never_overspend_together(
                 quota_denial(denied, 900, 0)
         assert await a.budget_used(WALLET, 0) == budget
         assert await b.budget_used(WALLET, 0) == budget
+
+
+async def test_one_live_payment_per_hash_across_stores_and_wallets(
+    shared_stores: SharedStores, tmp_path: Path
+) -> None:
+    wallets = [SecretKey.generate().public_key.hex for _ in range(4)]
+    async with shared_stores(tmp_path, len(wallets)) as stores:
+        for round_ in range(10):
+            contested = hash_of(10**55 + round_)
+            results = await asyncio.gather(
+                *(
+                    reserve(s, [intent(payment_hash=contested)], wallet=w, owner=f"instance{i}")
+                    for i, (s, w) in enumerate(zip(stores, wallets, strict=True))
+                )
+            )
+            outcomes = [r for [r] in results]
+            winners = [i for i, r in enumerate(outcomes) if isinstance(r, Reserved)]
+            assert len(winners) == 1, outcomes
+            [winner] = winners
+            for i, outcome in enumerate(outcomes):
+                if i != winner:
+                    assert isinstance(outcome, Deny), outcome
+                    # Held by another connection: refused, not "ask again".
+                    assert outcome.code is ErrorCode.PAYMENT_FAILED
+            for i, wallet in enumerate(wallets):
+                found = await stores[(i + 1) % len(stores)].payments_by_hashes(wallet, [contested])
+                assert set(found) == ({contested} if i == winner else set())
+        # Losers left no payment behind: only the winners' reservations count.
+        used = [await stores[0].budget_used(w, 0) for w in wallets]
+        assert sum(used) == 10 * 1100
+
+
+async def test_many_stores_never_overspend_one_budget(
+    shared_stores: SharedStores, tmp_path: Path
+) -> None:
+    amount, fee_reserve, budget = 1_000, 100, 300_000
+    cost = amount + fee_reserve
+    # 272 fit with their full reserve (299_200); the 800 left cannot carry another amount.
+    full, left = divmod(budget, cost)
+    fits = full + (1 if left >= amount else 0)
+    assert (full, left, fits) == (272, 800, 272)
+    async with shared_stores(tmp_path, 4) as stores:
+
+        async def one(s: Store, owner: str) -> Reserved | Deny:
+            [result] = await reserve(
+                s, [intent(amount=amount, reserve=fee_reserve)], budget=budget, owner=owner
+            )
+            return result
+
+        results = await asyncio.gather(
+            *(one(s, f"instance{i}") for _ in range(250) for i, s in enumerate(stores))
+        )
+        assert len(results) == 1_000
+        granted = [r for r in results if isinstance(r, Reserved)]
+        admitted_cost = sum(amount + r.fee_reserve_msat for r in granted)
+        used = await stores[0].budget_used(WALLET, 0)
+        assert {await s.budget_used(WALLET, 0) for s in stores} == {used}
+        assert used == admitted_cost
+        assert used <= budget
+        assert budget - used < amount + fee_reserve  # nothing that fitted was refused
+        assert len(granted) == fits
+        assert len({r.payment_id for r in granted}) == fits
+        for denied in results:
+            if isinstance(denied, Deny):
+                assert denied.code is ErrorCode.QUOTA_EXCEEDED
 
 
 @dataclass

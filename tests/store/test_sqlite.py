@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nwcd.nostr.event import sign_event
-from nwcd.ports import PaymentState, RequestRecord
+from nwcd.ports import Claim, Orphans, PaymentState, RequestRecord, Store
 from nwcd.store.sqlite import SqliteStore
 from tests.store.helpers import (
     APP,
@@ -27,13 +27,16 @@ from tests.store.helpers import (
     WALLET_KEY,
     claimed,
     connection,
+    hash_of,
+    instance,
+    open_work,
     request_record,
     reserve_one,
     response_event,
     stored,
 )
 
-LATEST_VERSION = 3
+LATEST_VERSION = 4
 
 
 @pytest.fixture
@@ -73,21 +76,37 @@ async def test_migrations_apply_and_reopen_is_a_no_op(tmp_path: Path) -> None:
         await second.close()
 
 
-def _database_at_version_2(path: Path) -> None:
+_MIGRATIONS = (
+    "0001_init.sql",
+    "0002_payment_hash_index.sql",
+    "0003_outbox_retention_instances.sql",
+)
+
+
+def _database_at_version(path: Path, version: int) -> None:
+    """A file as an older nwcd left it: the first ``version`` migrations applied."""
     folder = resources.files("nwcd.store") / "migrations"
     db = sqlite3.connect(path)
     try:
-        for name in ("0001_init.sql", "0002_payment_hash_index.sql"):
+        for name in _MIGRATIONS[:version]:
             db.executescript((folder / name).read_text())
-        db.execute("PRAGMA user_version = 2")
+        db.execute(f"PRAGMA user_version = {version}")
         db.commit()
+    finally:
+        db.close()
+
+
+def _owner_column(path: Path) -> dict[str, str]:
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT event_id, owner FROM requests").fetchall())
     finally:
         db.close()
 
 
 async def test_migration_3_keeps_data_stored_before_it(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    _database_at_version_2(path)
+    _database_at_version(path, 2)
     request = sign_event(WALLET_KEY, kind=23194, content="ask", tags=[], created_at=NOW - 500)
     request_json = json.dumps(request.to_json())
     old_response = response_event(request.id)
@@ -116,17 +135,134 @@ async def test_migration_3_keeps_data_stored_before_it(tmp_path: Path) -> None:
         )
         # Responses stored before the outbox existed count as published.
         assert await store.responses_for(request.id) == [old_response]
-        assert await store.unpublished_responses() == []
+        old_work = await open_work(store)
+        assert old_work.undelivered == []
+        # Not done, answered as a whole: unfinished (it predates owners: nobody's).
+        assert [(r.event_id, handled) for r, handled in old_work.unfinished] == [
+            (request.id, set())
+        ]
         fresh = await claimed(store)
         new_response = response_event(fresh, "new")
         await store.save_responses(fresh, [(None, new_response)], now=NOW)
-        assert await store.unpublished_responses() == [new_response]
+        assert (await open_work(store)).undelivered == [new_response]
         # Old enough on both clocks, and it moved no money: prunable.
         assert await store.prune(before=NOW - 9) == 1
         assert await store.request(request.id) is None
         assert await store.live_instances(NOW) == []
     finally:
         await store.close()
+
+
+async def test_migration_4_old_requests_belong_to_nobody_until_the_first_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v3.sqlite"
+    _database_at_version(path, 3)
+    bare, paying, delivering, finished = (hash_of(10**60 + i) for i in range(4))
+    unsent = response_event(delivering, "unsent")
+    sent = response_event(finished, "sent")
+    db = sqlite3.connect(path)
+    try:
+        for n, event_id in enumerate((bare, paying, delivering, finished)):
+            db.execute(
+                "INSERT INTO requests (event_id, wallet_pubkey, app_pubkey, scheme, event_json,"
+                " received_at, created_at, done) VALUES (?,?,?,?,?,?,?,?)",
+                (event_id, WALLET, APP, "nip44_v2", "{}", NOW - n, NOW - n, int(n >= 2)),
+            )
+        db.execute(
+            "INSERT INTO payments (request_id, item_index, wallet_pubkey, result_type, d_tag,"
+            " payment_hash, invoice, amount_msat, fee_reserve_msat, state, created_at, updated_at)"
+            " VALUES (?,0,?,'pay_invoice',NULL,?,'lnbcrt1x',1000,100,'in_flight',?,?)",
+            (paying, WALLET, hash_of(99), NOW, NOW),
+        )
+        for event, published in ((unsent, 0), (sent, 1)):
+            db.execute(
+                "INSERT INTO responses (event_id, request_id, item_index, event_json, created_at,"
+                " published) VALUES (?,?,NULL,?,?,?)",
+                (event.id, event.tags[1][1], json.dumps(event.to_json()), NOW, published),
+            )
+        db.execute(
+            "INSERT INTO invoices (payment_hash, wallet_pubkey, created_at) VALUES (?,?,?)",
+            (hash_of(98), WALLET, NOW),
+        )
+        db.execute("INSERT INTO instances VALUES ('old-serve', ?, ?, ?, 0)", (NOW, NOW, NOW + 600))
+        db.commit()
+    finally:
+        db.close()
+
+    store = await SqliteStore.open(path)
+    try:
+        assert user_version(path) == LATEST_VERSION
+        # Old rows belong to nobody ('') and instances from before are forgotten.
+        assert set(_owner_column(path).values()) == {""}
+        assert await store.live_instances(NOW) == []
+        record = await store.request(bare)
+        assert record is not None
+        assert await store.claim(record, "someone") == Claim(False, "", NOW)
+        # An invoice from before was never notified.
+        assert await store.claim_settlement(hash_of(98)) is True
+        assert await store.claim_settlement(hash_of(98)) is False
+
+        # The first start (one instance at a time: every other owner's work) takes them over.
+        first = instance("first", NOW)
+        await store.register(first)
+        orphans = await store.take_over("first", NOW, everyone_else=not store.shared)
+        assert [r.event_id for r in orphans.unanswered] == [bare]
+        assert [(r.event_id, handled) for r, handled in orphans.unfinished] == [(paying, {0})]
+        assert [(p.request_id, p.state) for p in orphans.unresolved] == [
+            (paying, PaymentState.IN_FLIGHT)
+        ]
+        assert orphans.undelivered == [unsent]
+        # Done and published: no work, so it stays nobody's.
+        assert _owner_column(path) == {
+            bare: "first",
+            paying: "first",
+            delivering: "first",
+            finished: "",
+        }
+        assert await store.take_over("second", NOW) == Orphans()
+    finally:
+        await store.close()
+
+
+async def test_an_upgraded_file_is_not_migrated_again(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite"
+    _database_at_version(path, 3)
+    for _ in range(2):
+        store = await SqliteStore.open(path)
+        try:
+            assert user_version(path) == LATEST_VERSION
+            await claimed(store, owner="serve")
+        finally:
+            await store.close()
+    assert set(_owner_column(path).values()) == {"serve"}
+
+
+async def test_sqlite_is_one_instance_at_a_time(sqlite_store: SqliteStore) -> None:
+    assert SqliteStore.shared is False
+    assert sqlite_store.shared is False
+    store: Store = sqlite_store  # it implements the whole port
+    assert store.shared is False
+
+
+async def test_a_hash_is_live_once_even_written_around_reserve(sqlite_store: SqliteStore) -> None:
+    # The unique index holds whatever writes the file, not only what reserve checks.
+    payment = await reserve_one(sqlite_store)
+    record = await stored(sqlite_store, payment.payment_id)
+    db = sqlite3.connect(sqlite_store.path)
+    try:
+        insert = (
+            "INSERT INTO payments (request_id, item_index, wallet_pubkey, result_type,"
+            " payment_hash, amount_msat, fee_reserve_msat, state, created_at, updated_at)"
+            " VALUES (?, 1, ?, 'pay_invoice', ?, 1, 0, ?, 0, 0)"
+        )
+        args = (record.request_id, WALLET, record.intent.payment_hash)
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute(insert, (*args, "succeeded"))
+        db.execute(insert, (*args, "failed"))  # failed ones do not hold the hash
+        db.commit()
+    finally:
+        db.close()
 
 
 async def test_concurrent_opens_of_a_fresh_file(tmp_path: Path) -> None:
@@ -177,7 +313,7 @@ async def test_settle_is_atomic_with_its_response(sqlite_store: SqliteStore) -> 
     assert record.state is PaymentState.RESERVED
     assert record.preimage is None
     assert await sqlite_store.responses_for(unclaimed) == []
-    assert await sqlite_store.unpublished_responses() == []
+    assert (await open_work(sqlite_store)).undelivered == []
 
 
 async def test_writes_queued_together_commit_together_but_fail_alone(
@@ -192,10 +328,10 @@ async def test_writes_queued_together_commit_together_but_fail_alone(
     busy = loop.run_in_executor(sqlite_store._executor, release.wait)
     record = request_record()
     writes = [
-        asyncio.ensure_future(sqlite_store.claim(record)),
+        asyncio.ensure_future(sqlite_store.claim(record, "first")),
         asyncio.ensure_future(sqlite_store.add_connection(connection("taken"))),
         asyncio.ensure_future(sqlite_store.touch_connection(taken.wallet_pubkey, NOW + 5)),
-        asyncio.ensure_future(sqlite_store.claim(record)),
+        asyncio.ensure_future(sqlite_store.claim(record, "second")),
     ]
     for _ in range(5):
         await asyncio.sleep(0)
@@ -203,10 +339,11 @@ async def test_writes_queued_together_commit_together_but_fail_alone(
     release.set()
     await busy
     outcomes = await asyncio.gather(*writes, return_exceptions=True)
-    assert outcomes[0] is True
+    assert outcomes[0] == Claim(True, "first", NOW)
     assert isinstance(outcomes[1], ValueError)
     assert outcomes[2] is None
-    assert outcomes[3] is False  # sees the claim made earlier in the same batch
+    # Sees the claim made earlier in the same batch.
+    assert outcomes[3] == Claim(False, "first", NOW)
     assert await sqlite_store.request(record.event_id) == record
     [loaded] = await sqlite_store.connections()
     assert loaded.last_used_at == NOW + 5

@@ -1,18 +1,19 @@
-"""Pytest fixtures for relays; import them into a conftest.py to use them.
+"""Pytest fixtures for relays and PostgreSQL; import them into a conftest.py to use them.
 
-Every fixture is function-scoped: each test gets a fresh relay with no stored
+Every relay fixture is function-scoped: each test gets a fresh relay with no stored
 events (nostr-relay replays stored ephemeral events, which would leak between
-tests).
+tests). PostgreSQL is one server per session; tests isolate themselves in schemas.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from nwcd.relay.server import LocalRelay
+from tests.support.postgres import PostgresServer
 from tests.support.relays import (
     NostrRelayProcess,
     NostrRsRelayProcess,
@@ -20,7 +21,7 @@ from tests.support.relays import (
     SdkLocalRelay,
 )
 
-__all__ = ["nostr_relay", "nostr_rs_relay", "nwcd_relay", "sdk_relay"]
+__all__ = ["nostr_relay", "nostr_rs_relay", "nwcd_relay", "postgres_server", "sdk_relay"]
 
 
 @pytest.fixture
@@ -67,3 +68,17 @@ async def sdk_relay() -> AsyncIterator[SdkLocalRelay]:
     """nostr-sdk 0.45.1's in-process LocalRelay (``.url``), with bursts allowed."""
     async with SdkLocalRelay() as relay:
         yield relay
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL 15 server for the whole session (``.url(schema)``, ``.new_schema()``).
+
+    Fails (does not skip) when PostgreSQL is not installed.
+    """
+    try:
+        server = PostgresServer()
+    except PeerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from nwcd.errors import ErrorCode
 from nwcd.policy.authorize import Deny
 
-__all__ = ["Admit", "Ask", "admit", "budget_cost", "hashes_of"]
+__all__ = ["Admit", "Ask", "admit", "budget_cost", "hashes_of", "held"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +75,13 @@ def admit(
         used_msat: what already counts against the budget in the current window.
         holders: payment hash -> wallet pubkey of a live (not failed) payment of it.
     """
-    held = dict(holders)
+    holding = dict(holders)
     used = used_msat
     decisions: list[Admit | Deny] = []
     for ask in asks:
-        holder = held.get(ask.payment_hash)
+        holder = holding.get(ask.payment_hash)
         if holder is not None:
-            decisions.append(_held(holder == wallet_pubkey))
+            decisions.append(held(by_same_connection=holder == wallet_pubkey))
             continue
         fee_reserve = ask.fee_reserve_msat
         if budget_msat is not None:
@@ -97,12 +97,13 @@ def admit(
                 continue
             fee_reserve = min(fee_reserve, left - ask.amount_msat)
         used += ask.amount_msat + fee_reserve
-        held[ask.payment_hash] = wallet_pubkey
+        holding[ask.payment_hash] = wallet_pubkey
         decisions.append(Admit(fee_reserve))
     return decisions
 
 
-def _held(by_same_connection: bool) -> Deny:
+def held(*, by_same_connection: bool) -> Deny:
+    """The refusal of a payment whose hash has a live payment already."""
     if by_same_connection:
         return Deny(
             ErrorCode.OTHER,

@@ -47,6 +47,7 @@ from nwcd.ports import (
     Failed,
     InstanceRecord,
     LightningBackend,
+    Orphans,
     PaymentRecord,
     PaymentState,
     Pending,
@@ -58,12 +59,16 @@ from nwcd.service.payments import PlannedPayment
 from nwcd.service.pipeline import Pipeline, RequestContext, ServiceSettings
 from nwcd.service.publisher import Publisher, PublishPolicy
 
-__all__ = ["DaemonOptions", "WalletDaemon"]
+__all__ = ["DaemonOptions", "LeaseLost", "WalletDaemon"]
 
 log = logging.getLogger("nwcd.service")
 
 RECOVERY_LOOKUPS = 16
 """Open payments looked up in the backend at once during start-up recovery."""
+
+
+class LeaseLost(Exception):
+    """This instance's lease expired and another instance took its work over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,7 @@ class DaemonOptions:
     lease: int = 10
     confirm_timeout: float = 5.0
     prune_interval: float = 60.0
+    takeover_interval: float = 1.0
     max_concurrent_requests: int = 1024
     shutdown_grace: float = 10.0
     publish: PublishPolicy = field(default_factory=PublishPolicy)
@@ -103,14 +109,21 @@ class WalletDaemon:
         self._publisher = Publisher(self._pool, self._options.publish)
         self._tasks: set[asyncio.Task[None]] = set()
         self._request_slots = asyncio.Semaphore(self._options.max_concurrent_requests)
+        now = self._now()
+        self._instance = InstanceRecord(uuid.uuid4().hex, now, now, now + self._options.lease, -1)
         self.pipeline = Pipeline(
-            store=store, backend=backend, sink=self, clock=clock, settings=self._settings
+            store=store,
+            backend=backend,
+            sink=self,
+            clock=clock,
+            settings=self._settings,
+            instance_id=self._instance.instance_id,
         )
         self._subscription: Subscription | None = None
         self._version = -1
         self._published_info: dict[str, tuple[Any, ...]] = {}
         self._info_stamps: dict[str, int] = {}
-        self._instance = InstanceRecord(uuid.uuid4().hex, self._now(), 0, 0, -1)
+        self._lease_lost = False
         self._delivered: list[str] = []
         self._marking: asyncio.Task[None] | None = None
 
@@ -196,12 +209,29 @@ class WalletDaemon:
 
     # -- lifespan ------------------------------------------------------------------------
 
+    @property
+    def instance_id(self) -> str:
+        return self._instance.instance_id
+
     async def run(self, ready: Callable[[], None] | None = None) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled.
+
+        Raises:
+            LeaseLost: another instance found this one's lease expired and took its
+                work over (it stalled too long): it stopped at once, to do nothing twice.
+        """
         self._pool.start()
+        await self._store.register(self._instance)
+        running = asyncio.current_task()
         try:
             await self._load_connections()
-            await self._recover()
+            # Work a stopped instance left: all of it when the store has one instance at
+            # a time; else only that of instances whose lease expired.
+            await self._adopt(
+                await self._store.take_over(
+                    self.instance_id, self._now(), everyone_else=not self._store.shared
+                )
+            )
             self._subscription = await self._pool.subscribe(self._filters())
             # Apps discover us by the info events: have them on the relays before "ready".
             await asyncio.gather(
@@ -211,7 +241,10 @@ class WalletDaemon:
                     for event, relays in self._info_events()
                 ),
             )
-            self.spawn(self._heartbeat())
+            assert running is not None
+            self.spawn(self._heartbeat(running))
+            if self._store.shared:
+                self.spawn(self._take_over_stopped())
             self.spawn(self._watch_connections())
             self.spawn(self._watch_incoming())
             self.spawn(self._prune())
@@ -229,6 +262,8 @@ class WalletDaemon:
                 task.add_done_callback(self._tasks.discard)
         finally:
             await self._shutdown()
+            if self._lease_lost:
+                raise LeaseLost(self.instance_id)
 
     async def _handle(self, event: Event) -> None:
         try:
@@ -251,7 +286,8 @@ class WalletDaemon:
         await self._publisher.close()
         with contextlib.suppress(Exception):
             await self._mark_delivered()
-            await self._store.retire(self._instance.instance_id)
+            if not self._lease_lost:
+                await self._store.retire(self.instance_id)
         await self._pool.close()
 
     # -- connections ---------------------------------------------------------------------
@@ -272,21 +308,37 @@ class WalletDaemon:
         self._instance = replace(self._instance, listening_version=version)
         await self._beat()
 
-    async def _beat(self) -> None:
+    async def _beat(self) -> bool:
         now = self._now()
         self._instance = replace(
             self._instance, heartbeat_at=now, lease_expires_at=now + self._options.lease
         )
-        await self._store.heartbeat(self._instance)
+        return await self._store.heartbeat(self._instance)
 
-    async def _heartbeat(self) -> None:
-        """Renew this instance's lease; a failed beat is tried again next round."""
+    async def _heartbeat(self, running: asyncio.Task[None]) -> None:
+        """Renew this instance's lease; a failed beat is tried again next round. A lease
+        another instance found expired (its work is taken over) stops this one."""
         while True:
             await asyncio.sleep(self._options.heartbeat_interval)
             try:
-                await self._beat()
+                renewed = await self._beat()
             except Exception:
                 log.exception("heartbeat failed: will retry")
+                continue
+            if not renewed:
+                log.error("lease lost: another instance took this one's work over; stopping")
+                self._lease_lost = True
+                running.cancel()
+                return
+
+    async def _take_over_stopped(self) -> None:
+        """Finish the work of instances that stopped (their lease expired)."""
+        while True:
+            await asyncio.sleep(self._options.takeover_interval)
+            try:
+                await self._adopt(await self._store.take_over(self.instance_id, self._now()))
+            except Exception:
+                log.exception("taking over stopped instances' work failed: will retry")
 
     async def _prune(self) -> None:
         """Forget requests that moved no money once they are past what is kept."""
@@ -299,12 +351,14 @@ class WalletDaemon:
             except Exception:
                 log.exception("pruning failed: will retry")
 
-    async def _load_connections(self) -> bool:
-        version = await self._store.connections_version()
+    async def _load_connections(self, version: int | None = None) -> bool:
+        """Load the connections if their version changed; True if it did."""
+        if version is None:
+            version = await self._store.connections_version()
         if version == self._version:
             return False
-        self._version = version
         connections = await self._store.connections()
+        self._version = version
         self.pipeline.connections = {c.wallet_pubkey: c for c in connections}
         for connection in connections:
             for relay in connection.relays:
@@ -312,21 +366,25 @@ class WalletDaemon:
         return True
 
     async def _watch_connections(self) -> None:
-        """Follow connection changes; a failed round (a locked store, say) is tried again,
-        since a watcher that stopped would keep serving revoked connections."""
+        """Follow connection changes (from any process; pushed by the store where it can);
+        a failed round is tried again, since a watcher that stopped would keep serving
+        revoked connections."""
         while True:
-            await asyncio.sleep(self._options.connections_poll_interval)
             try:
-                before = set(self.pipeline.connections)
-                if not await self._load_connections():
-                    continue
-                if set(self.pipeline.connections) != before and self._subscription is not None:
-                    await self._subscription.update(self._filters())
-                self._publish_info()
-                await self._confirm_listening(self._version)
+                async for version in self._store.connection_changes(
+                    self._options.connections_poll_interval
+                ):
+                    before = set(self.pipeline.connections)
+                    if not await self._load_connections(version):
+                        continue
+                    if set(self.pipeline.connections) != before and self._subscription:
+                        await self._subscription.update(self._filters())
+                    self._publish_info()
+                    await self._confirm_listening(self._version)
             except Exception:
                 self._version = -1  # reload everything next round
                 log.exception("connection watcher: will retry")
+            await asyncio.sleep(self._options.connections_poll_interval)
 
     def _publish_info(self) -> None:
         for event, relays in self._info_events():
@@ -365,7 +423,10 @@ class WalletDaemon:
                     delay = 1.0
                     owner = await self._store.invoice_owner(tx.payment_hash)
                     connection = self.pipeline.connections.get(owner or "")
-                    if connection is not None and connection.revoked_at is None:
+                    if connection is None or connection.revoked_at is not None:
+                        continue
+                    # Every instance sees the payment; one of them tells the app.
+                    if await self._store.claim_settlement(tx.payment_hash):
                         self._notify(connection, "payment_received", tx)
                 return  # the backend closed its stream: it is shutting down
             except Exception:
@@ -375,18 +436,23 @@ class WalletDaemon:
 
     # -- recovery ------------------------------------------------------------------------
 
-    async def _recover(self) -> None:
-        """Resolve every payment a previous run left open, before taking new requests;
-        send the responses it stored but never delivered."""
-        undelivered = await self._store.unpublished_responses()
-        if undelivered:
-            log.info("recovery: %d stored responses to publish", len(undelivered))
-        for response in undelivered:
+    async def _adopt(self, orphans: Orphans) -> None:
+        """Finish work a stopped instance left, through the same path as new work: send
+        the answers it stored but never delivered, resolve every payment it left open
+        with the backend first, then finish its batches and answer what it never started."""
+        if not orphans:
+            return
+        log.info(
+            "taking over: %d answers to deliver, %d payments to resolve, %d batches to"
+            " finish, %d requests to answer",
+            len(orphans.undelivered),
+            len(orphans.unresolved),
+            len(orphans.unfinished),
+            len(orphans.unanswered),
+        )
+        for response in orphans.undelivered:
             connection = self.pipeline.connections.get(response.pubkey)
             self.publish(response, connection.relays if connection is not None else ())
-        unresolved = await self._store.unresolved_payments()
-        if unresolved:
-            log.info("recovery: %d payments to resolve", len(unresolved))
         lookups = asyncio.Semaphore(RECOVERY_LOOKUPS)
 
         async def recover(record: PaymentRecord) -> None:
@@ -398,11 +464,11 @@ class WalletDaemon:
                     # open and is tried again on the next start.
                     log.exception("recovery of payment %d failed; left open", record.id)
 
-        await asyncio.gather(*(recover(record) for record in unresolved))
-        for request, handled in await self._store.unfinished_requests():
+        await asyncio.gather(*(recover(record) for record in orphans.unresolved))
+        for request, handled in orphans.unfinished:
             if (ctx := self._stored_context(request)) is not None:
                 self.spawn(self.pipeline.finish(ctx, handled))
-        for request in await self._store.unanswered_requests():
+        for request in orphans.unanswered:
             if (ctx := self._stored_context(request)) is not None:
                 self.spawn(self.pipeline.process(ctx))
 

@@ -55,7 +55,7 @@ from nwcd.nostr.kinds import Kind
 from nwcd.policy.authorize import authorize
 from nwcd.policy.budget import FeeReserve, window_start
 from nwcd.policy.grants import Connection
-from nwcd.ports import LightningBackend, PaymentState, RequestRecord, Store
+from nwcd.ports import Claim, LightningBackend, PaymentState, RequestRecord, Store
 from nwcd.service.payments import (
     ItemResult,
     PaymentEngine,
@@ -151,7 +151,9 @@ class Pipeline:
         sink: EventSink,
         clock: Clock,
         settings: ServiceSettings,
+        instance_id: str = "",
     ) -> None:
+        self.instance_id = instance_id
         self._store = store
         self._backend = backend
         self._sink = sink
@@ -225,7 +227,7 @@ class Pipeline:
             denial = error_response("", ErrorCode.UNAUTHORIZED, "this key has no wallet connected")
             self._sink.publish(self.build_response(stranger, denial), connection.relays)
             return
-        claimed = await self._store.claim(
+        claim = await self._store.claim(
             RequestRecord(
                 event_id=event.id,
                 wallet_pubkey=connection.wallet_pubkey,
@@ -234,10 +236,12 @@ class Pipeline:
                 event_json=json.dumps(event.to_json(), separators=(",", ":")),
                 received_at=now,
                 created_at=event.created_at,
-            )
+            ),
+            self.instance_id,
         )
-        if not claimed:
-            await self.republish(event.id, connection)
+        if not claim.won:
+            if answer_again(claim, self.instance_id, now):
+                await self.republish(event.id, connection)
             return
         ctx = RequestContext(event, connection, app_key, scheme)
         await self.process(ctx, scheme_error)
@@ -552,6 +556,17 @@ class Pipeline:
         limit = params.limit if params.limit is not None else 50
         page = mine[params.offset : params.offset + limit]
         await self._ok(ctx, {"transactions": [tx.to_json() for tx in page]})
+
+
+STAND_BACK = 10
+"""Seconds during which another instance's fresh claim is left alone: it is a copy that
+reached several instances at once, and the claimant is answering it."""
+
+
+def answer_again(claim: Claim, me: str, now: int) -> bool:
+    """A request claimed before arrived again: publish the stored answers, unless another
+    instance claimed it a moment ago (it is answering: this is the same sending)."""
+    return claim.owner == me or now - claim.received_at >= STAND_BACK
 
 
 def _method_name(plaintext: str) -> str:

@@ -1,4 +1,4 @@
-"""The SQLite store: one file in the data dir, safe for several processes.
+"""The SQLite store: one file in the data dir, for one ``nwcd serve`` at a time.
 
 Theory of operation: every store method is one synchronous function run on a
 single dedicated thread, so each is one transaction and they never interleave
@@ -9,71 +9,43 @@ mode keeps readers from blocking the writer. Commits survive a killed process
 be lost, which crash recovery handles by asking the backend about every
 payment that is not final.
 
+The statements are :mod:`nwcd.store.sql`'s, shared with the PostgreSQL store.
 Migrations are numbered ``.sql`` files applied in order, tracked by
-``PRAGMA user_version``.
+``PRAGMA user_version``. Several instances need PostgreSQL (``shared``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nwcd.nostr.event import Event, parse_event
-from nwcd.nostr.keys import SecretKey
+from nwcd.nostr.event import Event
 from nwcd.policy.admission import Ask, admit, hashes_of
 from nwcd.policy.authorize import Deny
-from nwcd.policy.grants import BudgetPeriod, Connection
+from nwcd.policy.grants import Connection
 from nwcd.ports import (
-    UNRESOLVED_STATES,
+    Claim,
     InstanceRecord,
+    Orphans,
     PaymentIntent,
     PaymentRecord,
     PaymentState,
     RequestRecord,
     Reserved,
 )
+from nwcd.store import sql
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
-
-# Column lists are constants; every value goes through "?" parameters.
-_SELECT_PAYMENTS = (
-    "SELECT id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice, "
-    "amount_msat, fee_reserve_msat, state, preimage, fee_msat, error_code, error_message"
-    " FROM payments "
-)
-_SELECT_REQUESTS = (
-    "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at, created_at"
-    " FROM requests r "
-)
-_UNANSWERED = (
-    "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at, created_at"
-    " FROM requests r WHERE NOT EXISTS (SELECT 1 FROM responses WHERE request_id = r.event_id)"
-    " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id)"
-)
-_UNFINISHED = (
-    "SELECT event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at, created_at"
-    " FROM requests r WHERE done = 0"
-    " AND (EXISTS (SELECT 1 FROM responses WHERE request_id = r.event_id)"
-    " OR EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id))"
-)
-# What a payment counts against a budget (nwcd.policy.admission.budget_cost, summed):
-# the real spend once settled, the reservation (amount + fee reserve) while open.
-_BUDGET_SUM = (
-    "SELECT COALESCE(SUM(CASE WHEN state = 'succeeded' THEN amount_msat + COALESCE(fee_msat, 0)"
-    " ELSE amount_msat + fee_reserve_msat END), 0) FROM payments"
-    " WHERE wallet_pubkey = ? AND created_at >= ? AND state != 'failed'"
-)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -122,6 +94,8 @@ def _enable_wal(db: sqlite3.Connection, *, timeout: float) -> None:
 class SqliteStore:
     """:class:`~nwcd.ports.Store` on a SQLite file."""
 
+    shared = False  # one nwcd serve at a time (several need PostgreSQL)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwcd-sqlite")
@@ -134,7 +108,11 @@ class SqliteStore:
     async def open(cls, path: Path) -> SqliteStore:
         """Open (creating and migrating) the database at ``path``."""
         store = cls(path)
-        await store._run(store._open)
+        try:
+            await store._run(store._open)
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     def _open(self) -> None:
@@ -218,22 +196,8 @@ class SqliteStore:
 
     async def add_connection(self, connection: Connection) -> None:
         def add(tx: sqlite3.Connection) -> None:
-            tx.execute(
-                "INSERT INTO connections (wallet_pubkey, wallet_secret, name, app_pubkey,"
-                " relays, methods, max_amount_msat, budget_msat, budget_period, expires_at,"
-                " lud16, created_at, updated_at, revoked_at, last_used_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    connection.wallet_pubkey,
-                    connection.wallet_key.reveal_hex(),
-                    *_connection_fields(connection),
-                    connection.created_at,
-                    connection.created_at,
-                    connection.revoked_at,
-                    connection.last_used_at,
-                ),
-            )
-            _bump_version(tx)
+            tx.execute(sql.INSERT_CONNECTION, sql.connection_row(connection))
+            tx.execute(sql.BUMP_CONNECTIONS_VERSION).fetchall()
 
         try:
             await self._write(add)
@@ -243,17 +207,15 @@ class SqliteStore:
     async def save_connection(self, connection: Connection) -> None:
         def save(tx: sqlite3.Connection) -> None:
             tx.execute(
-                "UPDATE connections SET name = ?, app_pubkey = ?, relays = ?, methods = ?,"
-                " max_amount_msat = ?, budget_msat = ?, budget_period = ?, expires_at = ?,"
-                " lud16 = ?, revoked_at = ?,"
-                " updated_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE wallet_pubkey = ?",
+                sql.UPDATE_CONNECTION,
                 (
-                    *_connection_fields(connection),
+                    *sql.connection_fields(connection),
                     connection.revoked_at,
+                    int(time.time()),
                     connection.wallet_pubkey,
                 ),
             )
-            _bump_version(tx)
+            tx.execute(sql.BUMP_CONNECTIONS_VERSION).fetchall()
 
         try:
             await self._write(save)
@@ -261,50 +223,32 @@ class SqliteStore:
             raise ValueError(f"a connection named {connection.name!r} exists already") from None
 
     async def connections(self) -> list[Connection]:
-        def load() -> list[Connection]:
-            assert self._db is not None
-            rows = self._db.execute(
-                "SELECT wallet_secret, name, app_pubkey, relays, methods, max_amount_msat,"
-                " budget_msat, budget_period, expires_at, lud16, created_at, revoked_at,"
-                " last_used_at FROM connections ORDER BY created_at, name"
-            ).fetchall()
-            return [_connection_from_row(row) for row in rows]
-
-        return await self._run(load)
+        rows = await self._read(sql.SELECT_CONNECTIONS)
+        return [sql.connection_from_row(row) for row in rows]
 
     async def connections_version(self) -> int:
-        def version() -> int:
-            assert self._db is not None
-            row = self._db.execute(
-                "SELECT value FROM meta WHERE key = 'connections_version'"
-            ).fetchone()
-            return int(row[0])
+        [(version,)] = await self._read(sql.CONNECTIONS_VERSION)
+        return int(version)
 
-        return await self._run(version)
+    async def connection_changes(self, poll_interval: float) -> AsyncIterator[int]:
+        """Polls the version (SQLite has no way to push a change to another process)."""
+        last = None
+        while True:
+            version = await self.connections_version()
+            if version != last:
+                last = version
+                yield version
+            await asyncio.sleep(poll_interval)
 
     async def touch_connection(self, wallet_pubkey: str, now: int) -> None:
-        def touch(tx: sqlite3.Connection) -> None:
-            tx.execute(
-                "UPDATE connections SET last_used_at = ? WHERE wallet_pubkey = ?",
-                (now, wallet_pubkey),
-            )
+        await self._write(lambda tx: tx.execute(sql.TOUCH_CONNECTION, (now, wallet_pubkey)))
 
-        await self._write(touch)
+    # -- requests and responses ----------------------------------------------------------
 
-    async def budget_used(self, wallet_pubkey: str, since: int) -> int:
-        def used() -> int:
-            assert self._db is not None
-            return int(self._db.execute(_BUDGET_SUM, (wallet_pubkey, since)).fetchone()[0])
-
-        return await self._run(used)
-
-    # -- requests ------------------------------------------------------------------------
-
-    async def claim(self, record: RequestRecord) -> bool:
-        def claim(tx: sqlite3.Connection) -> bool:
+    async def claim(self, record: RequestRecord, owner: str) -> Claim:
+        def claim(tx: sqlite3.Connection) -> Claim:
             cursor = tx.execute(
-                "INSERT OR IGNORE INTO requests (event_id, wallet_pubkey, app_pubkey, scheme,"
-                " event_json, received_at, created_at) VALUES (?,?,?,?,?,?,?)",
+                sql.CLAIM,
                 (
                     record.event_id,
                     record.wallet_pubkey,
@@ -313,52 +257,51 @@ class SqliteStore:
                     record.event_json,
                     record.received_at,
                     record.created_at,
+                    owner,
                 ),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return Claim(True, owner, record.received_at)
+            holder, received_at = tx.execute(sql.CLAIM_HOLDER, (record.event_id,)).fetchone()
+            return Claim(False, holder, received_at)
 
         return await self._write(claim)
 
-    async def unanswered_requests(self) -> list[RequestRecord]:
-        def load() -> list[RequestRecord]:
-            assert self._db is not None
-            rows = self._db.execute(_UNANSWERED).fetchall()
-            return [RequestRecord(*row) for row in rows]
-
-        return await self._run(load)
+    async def request(self, event_id: str) -> RequestRecord | None:
+        rows = await self._read(sql.SELECT_REQUEST, (event_id,))
+        return sql.request_from_row(rows[0]) if rows else None
 
     async def mark_done(self, request_id: str) -> None:
-        """Every item of this request is answered: recovery can leave it alone."""
+        await self._write(lambda tx: tx.execute(sql.MARK_DONE, (request_id,)))
 
-        def mark(tx: sqlite3.Connection) -> None:
-            tx.execute("UPDATE requests SET done = 1 WHERE event_id = ?", (request_id,))
+    async def save_responses(
+        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
+    ) -> None:
+        await self._write(lambda tx: _insert_responses(tx, request_id, responses, now))
 
-        await self._write(mark)
+    async def responses_for(self, request_id: str) -> list[Event]:
+        rows = await self._read(
+            "SELECT event_json FROM responses WHERE request_id = ? ORDER BY rowid", (request_id,)
+        )
+        return [sql.event_from_json(row[0]) for row in rows]
 
-    async def unfinished_requests(self) -> list[tuple[RequestRecord, set[int]]]:
-        """Requests that started (a payment or a response exists) but were not marked done,
-        with the item indexes already handled (a payment row or a response)."""
+    async def mark_published(self, response_ids: Sequence[str]) -> None:
+        await self._write(
+            lambda tx: tx.executemany(sql.MARK_PUBLISHED, [(i,) for i in response_ids])
+        )
 
-        def load() -> list[tuple[RequestRecord, set[int]]]:
-            assert self._db is not None
-            rows = self._db.execute(_UNFINISHED).fetchall()
-            found = []
-            for row in rows:
-                handled = {
-                    int(index)
-                    for (index,) in self._db.execute(
-                        "SELECT item_index FROM payments WHERE request_id = ?"
-                        " UNION SELECT item_index FROM responses"
-                        " WHERE request_id = ? AND item_index IS NOT NULL",
-                        (row[0], row[0]),
-                    )
-                }
-                found.append((RequestRecord(*row), handled))
-            return found
+    async def prune(self, *, before: int) -> int:
+        def prune(tx: sqlite3.Connection) -> int:
+            tx.execute(sql.PRUNE_RESPONSES, (before, before))
+            return int(tx.execute(sql.PRUNE_REQUESTS, (before, before)).rowcount)
 
-        return await self._run(load)
+        return await self._write(prune)
 
     # -- payments ------------------------------------------------------------------------
+
+    async def budget_used(self, wallet_pubkey: str, since: int) -> int:
+        [(used,)] = await self._read(sql.BUDGET_USED, (wallet_pubkey, since))
+        return int(used)
 
     async def reserve(
         self,
@@ -371,22 +314,20 @@ class SqliteStore:
         now: int,
     ) -> list[Reserved | Deny]:
         def reserve() -> list[Reserved | Deny]:
+            # BEGIN IMMEDIATE: no other writer (process) between reading what is used
+            # and inserting what is admitted.
             with self._transaction() as tx:
-                used = (
-                    int(tx.execute(_BUDGET_SUM, (wallet_pubkey, window_start)).fetchone()[0])
-                    if budget_msat is not None
-                    else 0
-                )
+                used = 0
+                if budget_msat is not None:
+                    used = int(
+                        tx.execute(sql.BUDGET_USED, (wallet_pubkey, window_start)).fetchone()[0]
+                    )
                 asks = [Ask(i.payment_hash, i.amount_msat, i.fee_reserve_msat) for i in intents]
-                holders: dict[str, str] = {}
-                for payment_hash in hashes_of(asks):
-                    row = tx.execute(
-                        "SELECT wallet_pubkey FROM payments WHERE payment_hash = ?"
-                        " AND state != 'failed' LIMIT 1",
-                        (payment_hash,),
-                    ).fetchone()
-                    if row is not None:
-                        holders[payment_hash] = row[0]
+                holders = {
+                    row[0]: row[1]
+                    for chunk in sql.chunks(hashes_of(asks))
+                    for row in tx.execute(sql.hash_holders(len(chunk)), chunk)
+                }
                 decisions = admit(
                     asks,
                     wallet_pubkey=wallet_pubkey,
@@ -399,27 +340,14 @@ class SqliteStore:
                     if isinstance(decision, Deny):
                         results.append(decision)
                         continue
-                    cursor = tx.execute(
-                        "INSERT INTO payments (request_id, item_index, wallet_pubkey, result_type,"
-                        " d_tag, payment_hash, invoice, amount_msat, fee_reserve_msat, state,"
-                        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            request_id,
-                            intent.item_index,
-                            wallet_pubkey,
-                            intent.result_type,
-                            intent.d_tag,
-                            intent.payment_hash,
-                            intent.invoice,
-                            intent.amount_msat,
-                            decision.fee_reserve_msat,
-                            PaymentState.RESERVED.value,
-                            now,
-                            now,
+                    row = tx.execute(
+                        sql.INSERT_PAYMENT,
+                        sql.payment_row(
+                            request_id, wallet_pubkey, intent, decision.fee_reserve_msat, now
                         ),
-                    )
-                    assert cursor.lastrowid is not None
-                    results.append(Reserved(cursor.lastrowid, decision.fee_reserve_msat))
+                    ).fetchone()
+                    assert row is not None  # the writer lock: nobody took the hash meanwhile
+                    results.append(Reserved(int(row[0]), decision.fee_reserve_msat))
             return results
 
         return await self._run(reserve)
@@ -429,16 +357,11 @@ class SqliteStore:
         instance settled meanwhile does not, and must not be paid)."""
 
         def mark(tx: sqlite3.Connection) -> set[int]:
-            moved: set[int] = set()
-            for payment_id in payment_ids:
-                cursor = tx.execute(
-                    "UPDATE payments SET state = 'in_flight', updated_at = ?"
-                    " WHERE id = ? AND state = 'reserved'",
-                    (now, payment_id),
-                )
-                if cursor.rowcount == 1:
-                    moved.add(payment_id)
-            return moved
+            return {
+                payment_id
+                for payment_id in payment_ids
+                if tx.execute(sql.MARK_IN_FLIGHT, (now, payment_id)).rowcount == 1
+            }
 
         return await self._write(mark)
 
@@ -459,9 +382,7 @@ class SqliteStore:
 
         def settle(tx: sqlite3.Connection) -> bool:
             cursor = tx.execute(
-                "UPDATE payments SET state = ?, preimage = ?, fee_msat = ?, error_code = ?,"
-                " error_message = ?, updated_at = ?"
-                " WHERE id = ? AND state IN ('reserved', 'in_flight', 'unknown')",
+                sql.SETTLE,
                 (state.value, preimage, fee_msat, error_code, error_message, now, payment_id),
             )
             if cursor.rowcount != 1:
@@ -477,165 +398,52 @@ class SqliteStore:
     ) -> dict[str, PaymentRecord]:
         """The best record (succeeded first, then newest) per hash, failed ones left out."""
 
-        def find() -> dict[str, PaymentRecord]:
+        def find() -> list[PaymentRecord]:
             assert self._db is not None
-            found: dict[str, PaymentRecord] = {}
             unique = list(dict.fromkeys(payment_hashes))
-            for start in range(0, len(unique), 500):
-                chunk = unique[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    _SELECT_PAYMENTS + "WHERE wallet_pubkey = ? AND state != 'failed'"
-                    " AND payment_hash IN (" + marks + ") ORDER BY id",
-                    [wallet_pubkey, *chunk],
-                ).fetchall()
-                for row in rows:
-                    record = _payment_from_row(row)
-                    best = found.get(record.intent.payment_hash)
-                    if best is None or best.state is not PaymentState.SUCCEEDED:
-                        found[record.intent.payment_hash] = record
-            return found
+            return [
+                sql.payment_from_row(row)
+                for chunk in sql.chunks(unique)
+                for row in self._db.execute(
+                    sql.payments_by_hashes(len(chunk)), [wallet_pubkey, *chunk]
+                )
+            ]
 
-        return await self._run(find)
+        return sql.best_by_hash(await self._run(find))
 
     async def payment(self, payment_id: int) -> PaymentRecord | None:
-        """One payment by id."""
+        rows = await self._read(sql.SELECT_PAYMENT, (payment_id,))
+        return sql.payment_from_row(rows[0]) if rows else None
 
-        def load() -> PaymentRecord | None:
-            assert self._db is not None
-            row = self._db.execute(_SELECT_PAYMENTS + "WHERE id = ?", (payment_id,)).fetchone()
-            return _payment_from_row(row) if row else None
-
-        return await self._run(load)
+    # -- invoices ------------------------------------------------------------------------
 
     async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None:
         """Record that a connection made this invoice."""
-
-        def add(tx: sqlite3.Connection) -> None:
-            tx.execute(
-                "INSERT OR IGNORE INTO invoices (payment_hash, wallet_pubkey, created_at)"
-                " VALUES (?,?,?)",
-                (payment_hash, wallet_pubkey, now),
-            )
-
-        await self._write(add)
+        await self._write(
+            lambda tx: tx.execute(sql.INSERT_INVOICE, (payment_hash, wallet_pubkey, now))
+        )
 
     async def invoice_owner(self, payment_hash: str) -> str | None:
         """The wallet pubkey of the connection that made an invoice."""
-
-        def load() -> str | None:
-            assert self._db is not None
-            row = self._db.execute(
-                "SELECT wallet_pubkey FROM invoices WHERE payment_hash = ?", (payment_hash,)
-            ).fetchone()
-            return str(row[0]) if row else None
-
-        return await self._run(load)
+        rows = await self._read(sql.INVOICE_OWNER, (payment_hash,))
+        return str(rows[0][0]) if rows else None
 
     async def owned_hashes(self, wallet_pubkey: str) -> set[str]:
         """Payment hashes a connection paid or invoiced: what it may see."""
+        rows = await self._read(sql.OWNED_HASHES, (wallet_pubkey, wallet_pubkey))
+        return {row[0] for row in rows}
 
-        def load() -> set[str]:
-            assert self._db is not None
-            rows = self._db.execute(
-                "SELECT payment_hash FROM invoices WHERE wallet_pubkey = ?"
-                " UNION SELECT payment_hash FROM payments WHERE wallet_pubkey = ?",
-                (wallet_pubkey, wallet_pubkey),
-            ).fetchall()
-            return {row[0] for row in rows}
-
-        return await self._run(load)
-
-    async def unresolved_payments(self) -> list[PaymentRecord]:
-        def load() -> list[PaymentRecord]:
-            assert self._db is not None
-            rows = self._db.execute(
-                _SELECT_PAYMENTS + "WHERE state IN (?, ?, ?) ORDER BY id",
-                [s.value for s in UNRESOLVED_STATES],
-            ).fetchall()
-            return [_payment_from_row(row) for row in rows]
-
-        return await self._run(load)
-
-    async def request(self, event_id: str) -> RequestRecord | None:
-        """A claimed request by event id."""
-
-        def load() -> RequestRecord | None:
-            assert self._db is not None
-            row = self._db.execute(
-                _SELECT_REQUESTS + "WHERE event_id = ?",
-                (event_id,),
-            ).fetchone()
-            return RequestRecord(*row) if row else None
-
-        return await self._run(load)
-
-    # -- responses -----------------------------------------------------------------------
-
-    async def save_responses(
-        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
-    ) -> None:
-        def save(tx: sqlite3.Connection) -> None:
-            _insert_responses(tx, request_id, responses, now)
-
-        await self._write(save)
-
-    async def responses_for(self, request_id: str) -> list[Event]:
-        def load() -> list[Event]:
-            assert self._db is not None
-            rows = self._db.execute(
-                "SELECT event_json FROM responses WHERE request_id = ? ORDER BY rowid",
-                (request_id,),
-            ).fetchall()
-            return [parse_event(json.loads(row[0])) for row in rows]
-
-        return await self._run(load)
-
-    async def mark_published(self, response_ids: Sequence[str]) -> None:
-        def mark(tx: sqlite3.Connection) -> None:
-            tx.executemany(
-                "UPDATE responses SET published = 1 WHERE event_id = ? AND published = 0",
-                [(event_id,) for event_id in response_ids],
-            )
-
-        await self._write(mark)
-
-    async def unpublished_responses(self) -> list[Event]:
-        def load() -> list[Event]:
-            assert self._db is not None
-            rows = self._db.execute(
-                "SELECT event_json FROM responses WHERE published = 0 ORDER BY created_at, rowid"
-            ).fetchall()
-            return [parse_event(json.loads(row[0])) for row in rows]
-
-        return await self._run(load)
-
-    async def prune(self, *, before: int) -> int:
-        def prune(tx: sqlite3.Connection) -> int:
-            tx.execute(
-                "DELETE FROM responses WHERE request_id IN (SELECT event_id FROM requests r"
-                " WHERE received_at < ? AND COALESCE(created_at, 0) < ?"
-                " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = r.event_id))",
-                (before, before),
-            )
-            return tx.execute(
-                "DELETE FROM requests WHERE received_at < ? AND COALESCE(created_at, 0) < ?"
-                " AND NOT EXISTS (SELECT 1 FROM payments WHERE request_id = requests.event_id)",
-                (before, before),
-            ).rowcount
-
-        return await self._write(prune)
+    async def claim_settlement(self, payment_hash: str) -> bool:
+        return await self._write(
+            lambda tx: tx.execute(sql.CLAIM_SETTLEMENT, (payment_hash,)).rowcount == 1
+        )
 
     # -- instances -----------------------------------------------------------------------
 
-    async def heartbeat(self, instance: InstanceRecord) -> None:
-        def beat(tx: sqlite3.Connection) -> None:
-            tx.execute(
-                "INSERT INTO instances (instance_id, started_at, heartbeat_at, lease_expires_at,"
-                " listening_version) VALUES (?,?,?,?,?) ON CONFLICT (instance_id) DO UPDATE SET"
-                " heartbeat_at = excluded.heartbeat_at,"
-                " lease_expires_at = excluded.lease_expires_at,"
-                " listening_version = excluded.listening_version",
+    async def register(self, instance: InstanceRecord) -> None:
+        await self._write(
+            lambda tx: tx.execute(
+                sql.REGISTER_INSTANCE,
                 (
                     instance.instance_id,
                     instance.started_at,
@@ -644,27 +452,55 @@ class SqliteStore:
                     instance.listening_version,
                 ),
             )
+        )
 
-        await self._write(beat)
+    async def heartbeat(self, instance: InstanceRecord) -> bool:
+        def beat(tx: sqlite3.Connection) -> bool:
+            cursor = tx.execute(
+                sql.HEARTBEAT,
+                (
+                    instance.heartbeat_at,
+                    instance.lease_expires_at,
+                    instance.listening_version,
+                    instance.instance_id,
+                ),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(beat)
 
     async def retire(self, instance_id: str) -> None:
-        def retire(tx: sqlite3.Connection) -> None:
-            tx.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
-
-        await self._write(retire)
+        await self._write(lambda tx: tx.execute(sql.RETIRE_INSTANCE, (instance_id,)))
 
     async def live_instances(self, now: int) -> list[InstanceRecord]:
-        def load() -> list[InstanceRecord]:
-            assert self._db is not None
-            rows = self._db.execute(
-                "SELECT instance_id, started_at, heartbeat_at, lease_expires_at,"
-                " listening_version FROM instances WHERE lease_expires_at > ?"
-                " ORDER BY started_at, instance_id",
-                (now,),
-            ).fetchall()
-            return [InstanceRecord(*row) for row in rows]
+        rows = await self._read(sql.LIVE_INSTANCES, (now,))
+        return [sql.instance_from_row(row) for row in rows]
 
-        return await self._run(load)
+    async def take_over(self, owner: str, now: int, *, everyone_else: bool = False) -> Orphans:
+        def take_over() -> Orphans:
+            with self._transaction() as tx:
+                live = {row[0] for row in tx.execute(sql.LIVE_INSTANCES, (now,))}
+                owners = [row[0] for row in tx.execute(sql.OWNERS_OF_OPEN_WORK, (owner,))]
+                retired = [row[0] for row in tx.execute(sql.ALL_INSTANCE_IDS)]
+                for dead in sql.dead_owners(retired, live, owner, everyone_else=everyone_else):
+                    tx.execute(sql.RETIRE_INSTANCE, (dead,))
+                adopted = [
+                    row[0]
+                    for dead in sql.dead_owners(owners, live, owner, everyone_else=everyone_else)
+                    for row in tx.execute(sql.ADOPT, (owner, dead)).fetchall()
+                ]
+                return _work_of(tx, adopted)
+
+        return await self._run(take_over)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _read(self, query: str, args: Sequence[Any] = ()) -> list[Any]:
+        def read() -> list[Any]:
+            assert self._db is not None
+            return self._db.execute(query, args).fetchall()
+
+        return await self._run(read)
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -691,6 +527,35 @@ class _Transaction:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
+def _work_of(tx: sqlite3.Connection, request_ids: Sequence[str]) -> Orphans:
+    """What is left to do for some requests (read inside the adopting transaction)."""
+    requests: list[tuple[RequestRecord, bool]] = []
+    unresolved: list[PaymentRecord] = []
+    undelivered: list[Event] = []
+    for chunk in sql.chunks(list(request_ids)):
+        for row in tx.execute(sql.requests_by_ids(len(chunk)), chunk):
+            requests.append((sql.request_from_row(row), bool(row[7])))
+        unresolved += [
+            sql.payment_from_row(row)
+            for row in tx.execute(sql.unresolved_by_requests(len(chunk)), chunk)
+        ]
+        undelivered += [
+            sql.event_from_json(row[0])
+            for row in tx.execute(sql.undelivered_by_requests(len(chunk), "rowid"), chunk)
+        ]
+    handled: dict[str, set[int]] = {}
+    answered: set[str] = set()
+    for record, done in requests:
+        if done:
+            continue
+        handled[record.event_id] = {
+            int(row[0]) for row in tx.execute(sql.HANDLED_ITEMS, (record.event_id,) * 2)
+        }
+        if tx.execute(sql.HAS_RESPONSE, (record.event_id,)).fetchone() is not None:
+            answered.add(record.event_id)
+    return sql.sort_orphans(requests, handled, answered, unresolved, undelivered)
+
+
 def _insert_responses(
     tx: sqlite3.Connection,
     request_id: str,
@@ -698,72 +563,9 @@ def _insert_responses(
     now: int,
 ) -> None:
     tx.executemany(
-        "INSERT OR IGNORE INTO responses (event_id, request_id, item_index, event_json,"
-        " created_at, published) VALUES (?,?,?,?,?,0)",
+        sql.INSERT_RESPONSE,
         [
-            (
-                event.id,
-                request_id,
-                item_index,
-                json.dumps(event.to_json(), separators=(",", ":")),
-                now,
-            )
+            (event.id, request_id, item_index, sql.event_json(event), now)
             for item_index, event in responses
         ],
-    )
-
-
-def _bump_version(tx: sqlite3.Connection) -> None:
-    tx.execute("UPDATE meta SET value = value + 1 WHERE key = 'connections_version'")
-
-
-def _connection_fields(c: Connection) -> tuple[Any, ...]:
-    return (
-        c.name,
-        c.app_pubkey,
-        json.dumps(list(c.relays)),
-        json.dumps(sorted(c.methods)) if c.methods is not None else None,
-        c.max_amount_msat,
-        c.budget_msat,
-        c.budget_period.value,
-        c.expires_at,
-        c.lud16,
-    )
-
-
-def _connection_from_row(row: Sequence[Any]) -> Connection:
-    (secret, name, app_pubkey, relays, methods, max_amount, budget, period, expires_at, lud16,
-     created_at, revoked_at, last_used_at) = row  # fmt: skip
-    return Connection(
-        name=name,
-        wallet_key=SecretKey.from_hex(secret),
-        app_pubkey=app_pubkey,
-        relays=tuple(json.loads(relays)),
-        created_at=created_at,
-        methods=frozenset(json.loads(methods)) if methods is not None else None,
-        max_amount_msat=max_amount,
-        budget_msat=budget,
-        budget_period=BudgetPeriod(period),
-        expires_at=expires_at,
-        lud16=lud16,
-        revoked_at=revoked_at,
-        last_used_at=last_used_at,
-    )
-
-
-def _payment_from_row(row: Sequence[Any]) -> PaymentRecord:
-    (payment_id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice,
-     amount, fee_reserve, state, preimage, fee, error_code, error_message) = row  # fmt: skip
-    return PaymentRecord(
-        id=payment_id,
-        request_id=request_id,
-        wallet_pubkey=wallet_pubkey,
-        intent=PaymentIntent(
-            item_index, result_type, d_tag, payment_hash, invoice, amount, fee_reserve
-        ),
-        state=PaymentState(state),
-        preimage=preimage,
-        fee_msat=fee,
-        error_code=error_code,
-        error_message=error_message,
     )

@@ -1,0 +1,376 @@
+"""The SQL both stores run, and the mapping between rows and records.
+
+One copy of every query, written in the SQL that SQLite and PostgreSQL share
+(``?`` placeholders; the PostgreSQL adapter numbers them with :func:`numbered`).
+The rules behind them live in pure code (:mod:`nwcd.policy.admission`,
+:func:`dead_owners`, :func:`sort_orphans`); each adapter only runs these
+statements inside its own transactions.
+
+Column lists are constants; every value goes through a placeholder.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Any
+
+from nwcd.nostr.event import Event, parse_event
+from nwcd.nostr.keys import SecretKey
+from nwcd.policy.grants import BudgetPeriod, Connection
+from nwcd.ports import (
+    UNRESOLVED_STATES,
+    InstanceRecord,
+    Orphans,
+    PaymentIntent,
+    PaymentRecord,
+    PaymentState,
+    RequestRecord,
+)
+
+__all__ = [
+    "connection_fields",
+    "connection_from_row",
+    "dead_owners",
+    "event_json",
+    "numbered",
+    "payment_from_row",
+    "sort_orphans",
+]
+
+CHUNK = 500  # ids per IN (...) list: within both engines' limits on parameters
+
+# -- connections -------------------------------------------------------------------------------
+
+INSERT_CONNECTION = (
+    "INSERT INTO connections (wallet_pubkey, wallet_secret, name, app_pubkey, relays, methods,"
+    " max_amount_msat, budget_msat, budget_period, expires_at, lud16, created_at, updated_at,"
+    " revoked_at, last_used_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+UPDATE_CONNECTION = (
+    "UPDATE connections SET name = ?, app_pubkey = ?, relays = ?, methods = ?,"
+    " max_amount_msat = ?, budget_msat = ?, budget_period = ?, expires_at = ?, lud16 = ?,"
+    " revoked_at = ?, updated_at = ? WHERE wallet_pubkey = ?"
+)
+SELECT_CONNECTIONS = (
+    "SELECT wallet_secret, name, app_pubkey, relays, methods, max_amount_msat, budget_msat,"
+    " budget_period, expires_at, lud16, created_at, revoked_at, last_used_at FROM connections"
+    " ORDER BY created_at, name"
+)
+CONNECTIONS_VERSION = "SELECT value FROM meta WHERE key = 'connections_version'"
+BUMP_CONNECTIONS_VERSION = (
+    "UPDATE meta SET value = value + 1 WHERE key = 'connections_version' RETURNING value"
+)
+TOUCH_CONNECTION = "UPDATE connections SET last_used_at = ? WHERE wallet_pubkey = ?"
+
+# -- requests and responses --------------------------------------------------------------------
+
+_REQUEST_COLUMNS = (
+    "event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at, created_at"
+)
+CLAIM = (
+    "INSERT INTO requests (event_id, wallet_pubkey, app_pubkey, scheme, event_json, received_at,"
+    " created_at, owner) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+)
+CLAIM_HOLDER = "SELECT owner, received_at FROM requests WHERE event_id = ?"
+SELECT_REQUEST = "SELECT " + _REQUEST_COLUMNS + " FROM requests WHERE event_id = ?"
+MARK_DONE = "UPDATE requests SET done = 1 WHERE event_id = ?"
+INSERT_RESPONSE = (
+    "INSERT INTO responses (event_id, request_id, item_index, event_json, created_at, published)"
+    " VALUES (?,?,?,?,?,0) ON CONFLICT DO NOTHING"
+)
+MARK_PUBLISHED = "UPDATE responses SET published = 1 WHERE event_id = ? AND published = 0"
+# Requests that moved no money, dated and received before a time, and their responses.
+PRUNE_RESPONSES = (
+    "DELETE FROM responses WHERE request_id IN (SELECT event_id FROM requests"
+    " WHERE received_at < ? AND COALESCE(created_at, 0) < ?"
+    " AND NOT EXISTS (SELECT 1 FROM payments WHERE payments.request_id = requests.event_id))"
+)
+PRUNE_REQUESTS = (
+    "DELETE FROM requests WHERE received_at < ? AND COALESCE(created_at, 0) < ?"
+    " AND NOT EXISTS (SELECT 1 FROM payments WHERE payments.request_id = requests.event_id)"
+)
+
+# -- payments ----------------------------------------------------------------------------------
+
+_PAYMENT_COLUMNS = (
+    "id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice,"
+    " amount_msat, fee_reserve_msat, state, preimage, fee_msat, error_code, error_message"
+)
+# What a payment counts against a budget (nwcd.policy.admission.budget_cost, summed):
+# the real spend once settled, the reservation (amount + fee reserve) while open.
+BUDGET_USED = (
+    "SELECT COALESCE(SUM(CASE WHEN state = 'succeeded' THEN amount_msat + COALESCE(fee_msat, 0)"
+    " ELSE amount_msat + fee_reserve_msat END), 0) FROM payments"
+    " WHERE wallet_pubkey = ? AND created_at >= ? AND state <> 'failed'"
+)
+# ON CONFLICT: another transaction took the hash meanwhile (the unique index on live
+# hashes); then nothing is returned and the payment is refused.
+INSERT_PAYMENT = (
+    "INSERT INTO payments (request_id, item_index, wallet_pubkey, result_type, d_tag,"
+    " payment_hash, invoice, amount_msat, fee_reserve_msat, state, created_at, updated_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,'reserved',?,?) ON CONFLICT DO NOTHING RETURNING id"
+)
+MARK_IN_FLIGHT = (
+    "UPDATE payments SET state = 'in_flight', updated_at = ? WHERE id = ? AND state = 'reserved'"
+)
+SETTLE = (
+    "UPDATE payments SET state = ?, preimage = ?, fee_msat = ?, error_code = ?,"
+    " error_message = ?, updated_at = ?"
+    " WHERE id = ? AND state IN ('reserved', 'in_flight', 'unknown')"
+)
+SELECT_PAYMENT = "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE id = ?"
+
+
+def hash_holders(count: int) -> str:
+    """Who holds a live (not failed) payment of each of ``count`` hashes (a unique index:
+    one row per hash at most)."""
+    return (
+        "SELECT payment_hash, wallet_pubkey FROM payments WHERE state <> 'failed'"
+        " AND payment_hash IN (" + _marks(count) + ")"
+    )
+
+
+def payments_by_hashes(count: int) -> str:
+    """Live payments of one connection among ``count`` hashes, oldest first."""
+    return (
+        "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE wallet_pubkey = ?"
+        " AND state <> 'failed' AND payment_hash IN (" + _marks(count) + ") ORDER BY id"
+    )
+
+
+# -- invoices ----------------------------------------------------------------------------------
+
+INSERT_INVOICE = (
+    "INSERT INTO invoices (payment_hash, wallet_pubkey, created_at) VALUES (?,?,?)"
+    " ON CONFLICT DO NOTHING"
+)
+INVOICE_OWNER = "SELECT wallet_pubkey FROM invoices WHERE payment_hash = ?"
+OWNED_HASHES = (
+    "SELECT payment_hash FROM invoices WHERE wallet_pubkey = ?"
+    " UNION SELECT payment_hash FROM payments WHERE wallet_pubkey = ?"
+)
+CLAIM_SETTLEMENT = "UPDATE invoices SET notified = 1 WHERE payment_hash = ? AND notified = 0"
+
+# -- instances and their work ------------------------------------------------------------------
+
+_INSTANCE_COLUMNS = "instance_id, started_at, heartbeat_at, lease_expires_at, listening_version"
+REGISTER_INSTANCE = "INSERT INTO instances (" + _INSTANCE_COLUMNS + ") VALUES (?,?,?,?,?)"
+HEARTBEAT = (
+    "UPDATE instances SET heartbeat_at = ?, lease_expires_at = ?, listening_version = ?"
+    " WHERE instance_id = ?"
+)
+RETIRE_INSTANCE = "DELETE FROM instances WHERE instance_id = ?"
+LIVE_INSTANCES = (
+    "SELECT " + _INSTANCE_COLUMNS + " FROM instances WHERE lease_expires_at > ?"
+    " ORDER BY started_at, instance_id"
+)
+ALL_INSTANCE_IDS = "SELECT instance_id FROM instances"
+# Open work: a request not done yet, one with a response no relay took yet, or one with a
+# payment whose outcome is not known.
+_OPEN_WORK = (
+    "(done = 0 OR EXISTS (SELECT 1 FROM responses WHERE responses.request_id ="
+    " requests.event_id AND responses.published = 0) OR EXISTS (SELECT 1 FROM payments"
+    " WHERE payments.request_id = requests.event_id"
+    " AND payments.state IN ('reserved', 'in_flight', 'unknown')))"
+)
+OWNERS_OF_OPEN_WORK = "SELECT DISTINCT owner FROM requests WHERE owner <> ? AND " + _OPEN_WORK
+# Compare-and-set: a request moves only while it still belongs to the dead owner.
+ADOPT = "UPDATE requests SET owner = ? WHERE owner = ? AND " + _OPEN_WORK + " RETURNING event_id"
+HANDLED_ITEMS = (
+    "SELECT item_index FROM payments WHERE request_id = ?"
+    " UNION SELECT item_index FROM responses WHERE request_id = ? AND item_index IS NOT NULL"
+)
+HAS_RESPONSE = "SELECT 1 FROM responses WHERE request_id = ? LIMIT 1"
+
+
+def requests_by_ids(count: int) -> str:
+    return (
+        "SELECT " + _REQUEST_COLUMNS + ", done FROM requests WHERE event_id IN ("
+        + _marks(count) + ")"
+    )  # fmt: skip
+
+
+def unresolved_by_requests(count: int) -> str:
+    states = ",".join(f"'{state.value}'" for state in UNRESOLVED_STATES)
+    return (
+        "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE state IN (" + states + ")"
+        " AND request_id IN (" + _marks(count) + ") ORDER BY id"
+    )
+
+
+def undelivered_by_requests(count: int, order: str) -> str:
+    """Unpublished responses of some requests, oldest first (``order``: the engine's
+    insertion order column, to break ties)."""
+    return (
+        "SELECT event_json FROM responses WHERE published = 0 AND request_id IN ("
+        + _marks(count) + ") ORDER BY created_at, " + order
+    )  # fmt: skip
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+@functools.lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...`` (no query here has a ``?``
+    inside a string literal)."""
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+# -- rules on rows (pure) ----------------------------------------------------------------------
+
+
+def dead_owners(
+    owners: Iterable[str], live: Set[str], me: str, *, everyone_else: bool
+) -> list[str]:
+    """Owners whose work is to be taken over: not live (or, exclusively, anyone but me)."""
+    return sorted(o for o in set(owners) if o != me and (everyone_else or o not in live))
+
+
+def sort_orphans(
+    requests: Sequence[tuple[RequestRecord, bool]],
+    handled: Mapping[str, set[int]],
+    answered: Set[str],
+    unresolved: list[PaymentRecord],
+    undelivered: list[Event],
+) -> Orphans:
+    """Adopted requests by what is left to do.
+
+    ``requests`` are (record, done); ``handled`` the item indexes with a payment or
+    a response; ``answered`` the ids with any response. Never started (no payment,
+    no response): process it. Started, not done: finish the items not handled.
+    """
+    orphans = Orphans(unresolved=unresolved, undelivered=undelivered)
+    for record, done in requests:
+        if done:
+            continue
+        items = handled.get(record.event_id, set())
+        if not items and record.event_id not in answered:
+            orphans.unanswered.append(record)
+        else:
+            orphans.unfinished.append((record, items))
+    return orphans
+
+
+# -- rows <-> records --------------------------------------------------------------------------
+
+
+def event_json(event: Event) -> str:
+    return json.dumps(event.to_json(), separators=(",", ":"))
+
+
+def event_from_json(text: str) -> Event:
+    return parse_event(json.loads(text))
+
+
+def connection_fields(c: Connection) -> tuple[Any, ...]:
+    """The editable columns of UPDATE_CONNECTION, in order."""
+    return (
+        c.name,
+        c.app_pubkey,
+        json.dumps(list(c.relays)),
+        json.dumps(sorted(c.methods)) if c.methods is not None else None,
+        c.max_amount_msat,
+        c.budget_msat,
+        c.budget_period.value,
+        c.expires_at,
+        c.lud16,
+    )
+
+
+def connection_row(c: Connection) -> tuple[Any, ...]:
+    """Every column of INSERT_CONNECTION, in order."""
+    return (
+        c.wallet_pubkey,
+        c.wallet_key.reveal_hex(),
+        *connection_fields(c),
+        c.created_at,
+        c.created_at,
+        c.revoked_at,
+        c.last_used_at,
+    )
+
+
+def connection_from_row(row: Sequence[Any]) -> Connection:
+    (secret, name, app_pubkey, relays, methods, max_amount, budget, period, expires_at, lud16,
+     created_at, revoked_at, last_used_at) = row  # fmt: skip
+    return Connection(
+        name=name,
+        wallet_key=SecretKey.from_hex(secret),
+        app_pubkey=app_pubkey,
+        relays=tuple(json.loads(relays)),
+        created_at=created_at,
+        methods=frozenset(json.loads(methods)) if methods is not None else None,
+        max_amount_msat=max_amount,
+        budget_msat=budget,
+        budget_period=BudgetPeriod(period),
+        expires_at=expires_at,
+        lud16=lud16,
+        revoked_at=revoked_at,
+        last_used_at=last_used_at,
+    )
+
+
+def request_from_row(row: Sequence[Any]) -> RequestRecord:
+    return RequestRecord(*row[:7])
+
+
+def payment_row(
+    request_id: str, wallet_pubkey: str, intent: PaymentIntent, fee_reserve_msat: int, now: int
+) -> tuple[Any, ...]:
+    """The values of INSERT_PAYMENT, in order."""
+    return (
+        request_id,
+        intent.item_index,
+        wallet_pubkey,
+        intent.result_type,
+        intent.d_tag,
+        intent.payment_hash,
+        intent.invoice,
+        intent.amount_msat,
+        fee_reserve_msat,
+        now,
+        now,
+    )
+
+
+def payment_from_row(row: Sequence[Any]) -> PaymentRecord:
+    (payment_id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice,
+     amount, fee_reserve, state, preimage, fee, error_code, error_message) = row  # fmt: skip
+    return PaymentRecord(
+        id=payment_id,
+        request_id=request_id,
+        wallet_pubkey=wallet_pubkey,
+        intent=PaymentIntent(
+            item_index, result_type, d_tag, payment_hash, invoice, amount, fee_reserve
+        ),
+        state=PaymentState(state),
+        preimage=preimage,
+        fee_msat=fee,
+        error_code=error_code,
+        error_message=error_message,
+    )
+
+
+def instance_from_row(row: Sequence[Any]) -> InstanceRecord:
+    return InstanceRecord(*row)
+
+
+def best_by_hash(records: Iterable[PaymentRecord]) -> dict[str, PaymentRecord]:
+    """Per hash, a succeeded payment if there is one, else the newest (rows oldest first)."""
+    found: dict[str, PaymentRecord] = {}
+    for record in records:
+        best = found.get(record.intent.payment_hash)
+        if best is None or best.state is not PaymentState.SUCCEEDED:
+            found[record.intent.payment_hash] = record
+    return found
