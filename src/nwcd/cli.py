@@ -399,7 +399,11 @@ async def _serve(args: argparse.Namespace) -> int:
                 store=store,
                 backend=backend,
                 settings=service_settings(settings),
-                options=DaemonOptions(relays=settings.relays),
+                options=DaemonOptions(
+                    relays=settings.relays,
+                    lease=settings.store_lease,
+                    heartbeat_interval=settings.store_lease / 5,
+                ),
             )
             running = asyncio.current_task()
             assert running is not None

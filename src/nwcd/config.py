@@ -22,6 +22,8 @@ Example ``nwcd.toml``::
     [store]                         # default: SQLite in the data dir (one nwcd serve)
     url = "postgresql://nwcd@db.example.com:5432/nwcd"   # or NWCD_STORE_URL: several
                                     # instances share one PostgreSQL database
+    lease = 10                      # seconds without a heartbeat before an instance's
+                                    # work is taken over by another
 
     [backend]
     kind = "simulator"              # the embedded default; or "lnbits", "lnd"
@@ -112,6 +114,7 @@ class Settings:
     backend_kind: str = "simulator"
     backend: Mapping[str, Any] = field(default_factory=dict)
     store_url: str | None = field(default=None, repr=False)  # may hold a password
+    store_lease: int = 10
 
     @property
     def store_path(self) -> Path:
@@ -166,7 +169,10 @@ def load_settings(
     store = data.get("store", {})
     if not isinstance(store, dict):
         raise ConfigError("store must be a table")
-    _check_keys(store, {"url"}, "store")
+    _check_keys(store, {"url", "lease"}, "store")
+    lease = store.get("lease", 10)
+    if type(lease) is not int or not 2 <= lease <= 3600:
+        raise ConfigError("store.lease must be a whole number of seconds from 2 to 3600")
     store_url = env.get("NWCD_STORE_URL") or store.get("url")
     postgres = isinstance(store_url, str) and store_url.startswith(("postgresql://", "postgres://"))
     if store_url is not None and not postgres:
@@ -228,6 +234,7 @@ def load_settings(
         backend_kind=kind,
         backend=backend_table,
         store_url=store_url or None,
+        store_lease=lease,
     )
     settings.timezone()  # validate early
     return settings

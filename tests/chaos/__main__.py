@@ -25,6 +25,9 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10, help="at least this many kill -9s")
     parser.add_argument("--apps", type=int, default=4)
     parser.add_argument("--rate", type=float, default=6.0, help="requests per second")
+    parser.add_argument(
+        "--instances", type=int, default=1, help="nwcd serve instances (above 1: PostgreSQL)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep logs and state here")
     parser.add_argument("--rss-json", type=Path, help="write the RSS samples here")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -41,6 +44,7 @@ def main() -> int:
         min_kills=args.kills,
         apps=args.apps,
         request_rate=args.rate,
+        instances=args.instances,
     )
     with tempfile.TemporaryDirectory(prefix="nwcd-chaos-") as scratch:
         workdir = args.workdir or Path(scratch)

@@ -18,6 +18,11 @@ revoked while running; backend outages (errors after the payment started, or
 hangs). Then the faults stop, hanging payments are released, and the apps keep
 re-sending until everything is answered; :mod:`tests.chaos.checks` judges.
 
+With ``instances`` above one, several ``nwcd serve`` share one PostgreSQL
+database (a throwaway server started here) and the killer takes down one
+instance at a time or two at once: the others must take the dead one's work
+over (after its lease expires), and the same end checks hold.
+
 The seed fixes the plan (what each app sends, which fault comes next and
 after how long); the timing of real processes is not reproducible, so a seed
 replays the same plan, not the same interleaving.
@@ -32,20 +37,24 @@ import logging
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nwcd.backends.simulator import OutageMode, SimInvoice, SimulatedBackend, SimulatorConfig
 from nwcd.nip47.uri import ConnectionUri
-from nwcd.ports import PaymentRecord
+from nwcd.ports import PaymentRecord, Store
 from nwcd.relay.server import LocalRelay
+from nwcd.store.postgres import PostgresStore
 from nwcd.store.sqlite import SqliteStore
 from tests.chaos.apps import ChaosApp
 from tests.chaos.checks import Attempt, LedgerPayment, Report, SentRequest, SimPayment, check
+from tests.support.postgres import PostgresServer
 from tests.support.relays import NostrRelayProcess, NostrRsRelayProcess, free_port
 from tests.support.service import ServeProcess
 
@@ -69,6 +78,7 @@ class ChaosPlan:
     fault_every: tuple[float, float] = (2.0, 6.0)
     settle_timeout: float = 90.0
     resend_after: float = 4.0
+    instances: int = 1  # above 1: on PostgreSQL
 
 
 @dataclass
@@ -82,6 +92,7 @@ class Tally:
     revoked: int = 0
     releases: int = 0
     rss: list[tuple[float, int]] = field(default_factory=list)
+    takeovers: list[float] = field(default_factory=list)
 
 
 class Chaos:
@@ -97,6 +108,7 @@ class Chaos:
         self.shared: list[SimInvoice] = []
         self.batch_sent = asyncio.Event()  # a paced batch went out
         self.paced_due = 0.0
+        self.kill_times: list[float] = []
         self.stopping = False
         self.started = time.monotonic()
         self._names = 0
@@ -115,21 +127,38 @@ class Chaos:
         self.local_relay_up = True
         self.relays = (self.nostr_relay.url, self.rs_relay.url, self.local_relay.url)
         self.sim = await SimulatedBackend.open(SimulatorConfig(self.data_dir / "simulator.sqlite"))
-        self.service = ServeProcess(self.data_dir, self.relays, log_path=self.workdir / "serve.log")
+        self.env = {"NWCD_CONFIG": ""}
+        self.postgres: PostgresServer | None = None
+        if self.plan.instances > 1:
+            self.postgres = PostgresServer()
+            await asyncio.to_thread(self.postgres.start)
+            self.env["NWCD_STORE_URL"] = self.postgres.url()
+        self.services = [
+            ServeProcess(
+                self.data_dir,
+                self.relays,
+                log_path=self.workdir / f"serve{n}.log",
+                env=self.env,
+            )
+            for n in range(self.plan.instances)
+        ]
         for index in range(self.plan.apps):
             budget = 400_000 if index < self.plan.budget_apps else None
             patient = index >= self.plan.apps - self.plan.patient_apps
             await self.add_app(budget, patient=patient)
-        await self.service.start()
+        await asyncio.gather(*(service.start() for service in self.services))
 
     async def close(self) -> None:
         for app in self.apps:
             await app.close()
-        await self.service.kill()
+        for service in self.services:
+            await service.kill()
         await self.sim.close()
         await self.local_relay.stop()
         await self.nostr_relay.kill()
         await self.rs_relay.kill()
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
 
     async def nwcd(self, *args: str) -> str:
         """A CLI command on the data dir, as an operator would run it."""
@@ -142,7 +171,7 @@ class Chaos:
             str(self.data_dir),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NWCD_CONFIG": ""},
+            env={**os.environ, **self.env},
         )
         out, err = await process.communicate()
         if process.returncode != 0:
@@ -255,8 +284,9 @@ class Chaos:
     # -- faults ------------------------------------------------------------------------------
 
     async def killer(self) -> None:
-        """``kill -9`` the service often enough for ``min_kills``; half of them as a paced
-        batch's answers are being stored and published."""
+        """``kill -9`` often enough for ``min_kills``; half of them as a paced batch's
+        answers are being stored and published. With several instances, one at a time or
+        (a quarter of the time) two at once."""
         rng = random.Random(f"{self.plan.seed}/kills")
         interval = self.plan.duration / (self.plan.min_kills + 1)
         while not self.stopping:
@@ -270,10 +300,16 @@ class Chaos:
                         await self.batch_sent.wait()
                 aim = self.paced_due + rng.uniform(-0.05, 0.15) - time.monotonic()
                 await asyncio.sleep(max(0.0, aim))
-            await self.service.kill()
-            self.tally.kills += 1
+            count = 2 if len(self.services) > 2 and rng.random() < 0.25 else 1
+            victims = rng.sample(self.services, count)
+            killed_at = time.time()
+            for victim in victims:
+                await victim.kill()
+            self.tally.kills += count
+            if len(self.services) > 1:
+                self.kill_times.append(killed_at)
             await asyncio.sleep(rng.uniform(0.0, 2.0))
-            await self.service.start()
+            await asyncio.gather(*(victim.start() for victim in victims))
 
     async def faults(self) -> None:
         rng = random.Random(f"{self.plan.seed}/faults")
@@ -361,7 +397,7 @@ class Chaos:
 
     async def sample_rss(self) -> None:
         while True:
-            rss = self.service.rss_bytes()
+            rss = self.services[0].rss_bytes()
             if rss is not None:
                 self.tally.rss.append((time.monotonic() - self.started, rss))
             await asyncio.sleep(1.0)
@@ -383,7 +419,7 @@ class Chaos:
         await self.heal()
         settled = await self.settle()
         sampler.cancel()
-        await self.service.stop()
+        await asyncio.gather(*(service.stop() for service in self.services))
         report = await self.judge()
         report.line("settled", f"in {settled:.1f} s after the faults stopped")
         return report
@@ -397,8 +433,7 @@ class Chaos:
         if not self.local_relay_up:
             await self.local_relay.start()
             self.local_relay_up = True
-        if not self.service.running:
-            await self.service.start()
+        await asyncio.gather(*(s.start() for s in self.services if not s.running))
         for made in self.hanging:
             await self.release(made, "succeed")
         self.hanging.clear()
@@ -423,9 +458,31 @@ class Chaos:
                 return True
         return False
 
+    async def open_store(self) -> Store:
+        """The service's store, as the services use it."""
+        if self.postgres is not None:
+            return await PostgresStore.open(self.postgres.url())
+        return await SqliteStore.open(self.data_dir / "nwcd.sqlite")
+
+    def takeover_seconds(self) -> list[float]:
+        """For each kill, how long until another instance logged taking work over."""
+        stamps = sorted(
+            datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC).timestamp()
+            for service in self.services
+            if service.log_path.exists()
+            for line in service.log_path.read_text(errors="replace").splitlines()
+            if "taking over:" in line and "recovery" not in line
+        )
+        found = []
+        for killed in self.kill_times:
+            later = [t for t in stamps if killed < t < killed + 60]
+            if later:
+                found.append(later[0] - killed)
+        return found
+
     async def never_received(self, requests: list[SentRequest]) -> set[str]:
         """Those of ``requests`` the service has no claim of."""
-        store = await SqliteStore.open(self.data_dir / "nwcd.sqlite")
+        store = await self.open_store()
         try:
             return {r.event_id for r in requests if await store.request(r.event_id) is None}
         finally:
@@ -435,7 +492,7 @@ class Chaos:
         requests: list[SentRequest] = [r for app in self.apps for r in app.requests.values()]
         patient = [r for app in self.apps if app.patient for r in app.unanswered()]
         never_received = await self.never_received(patient)
-        store = await SqliteStore.open(self.data_dir / "nwcd.sqlite")
+        store = await self.open_store()
         try:
             # The service stopped: whatever work it left open is an orphan now.
             left = await store.take_over("judge", int(time.time()), everyone_else=True)
@@ -472,7 +529,7 @@ class Chaos:
             ledger=ledger,
             budgets={a.wallet_pubkey: a.budget_msat for a in self.apps if a.budget_msat},
             names={a.wallet_pubkey: a.name for a in self.apps},
-            recovery_seconds=self.service.start_seconds[1:],
+            recovery_seconds=[t for s in self.services for t in s.start_seconds[1:]],
             never_received=never_received,
             undelivered=undelivered,
             open_requests=open_requests,
@@ -491,6 +548,15 @@ class Chaos:
             peak = max(rss for _, rss in t.rss)
             last = t.rss[-1][1]
             report.line("service RSS", f"max {peak / 2**20:.1f} MB, last {last / 2**20:.1f} MB")
+        takeovers = self.takeover_seconds()
+        if takeovers:
+            report.line(
+                "take-over after kill",
+                f"{len(takeovers)} kills with work left: p50 {statistics.median(takeovers):.1f} s,"
+                f" max {max(takeovers):.1f} s (lease 10 s)",
+            )
+        if self.postgres is not None:
+            report.line("instances", f"{self.plan.instances} on one PostgreSQL")
         if t.kills < self.plan.min_kills:
             report.violations.append(f"only {t.kills} kills (at least {self.plan.min_kills})")
         return report

@@ -17,3 +17,12 @@ async def test_every_request_answered_exactly_once_under_faults(tmp_path: Path) 
     report, _ = await run(plan, tmp_path)
     print("\n".join(f"{name}: {value}" for name, value in report.figures.items()))
     assert report.violations == []
+
+
+async def test_three_instances_on_postgresql_lose_nothing_when_killed(tmp_path: Path) -> None:
+    # Instances die one at a time or two at once; the others take the work over once the
+    # dead ones' leases (10 s) expire.
+    plan = ChaosPlan(seed=20261205, duration=90, min_kills=8, settle_timeout=90, instances=3)
+    report, _ = await run(plan, tmp_path)
+    print("\n".join(f"{name}: {value}" for name, value in report.figures.items()))
+    assert report.violations == []

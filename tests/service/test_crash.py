@@ -177,11 +177,13 @@ async def test_sigterm_stops_serve_cleanly(tmp_path: Path, relay_url: str) -> No
     await service.kill()
 
 
+@pytest.mark.parametrize("outage", [0.0, 3.0], ids=["backend-up", "backend-down-at-start"])
 async def test_recovery_answers_batch_items_left_unanswered(
-    tmp_path: Path, nwcd_relay: object
+    tmp_path: Path, nwcd_relay: object, outage: float
 ) -> None:
     """The process died after reserving a batch but before answering its bad items:
-    on start, the payment is resolved and the other items are answered too."""
+    on start, the payment is resolved and the other items are answered too; if the
+    backend is down then, once it is back (the items wait, they are not dropped)."""
     from nwcd.nip47.encryption import Scheme
     from nwcd.ports import PaymentIntent, RequestRecord
     from tests.service.harness import WalletHarness
@@ -224,8 +226,10 @@ async def test_recovery_answers_batch_items_left_unanswered(
                 )
             ]
         )
+        if outage:
+            await wallet.backend.set_outage("error", outage)
         await wallet.start()
-        got = await app.collect(responses, 2, 15, 0.3, request.pubkey)
+        got = await app.collect(responses, 2, 15 + outage, 0.3, request.pubkey)
         by_d = {event.tag_value("d"): response for event, response in got}
         assert set(by_d) == {"good", "bad"}
         # Never sent before the "crash": answered failed, nothing paid.

@@ -18,6 +18,7 @@ becomes its code and message; anything else is our fault and becomes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -312,6 +313,21 @@ class Pipeline:
         ):
             await self._store.mark_done(ctx.event.id)
             return
+        # The items still to pay are checked against the backend's network: wait for the
+        # backend rather than give up on them (answering them is this instance's job now).
+        delay = self._settings.resolve_interval
+        while True:
+            try:
+                await self.network()
+                break
+            except BackendError as exc:
+                log.info(
+                    "request %s: backend unavailable (%s); will retry",
+                    ctx.event.id,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
         try:
             await self._pay(ctx.with_method(request.method), params, handled=frozenset(handled))
         except RequestError:
