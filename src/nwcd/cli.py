@@ -363,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[common], help="run the whole flow locally")
     demo.add_argument("--invoices", type=int, default=12, help="batch size")
+    demo.add_argument(
+        "--store",
+        metavar="URL",
+        help="a postgresql:// store instead of SQLite (default: [store] url / NWCD_STORE_URL)",
+    )
     return parser
 
 
@@ -892,7 +897,10 @@ async def _pay(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from nwcd.demo import run_demo
 
-    return await run_demo(data_dir=args.data_dir, count=args.invoices)
+    store_url = args.store or _settings(args).store_url
+    if store_url is not None and not store_url.startswith(("postgresql://", "postgres://")):
+        raise CliError("--store must be a postgresql:// URL")
+    return await run_demo(data_dir=args.data_dir, count=args.invoices, store_url=store_url)
 
 
 _COMMANDS = {

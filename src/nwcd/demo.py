@@ -16,14 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
+from nwcd.backends.simulator import SimulatedBackend
+from nwcd.bootstrap import open_simulator, open_store
 from nwcd.client.client import InvoiceRequest, NWCClient
+from nwcd.config import Settings
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.keys import SecretKey
 from nwcd.policy.grants import Connection
+from nwcd.ports import Store
 from nwcd.relay.server import LocalRelay
 from nwcd.service.daemon import DaemonOptions, WalletDaemon
-from nwcd.store.sqlite import SqliteStore
 
 __all__ = ["run_demo"]
 
@@ -34,24 +36,31 @@ def _latencies(count: int) -> list[int]:
     return [pattern[i % len(pattern)] for i in range(count)]
 
 
-async def run_demo(*, data_dir: Path | None = None, count: int = 12) -> int:
-    """Run the demo; 0 when every invoice got the outcome it was made for."""
+async def run_demo(
+    *, data_dir: Path | None = None, count: int = 12, store_url: str | None = None
+) -> int:
+    """Run the demo; 0 when every invoice got the outcome it was made for.
+
+    ``store_url``: a PostgreSQL store instead of SQLite in the data dir.
+    """
     count = max(2, count)
     with tempfile.TemporaryDirectory(prefix="nwcd-demo-") as tmp:
-        directory = data_dir or Path(tmp)
+        settings = Settings(data_dir=data_dir or Path(tmp), store_url=store_url)
         out = sys.stdout
         async with LocalRelay("127.0.0.1", 0) as relay:
             print(f"local relay      {relay.url}", file=out)
-            store = await SqliteStore.open(directory / "nwcd.sqlite")
-            backend = await SimulatedBackend.open(SimulatorConfig(directory / "simulator.sqlite"))
+            store = await open_store(settings)
             try:
-                return await _run(relay.url, store, backend, count)
+                backend = await open_simulator(settings)
+                try:
+                    return await _run(relay.url, store, backend, count)
+                finally:
+                    await backend.close()
             finally:
-                await backend.close()
                 await store.close()
 
 
-async def _run(relay_url: str, store: SqliteStore, backend: SimulatedBackend, count: int) -> int:
+async def _run(relay_url: str, store: Store, backend: SimulatedBackend, count: int) -> int:
     wallet_key, app_secret = SecretKey.generate(), SecretKey.generate()
     await store.add_connection(
         Connection(

@@ -83,6 +83,7 @@ class ServeProcess:
         with self.log_path.open("ab") as log:
             while line := await self.process.stderr.readline():
                 log.write(line)
+                log.flush()  # readable at once by tests that look for a line
                 if b"nwcd ready" in line and not ready.done():
                     ready.set_result(None)
         if not ready.done():

@@ -251,7 +251,8 @@ class WalletDaemon:
             if ready is not None:
                 ready()
             log.info(
-                "nwcd ready: %d connections, relays %s",
+                "nwcd ready: instance %s, %d connections, relays %s",
+                self.instance_id[:12],
                 len(self.pipeline.connections),
                 ", ".join(self._pool.relays),
             )
