@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,7 +34,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from nwcd.nostr.event import Event
-from nwcd.policy.admission import Ask, admit, hashes_of, held
 from nwcd.policy.authorize import Deny
 from nwcd.policy.grants import Connection
 from nwcd.ports import (
@@ -47,7 +46,7 @@ from nwcd.ports import (
     RequestRecord,
     Reserved,
 )
-from nwcd.store import sql
+from nwcd.store import sql, steps
 
 __all__ = ["PostgresStore", "describe", "redact"]
 
@@ -278,39 +277,17 @@ class PostgresStore:
             await db.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", _BUDGET_LOCK, wallet_pubkey
             )
-            used = 0
-            if budget_msat is not None:
-                used = int(await db.fetchval(_q(sql.BUDGET_USED), wallet_pubkey, window_start))
-            asks = [Ask(i.payment_hash, i.amount_msat, i.fee_reserve_msat) for i in intents]
-            holders: dict[str, str] = {}
-            for chunk in sql.chunks(hashes_of(asks)):
-                for row in await db.fetch(_q(sql.hash_holders(len(chunk))), *chunk):
-                    holders[row[0]] = row[1]
-            decisions = admit(
-                asks,
-                wallet_pubkey=wallet_pubkey,
-                budget_msat=budget_msat,
-                used_msat=used,
-                holders=holders,
+            return await steps.drive_async(
+                steps.reserve(
+                    request_id,
+                    wallet_pubkey,
+                    intents,
+                    budget_msat=budget_msat,
+                    window_start=window_start,
+                    now=now,
+                ),
+                _runner(db),
             )
-            results: list[Reserved | Deny] = []
-            for intent, decision in zip(intents, decisions, strict=True):
-                if isinstance(decision, Deny):
-                    results.append(decision)
-                    continue
-                payment_id = await db.fetchval(
-                    _q(sql.INSERT_PAYMENT),
-                    *sql.payment_row(
-                        request_id, wallet_pubkey, intent, decision.fee_reserve_msat, now
-                    ),
-                )
-                if payment_id is None:
-                    # Another connection's reservation of this hash committed meanwhile (this
-                    # connection's own are serialized by the lock above).
-                    results.append(held(by_same_connection=False))
-                else:
-                    results.append(Reserved(int(payment_id), decision.fee_reserve_msat))
-            return results
 
     async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> set[int]:
         async with self._transaction() as db:
@@ -408,43 +385,19 @@ class PostgresStore:
 
     async def take_over(self, owner: str, now: int, *, everyone_else: bool = False) -> Orphans:
         async with self._transaction() as db:
-            live = {row[0] for row in await db.fetch(_q(sql.LIVE_INSTANCES), now)}
-            owners = [row[0] for row in await db.fetch(_q(sql.OWNERS_OF_OPEN_WORK), owner)]
-            registered = [row[0] for row in await db.fetch(_q(sql.ALL_INSTANCE_IDS))]
-            for dead in sql.dead_owners(registered, live, owner, everyone_else=everyone_else):
-                await db.execute(_q(sql.RETIRE_INSTANCE), dead)
-            adopted: list[str] = []
-            for dead in sql.dead_owners(owners, live, owner, everyone_else=everyone_else):
-                adopted += [row[0] for row in await db.fetch(_q(sql.ADOPT), owner, dead)]
-            return await _work_of(db, adopted)
+            return await steps.drive_async(
+                steps.take_over(owner, now, everyone_else=everyone_else, order="seq"),
+                _runner(db),
+            )
 
 
-async def _work_of(db: Any, request_ids: Sequence[str]) -> Orphans:
-    """What is left to do for some requests (read inside the adopting transaction)."""
-    requests: list[tuple[RequestRecord, bool]] = []
-    unresolved: list[PaymentRecord] = []
-    undelivered: list[Event] = []
-    for chunk in sql.chunks(list(request_ids)):
-        for row in await db.fetch(_q(sql.requests_by_ids(len(chunk))), *chunk):
-            requests.append((sql.request_from_row(tuple(row)), bool(row[7])))
-        unresolved += [
-            sql.payment_from_row(tuple(row))
-            for row in await db.fetch(_q(sql.unresolved_by_requests(len(chunk))), *chunk)
-        ]
-        undelivered += [
-            sql.event_from_json(row[0])
-            for row in await db.fetch(_q(sql.undelivered_by_requests(len(chunk), "seq")), *chunk)
-        ]
-    handled: dict[str, set[int]] = {}
-    answered: set[str] = set()
-    for record, done in requests:
-        if done:
-            continue
-        rows = await db.fetch(_q(sql.HANDLED_ITEMS), record.event_id, record.event_id)
-        handled[record.event_id] = {int(row[0]) for row in rows}
-        if await db.fetchrow(_q(sql.HAS_RESPONSE), record.event_id) is not None:
-            answered.add(record.event_id)
-    return sql.sort_orphans(requests, handled, answered, unresolved, undelivered)
+def _runner(db: Any) -> Callable[[str, Sequence[Any]], Awaitable[list[Sequence[Any]]]]:
+    """Run one statement of :mod:`nwcd.store.steps` on a connection; its rows as tuples."""
+
+    async def run(statement: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+        return [tuple(row) for row in await db.fetch(_q(statement), *args)]
+
+    return run
 
 
 async def _insert_responses(

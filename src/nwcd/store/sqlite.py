@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nwcd.nostr.event import Event
-from nwcd.policy.admission import Ask, admit, hashes_of
 from nwcd.policy.authorize import Deny
 from nwcd.policy.grants import Connection
 from nwcd.ports import (
@@ -41,7 +40,7 @@ from nwcd.ports import (
     RequestRecord,
     Reserved,
 )
-from nwcd.store import sql
+from nwcd.store import sql, steps
 
 __all__ = ["SqliteStore"]
 
@@ -317,38 +316,17 @@ class SqliteStore:
             # BEGIN IMMEDIATE: no other writer (process) between reading what is used
             # and inserting what is admitted.
             with self._transaction() as tx:
-                used = 0
-                if budget_msat is not None:
-                    used = int(
-                        tx.execute(sql.BUDGET_USED, (wallet_pubkey, window_start)).fetchone()[0]
-                    )
-                asks = [Ask(i.payment_hash, i.amount_msat, i.fee_reserve_msat) for i in intents]
-                holders = {
-                    row[0]: row[1]
-                    for chunk in sql.chunks(hashes_of(asks))
-                    for row in tx.execute(sql.hash_holders(len(chunk)), chunk)
-                }
-                decisions = admit(
-                    asks,
-                    wallet_pubkey=wallet_pubkey,
-                    budget_msat=budget_msat,
-                    used_msat=used,
-                    holders=holders,
+                return steps.drive(
+                    steps.reserve(
+                        request_id,
+                        wallet_pubkey,
+                        intents,
+                        budget_msat=budget_msat,
+                        window_start=window_start,
+                        now=now,
+                    ),
+                    lambda statement, args: tx.execute(statement, args).fetchall(),
                 )
-                results: list[Reserved | Deny] = []
-                for intent, decision in zip(intents, decisions, strict=True):
-                    if isinstance(decision, Deny):
-                        results.append(decision)
-                        continue
-                    row = tx.execute(
-                        sql.INSERT_PAYMENT,
-                        sql.payment_row(
-                            request_id, wallet_pubkey, intent, decision.fee_reserve_msat, now
-                        ),
-                    ).fetchone()
-                    assert row is not None  # the writer lock: nobody took the hash meanwhile
-                    results.append(Reserved(int(row[0]), decision.fee_reserve_msat))
-            return results
 
         return await self._run(reserve)
 
@@ -479,17 +457,10 @@ class SqliteStore:
     async def take_over(self, owner: str, now: int, *, everyone_else: bool = False) -> Orphans:
         def take_over() -> Orphans:
             with self._transaction() as tx:
-                live = {row[0] for row in tx.execute(sql.LIVE_INSTANCES, (now,))}
-                owners = [row[0] for row in tx.execute(sql.OWNERS_OF_OPEN_WORK, (owner,))]
-                retired = [row[0] for row in tx.execute(sql.ALL_INSTANCE_IDS)]
-                for dead in sql.dead_owners(retired, live, owner, everyone_else=everyone_else):
-                    tx.execute(sql.RETIRE_INSTANCE, (dead,))
-                adopted = [
-                    row[0]
-                    for dead in sql.dead_owners(owners, live, owner, everyone_else=everyone_else)
-                    for row in tx.execute(sql.ADOPT, (owner, dead)).fetchall()
-                ]
-                return _work_of(tx, adopted)
+                return steps.drive(
+                    steps.take_over(owner, now, everyone_else=everyone_else, order="rowid"),
+                    lambda statement, args: tx.execute(statement, args).fetchall(),
+                )
 
         return await self._run(take_over)
 
@@ -525,35 +496,6 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-
-
-def _work_of(tx: sqlite3.Connection, request_ids: Sequence[str]) -> Orphans:
-    """What is left to do for some requests (read inside the adopting transaction)."""
-    requests: list[tuple[RequestRecord, bool]] = []
-    unresolved: list[PaymentRecord] = []
-    undelivered: list[Event] = []
-    for chunk in sql.chunks(list(request_ids)):
-        for row in tx.execute(sql.requests_by_ids(len(chunk)), chunk):
-            requests.append((sql.request_from_row(row), bool(row[7])))
-        unresolved += [
-            sql.payment_from_row(row)
-            for row in tx.execute(sql.unresolved_by_requests(len(chunk)), chunk)
-        ]
-        undelivered += [
-            sql.event_from_json(row[0])
-            for row in tx.execute(sql.undelivered_by_requests(len(chunk), "rowid"), chunk)
-        ]
-    handled: dict[str, set[int]] = {}
-    answered: set[str] = set()
-    for record, done in requests:
-        if done:
-            continue
-        handled[record.event_id] = {
-            int(row[0]) for row in tx.execute(sql.HANDLED_ITEMS, (record.event_id,) * 2)
-        }
-        if tx.execute(sql.HAS_RESPONSE, (record.event_id,)).fetchone() is not None:
-            answered.add(record.event_id)
-    return sql.sort_orphans(requests, handled, answered, unresolved, undelivered)
 
 
 def _insert_responses(
