@@ -60,8 +60,14 @@ def test_precedence_flags_then_environment_then_file(tmp_path: Path) -> None:
     [
         ("relay = []\n", "unknown key(s) relay"),
         ("[service]\nmax_batch_item = 3\n", "service: unknown key(s) max_batch_item"),
-        ('[service]\nmax_batch_items = "3"\n', "service.max_batch_items must be a int"),
-        ("[service]\npayment_hash_tag = 1\n", "payment_hash_tag must be a bool"),
+        ('[service]\nmax_batch_items = "3"\n', "service.max_batch_items must be a whole number"),
+        ("[service]\npayment_hash_tag = 1\n", "payment_hash_tag must be a boolean"),
+        ("[service]\nmax_payments_in_flight = 0\n", "max_payments_in_flight must be from 1 to"),
+        ("[service]\nfreshness_window = -5\n", "freshness_window must be from 1 to 86400"),
+        ("[service]\nfee_reserve_ppm = 2000000\n", "fee_reserve_ppm must be from 0 to 1000000"),
+        ("[store]\nlease = 1\n", "store.lease must be a whole number of seconds from 2"),
+        ('[store]\nurl = "mysql://x"\n', "store.url must be a postgresql:// URL"),
+        ("[store]\nurll = 1\n", "store: unknown key(s) urll"),
         ('[service]\ntimezone = "Mars/Olympus"\n', "unknown time zone"),
         ('[backend]\nkind = "cashu"\n', "backend.kind must be one of"),
         ("[backend.simulator]\nbalance = 1\n", "backend.simulator: unknown key(s) balance"),
@@ -142,3 +148,31 @@ def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(config_file=write(tmp_path, text), data_dir=tmp_path, environ={})
     assert "1234567" not in str(caught.value)
+
+
+async def test_a_backend_value_the_backend_refuses_is_one_config_error(tmp_path: Path) -> None:
+    from nwcd.bootstrap import open_backend
+
+    config = tmp_path / "nwcd.toml"
+    config.write_text(
+        '[backend]\nkind = "lnbits"\n[backend.lnbits]\nurl = "lnbits.example.com"\n'
+        'admin_key = "k"\n'
+    )
+    settings = load_settings(config_file=config, data_dir=tmp_path, environ={})
+    with pytest.raises(ConfigError, match=r"^backend.lnbits: url must start with http"):
+        await open_backend(settings)
+
+
+async def test_a_store_from_a_newer_nwcd_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    from nwcd.bootstrap import open_store
+
+    settings = load_settings(data_dir=tmp_path, environ={})
+    store = await open_store(settings)
+    await store.close()
+    db = sqlite3.connect(settings.store_path)
+    db.execute("PRAGMA user_version = 999")
+    db.close()
+    with pytest.raises(ConfigError, match=r"newer nwcd \(schema 999"):
+        await open_store(settings)

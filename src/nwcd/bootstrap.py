@@ -42,7 +42,10 @@ async def open_store(settings: Settings) -> Store:
     """
     if settings.store_url is None:
         _prepare(settings, settings.store_path)
-        return await SqliteStore.open(settings.store_path)
+        try:
+            return await SqliteStore.open(settings.store_path)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         from nwcd.store.postgres import PostgresStore, describe, redact
     except ImportError:
@@ -95,7 +98,21 @@ async def open_simulator(settings: Settings) -> SimulatedBackend:
 
 
 async def open_backend(settings: Settings) -> LightningBackend:
-    """The configured Lightning backend."""
+    """The configured Lightning backend.
+
+    Raises:
+        ConfigError: its table holds a value the backend refuses (a URL without a
+            scheme, a timeout of zero, ...); the message says which.
+    """
+    try:
+        return await _open_backend(settings)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"backend.{settings.backend_kind}: {exc}") from None
+
+
+async def _open_backend(settings: Settings) -> LightningBackend:
     table = settings.backend
     match settings.backend_kind:
         case "simulator":

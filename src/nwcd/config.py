@@ -72,6 +72,18 @@ _SERVICE_KEYS = {
     "timezone": str,
     "cap_balance_to_budget": bool,
 }
+# The allowed range of each integer key of [service] (a zero or negative limit would stall
+# every payment or answer nothing).
+_SERVICE_RANGES = {
+    "freshness_window": (1, 86_400),
+    "retention": (0, 10 * 365 * 86_400),
+    "max_batch_items": (1, 1_000),
+    "max_payments_in_flight": (1, 100_000),
+    "max_payments_per_connection": (1, 100_000),
+    "fee_reserve_ppm": (0, 1_000_000),
+    "fee_reserve_floor_msat": (0, 2_100_000_000_000_000_000),
+}
+_TYPE_NAMES = {int: "whole number", bool: "boolean (true or false)", str: "string"}
 # Each backend's table: key -> accepted types. Secrets may come from the environment
 # instead (NWCD_LNBITS_ADMIN_KEY, NWCD_LND_MACAROON), so they stay out of files.
 _BACKEND_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
@@ -184,7 +196,11 @@ def load_settings(
     _check_keys(service, set(_SERVICE_KEYS), "service")
     for key, expected in _SERVICE_KEYS.items():
         if key in service and type(service[key]) is not expected:
-            raise ConfigError(f"service.{key} must be a {expected.__name__}")
+            raise ConfigError(f"service.{key} must be a {_TYPE_NAMES[expected]}")
+        if key in service and key in _SERVICE_RANGES:
+            low, high = _SERVICE_RANGES[key]
+            if not low <= service[key] <= high:
+                raise ConfigError(f"service.{key} must be from {low} to {high}")
     backend = data.get("backend", {})
     if not isinstance(backend, dict):
         raise ConfigError("backend must be a table")

@@ -123,6 +123,12 @@ class PostgresStore:
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
                 )
                 version = await db.fetchval("SELECT MAX(version) FROM schema_version") or 0
+                known = max(number for number, _ in _migrations())
+                if version > known:
+                    raise ValueError(
+                        f"the database was written by a newer nwcd (schema {version}; this"
+                        f" one knows {known}): upgrade nwcd"
+                    )
                 for number, script in _migrations():
                     if number > version:
                         async with db.transaction():

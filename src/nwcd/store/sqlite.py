@@ -128,6 +128,12 @@ class SqliteStore:
         self._db = db
         with self._transaction() as tx:
             version = tx.execute("PRAGMA user_version").fetchone()[0]
+            known = max(number for number, _ in _migrations())
+            if version > known:
+                raise ValueError(
+                    f"{self.path} was written by a newer nwcd (schema {version}; this one"
+                    f" knows {known}): upgrade nwcd"
+                )
             for number, script in _migrations():
                 if number > version:
                     for statement in _statements(script):
