@@ -2,7 +2,7 @@
 
 LNbits lives in its own virtualenv under ``${NWCD_CACHE:-~/.cache/nwcd}/lnbits-1.6.2``,
 installed by ``scripts/setup-peers.sh`` (it needs Python < 3.13 and pins that clash
-with ours). Started as shared/docs/peers.md says:
+with ours). Started this way:
 
 * from a directory holding a symlink ``lnbits -> <site-packages>/lnbits`` (it opens
   ``lnbits/static`` relative to the cwd and reads ``.env`` from the cwd);

@@ -2,7 +2,7 @@
 
 Built from the binaries of ``scripts/setup-lnd.sh`` (cached under
 ``${NWCD_CACHE:-~/.cache/nwcd}``). Everything runs on 127.0.0.1 free ports in a
-temporary directory. Bring-up follows ``shared/docs/peers.md`` ("Real Lightning"):
+temporary directory. Bring-up:
 
 1. a throwaway btcd + node A, only to learn an address of A's wallet (btcd v0.26.2
    has no working ``generatetoaddress``; it mines to ``--miningaddr``), both stopped;

@@ -2,8 +2,8 @@
 
 Every public method of the SDK's client goes through a real relay (PyPI nostr-relay,
 nostr-sdk's LocalRelay) to nwcd's daemon on the simulator, once with the encryption the
-SDK picks from our info event (NIP-44 v2) and once with NIP-04 forced the way peers.md
-documents (``client._encryptionType = 'nip04'``). Each method is a subtest, so a failure
+SDK picks from our info event (NIP-44 v2) and once with NIP-04 forced through the SDK's
+private setting (``client._encryptionType = 'nip04'``). Each method is a subtest, so a failure
 names the method and the encryption.
 
 Methods nwcd does not implement (``get_budget``, hold invoices, ``create_connection``)

@@ -3,7 +3,7 @@
 ``nostr-relay`` lives in its own virtualenv, installed by ``scripts/setup-peers.sh``
 under ``${NWCD_CACHE:-~/.cache/nwcd}/nostr-relay-1.14``, since its pins clash
 with ours. It is lenient: it stores ephemeral kinds for a while and replays
-them (see shared/docs/peers.md). It runs as a gunicorn master plus one worker in
+them for a while. It runs as a gunicorn master plus one worker in
 its own process group, so :meth:`NostrRelayProcess.kill` takes both down at once
 and the port is free again for :meth:`NostrRelayProcess.restart`.
 """

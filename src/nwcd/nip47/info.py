@@ -2,7 +2,7 @@
 
 Content is the space-separated method list plus ``notifications`` when the
 connection receives them; tags name the encryption schemes and notification
-types (protocol.md section 3).
+types (NIP-47, "info event").
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ as the Alby SDK send null for optional fields they leave out.
 Batch items (``multi_pay_invoice``, ``multi_pay_keysend``) are parsed leniently:
 a problem in one item (a bad amount) is kept on the item as ``problem`` so only
 that item fails; the request fails as a whole only when the item list itself
-cannot be trusted (design.md section 1).
+cannot be trusted (docs/design.md, section 1).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Response plaintext (inside a kind-23195 event)::
     {"result_type": "pay_invoice", "error": {"code": "PAYMENT_FAILED", "message": "..."},
      "result": null}
 
-Decoding is tolerant, as deployed wallets differ (protocol.md P6, P7): a
+Decoding is tolerant, as deployed wallets differ (some omit ``result`` on errors): a
 missing ``error``/``result`` is ``null``, any string is accepted as a code,
 and ``error`` wins when both are present.
 """
