@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Build btcd + btcctl + lnd + lncli for the LND regtest tests, cached outside the repo.
 #
+#   setup-lnd.sh          build them unless cached
+#   setup-lnd.sh --plan   change nothing; print "lnd cached" or "lnd build" (setup-peers.sh --plan)
+#
 # The binaries go to ${NWCD_CACHE:-$HOME/.cache/nwcd}/lnd-<ver>-btcd-<ver>/bin (keyed by
 # version, so a cached build costs nothing). Built from the Go module proxy with the Go
 # toolchain (shared/docs/peers.md, "Real Lightning"): lnd's go.mod has replace directives,
 # so the module is downloaded and built inside its own directory. Without `go` this prints
-# why and exits 0: the LND tests then skip with that reason.
+# why and exits 0: the LND tests then skip with that reason (scripts/test.sh checks for go
+# first, so its full run never skips them).
 set -euo pipefail
 LND_VERSION=v0.21.3-beta
 BTCD_VERSION=v0.26.2
@@ -14,8 +18,38 @@ DEST="$CACHE/lnd-$LND_VERSION-btcd-$BTCD_VERSION"
 BIN="$DEST/bin"
 
 built() { [ -x "$BIN/lnd" ] && [ -x "$BIN/lncli" ] && [ -x "$BIN/btcd" ] && [ -x "$BIN/btcctl" ]; }
+case ${1:-} in
+    "") ;;
+    --plan) if built; then echo "lnd cached"; else echo "lnd build"; fi; exit 0 ;;
+    *) echo "usage: setup-lnd.sh [--plan]" >&2; exit 2 ;;
+esac
+
+# Progress of a long step (the same helpers as in setup-peers.sh): a start line with the
+# expected time, "still <step>: N min" every 60 s while it runs, the time taken at its end.
+STEP="" STEP_START=0 HEARTBEAT=""
+step_start() {  # step_start "building X" ["expected time"] ["with Y into Z"]
+    STEP=$1 STEP_START=$(date +%s)
+    echo "== $1${3:+ $3}${2:+ ($2)}"
+    (   # sleep's output goes nowhere: a leftover sleep must not hold a reader's pipe open
+        while sleep 60 >/dev/null 2>&1; do
+            kill -0 $$ 2>/dev/null || exit 0
+            echo "   still $STEP: $(( ($(date +%s) - STEP_START) / 60 )) min"
+        done
+    ) &
+    HEARTBEAT=$!
+}
+step_end() {  # step_end ok|FAILED: stop the heartbeat, print the time taken
+    [ -n "$HEARTBEAT" ] || return 0
+    kill "$HEARTBEAT" 2>/dev/null || true
+    wait "$HEARTBEAT" 2>/dev/null || true
+    HEARTBEAT=""
+    local took=$(( $(date +%s) - STEP_START )) how="done in"
+    [ "$1" != FAILED ] || how="FAILED after"
+    echo "== $STEP: $how $(( took / 60 )) min $(( took % 60 )) s"
+}
+
 if built; then
-    echo "setup-lnd.sh: lnd $LND_VERSION and btcd $BTCD_VERSION already in $BIN"
+    echo "== lnd $LND_VERSION and btcd $BTCD_VERSION: cached in $BIN"
     exit 0
 fi
 if ! command -v go >/dev/null; then
@@ -27,20 +61,21 @@ fi
 # One build at a time: a second run (another checkout, setup-peers.sh) waits for the first.
 mkdir -p "$CACHE"
 exec 9>"$DEST.lock"
+trap 'step_end FAILED' EXIT
 if command -v flock >/dev/null && ! flock -n 9; then
-    echo "setup-lnd.sh: another build is running; waiting for it"
+    step_start "waiting for another build of lnd and btcd" "7-12 min cold"
     flock 9
+    step_end ok
 fi
 if built; then
-    echo "setup-lnd.sh: lnd $LND_VERSION and btcd $BTCD_VERSION already in $BIN"
+    echo "== lnd $LND_VERSION and btcd $BTCD_VERSION: cached in $BIN"
     exit 0
 fi
 
-echo "== building lnd $LND_VERSION and btcd $BTCD_VERSION into $BIN (7-12 min cold)"
-START=$(date +%s)
+step_start "building lnd $LND_VERSION and btcd $BTCD_VERSION" "7-12 min cold, once" "with go into $BIN"
 mkdir -p "$DEST"
 TMP_BIN=$(mktemp -d "$DEST/bin.tmp.XXXXXX")
-trap 'rm -rf "$TMP_BIN"' EXIT
+trap 'step_end FAILED; rm -rf "$TMP_BIN"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-modcacherw
 
 module_dir() {  # the module's directory in the module cache, downloading it if needed
@@ -64,4 +99,5 @@ chmod 755 "$TMP_BIN"
 rm -rf "$BIN"
 mv "$TMP_BIN" "$BIN"
 trap - EXIT
-echo "== built in $(( $(date +%s) - START )) s: $(ls "$BIN" | tr '\n' ' ')"
+step_end ok
+echo "   built: $(ls "$BIN" | tr '\n' ' ')"

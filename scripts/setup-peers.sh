@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
 # Install the third-party peers the tests talk to, cached outside the repo.
+#
+#   setup-peers.sh           all of them (scripts/test.sh)
+#   setup-peers.sh --quick   only nostr-relay: the one peer that needs no native build and no
+#                            runtime but $PYTHON (scripts/test.sh --quick)
+#   setup-peers.sh --plan    change nothing; print one line per peer, "PEER STATE [DETAIL]",
+#                            STATE cached, install or build (PostgreSQL: present, install or
+#                            missing): scripts/test.sh checks the prerequisites with it
+#
+# A cached peer costs nothing and says so in one line. Long steps print a line when they
+# start (with the expected time where known), "still <step>: N min" every minute while they
+# run, and the time taken.
 set -euo pipefail
+MODE=${1:-all}
+case $MODE in
+    all | --quick | --plan) ;;
+    *) echo "usage: setup-peers.sh [--quick | --plan]" >&2; exit 2 ;;
+esac
 CACHE=${NWCD_CACHE:-$HOME/.cache/nwcd}
-mkdir -p "$CACHE"
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 # nostr-relay 1.14 (PyPI) in its own virtualenv: a lenient third-party relay for tests.
 # Every version is pinned (from a working install) so each machine gets the same relay;
@@ -17,15 +33,10 @@ multidict==7.2.1 propcache==0.5.4 pycares==5.2.1 pycparser==3.12 pydantic==2.14.
 pydantic_core==2.50.5 python-dotenv==1.2.4 python-rapidjson==1.25 PyYAML==6.0.4
 setproctitle==1.3.8 SQLAlchemy==2.1.9 typing-inspection==0.4.5 typing_extensions==4.16.0
 uvicorn==0.54.0 uvloop==0.23.0 watchfiles==1.3.0 websockets==17.4 yarl==1.25.1"
-if [ "$(cat "$NOSTR_RELAY_VENV/.pins" 2>/dev/null)" != "$NOSTR_RELAY_PINS" ] \
-    || [ ! -x "$NOSTR_RELAY_VENV/bin/nostr-relay" ]; then
-    echo "== installing nostr-relay 1.14 into $NOSTR_RELAY_VENV"
-    rm -rf "$NOSTR_RELAY_VENV"
-    "${PYTHON:-python3}" -m venv "$NOSTR_RELAY_VENV"
-    # shellcheck disable=SC2086 # the pins are one word each
-    "$NOSTR_RELAY_VENV/bin/python" -m pip install -q --disable-pip-version-check $NOSTR_RELAY_PINS
-    printf '%s' "$NOSTR_RELAY_PINS" > "$NOSTR_RELAY_VENV/.pins"
-fi
+nostr_relay_cached() {
+    [ "$(cat "$NOSTR_RELAY_VENV/.pins" 2>/dev/null)" = "$NOSTR_RELAY_PINS" ] \
+        && [ -x "$NOSTR_RELAY_VENV/bin/nostr-relay" ]
+}
 
 # Node peers for tests/interop (Alby JS SDK 8.0.3, ws, nostr-tools), from the committed
 # interop/package.json + package-lock.json with `npm ci`, into a directory keyed by the
@@ -33,25 +44,9 @@ fi
 # reused at no cost and a changed lock gets a fresh one. Node 20 works although
 # @getalby/sdk 8 declares node >= 22 (shared/docs/peers.md), hence --engine-strict=false.
 INTEROP_SRC="$(cd "$(dirname "$0")/.." && pwd)/interop"
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "setup-peers.sh: node and npm (Node >= 20) are needed for tests/interop" >&2
-    exit 1
-fi
 NODE_KEY=$(sha256sum "$INTEROP_SRC/package-lock.json" | cut -c1-16)
 NODE_INTEROP="$CACHE/node-interop/$NODE_KEY"
-if [ ! -f "$NODE_INTEROP/.installed" ]; then
-    echo "== installing interop/package-lock.json (npm ci) into $NODE_INTEROP"
-    NODE_TMP=$(mktemp -d "$CACHE/node-interop.tmp.XXXXXX")
-    cp "$INTEROP_SRC/package.json" "$INTEROP_SRC/package-lock.json" "$NODE_TMP/"
-    (cd "$NODE_TMP" && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
-    touch "$NODE_TMP/.installed"
-    rm -rf "$NODE_INTEROP"
-    mkdir -p "$CACHE/node-interop"
-    mv "$NODE_TMP" "$NODE_INTEROP"
-fi
-
-# btcd + lnd for the LND regtest tests (tests/backends/test_lnd.py); skips without go.
-"$(dirname "$0")/setup-lnd.sh"
+node_interop_cached() { [ -f "$NODE_INTEROP/.installed" ]; }
 
 # LNbits 1.6.2 (PyPI) in its own virtualenv, run by tests/backends/lnbits_server.py with its
 # FakeWallet funding source. It needs Python >=3.10,<3.13: pyenv's 3.12.1 by its full path
@@ -79,47 +74,172 @@ SQLAlchemy==1.4.54 sse-starlette==2.3.6 starlette==0.48.0 tibs==0.5.7 tlv8==0.10
 tornado==6.6.1 typer==0.28.0 typing_extensions==4.15.0 urllib3==2.8.0 uvicorn==0.40.0
 uvloop==0.22.1 wasmtime==50.0.1 websocket-client==1.9.2 websockets==15.0.1 wrapt==2.5.2
 yarl==1.25.1"
-if [ "$(cat "$LNBITS_VENV/.pins" 2>/dev/null)" != "$LNBITS_PINS" ] \
-    || [ ! -x "$LNBITS_VENV/bin/lnbits" ]; then
-    LNBITS_PYTHON=${LNBITS_PYTHON:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")/versions/3.12.1/bin/python3.12}
-    if [ ! -x "$LNBITS_PYTHON" ]; then
-        echo "setup-peers.sh: LNbits needs Python 3.12 (pyenv 3.12.1) at $LNBITS_PYTHON;" \
-            "set LNBITS_PYTHON to a Python >=3.10,<3.13" >&2
-        exit 1
-    fi
-    echo "== installing LNbits 1.6.2 into $LNBITS_VENV"
-    rm -rf "$LNBITS_VENV"
-    "$LNBITS_PYTHON" -m venv "$LNBITS_VENV"
-    # shellcheck disable=SC2086 # the pins are one word each
-    "$LNBITS_VENV/bin/python" -m pip install -q --disable-pip-version-check $LNBITS_PINS
-    printf '%s' "$LNBITS_PINS" > "$LNBITS_VENV/.pins"
-fi
+LNBITS_PYTHON=${LNBITS_PYTHON:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")/versions/3.12.1/bin/python3.12}
+lnbits_cached() {
+    [ "$(cat "$LNBITS_VENV/.pins" 2>/dev/null)" = "$LNBITS_PINS" ] && [ -x "$LNBITS_VENV/bin/lnbits" ]
+}
 
 # nostr-rs-relay 0.8.12 (crates.io): a production relay, built once with cargo (~6 min on
 # 2 cores) and cached by version. Its lockfile pins a crate that no longer builds on current
 # Rust, so no --locked; it needs protoc (Debian protobuf-compiler).
 NOSTR_RS_RELAY_ROOT="$CACHE/nostr-rs-relay-0.8.12"
-if [ ! -x "$NOSTR_RS_RELAY_ROOT/bin/nostr-rs-relay" ]; then
-    if ! command -v protoc >/dev/null 2>&1; then
-        echo "== installing protobuf-compiler (Debian) for nostr-rs-relay"
-        if [ "$(id -u)" = 0 ]; then
-            apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null
-        else
-            sudo apt-get update -qq && sudo apt-get install -y -qq protobuf-compiler >/dev/null
-        fi
-    fi
-    echo "== building nostr-rs-relay 0.8.12 into $NOSTR_RS_RELAY_ROOT (one time, several minutes)"
-    cargo install --quiet nostr-rs-relay@0.8.12 --root "$NOSTR_RS_RELAY_ROOT"
-fi
+nostr_rs_relay_cached() { [ -x "$NOSTR_RS_RELAY_ROOT/bin/nostr-rs-relay" ]; }
 
 # PostgreSQL 15 (Debian) for the PostgreSQL store tests: the tests start a throwaway server
 # themselves (initdb in a temporary directory, loopback, a free port), as the postgres user
-# when run as root.
-if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${NWCD_PG_BIN:-}" ]; then
-    echo "== installing postgresql-15 (Debian) for the PostgreSQL store tests"
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null
-    else
-        sudo apt-get update -qq && sudo apt-get install -y -qq postgresql-15 >/dev/null
+# when run as root. NWCD_PG_BIN names another folder of initdb and pg_ctl (never installed).
+PG_BIN=${NWCD_PG_BIN:-/usr/lib/postgresql/15/bin}
+postgres_state() {
+    if [ -x "$PG_BIN/initdb" ]; then echo present
+    elif [ -n "${NWCD_PG_BIN:-}" ]; then echo missing
+    else echo install
     fi
+}
+
+if [ "$MODE" = --plan ]; then
+    state() { if "$1"; then echo cached; else echo "$2"; fi; }
+    echo "nostr-relay $(state nostr_relay_cached install)"
+    echo "node-interop $(state node_interop_cached install)"
+    bash "$HERE/setup-lnd.sh" --plan
+    # The Python LNbits runs on: its venv's when cached, else the one to make the venv with.
+    if lnbits_cached; then echo "lnbits cached $LNBITS_VENV/bin/python"
+    else echo "lnbits install $LNBITS_PYTHON"
+    fi
+    echo "nostr-rs-relay $(state nostr_rs_relay_cached build)"
+    echo "postgresql $(postgres_state) $PG_BIN"
+    exit 0
 fi
+
+# Progress of a long step (the same helpers as in setup-lnd.sh): a start line with the
+# expected time, "still <step>: N min" every 60 s while it runs, the time taken at its end.
+STEP="" STEP_START=0 HEARTBEAT=""
+step_start() {  # step_start "building X" ["expected time"] ["with Y into Z"]
+    STEP=$1 STEP_START=$(date +%s)
+    echo "== $1${3:+ $3}${2:+ ($2)}"
+    (   # sleep's output goes nowhere: a leftover sleep must not hold a reader's pipe open
+        while sleep 60 >/dev/null 2>&1; do
+            kill -0 $$ 2>/dev/null || exit 0
+            echo "   still $STEP: $(( ($(date +%s) - STEP_START) / 60 )) min"
+        done
+    ) &
+    HEARTBEAT=$!
+}
+step_end() {  # step_end ok|FAILED: stop the heartbeat, print the time taken
+    [ -n "$HEARTBEAT" ] || return 0
+    kill "$HEARTBEAT" 2>/dev/null || true
+    wait "$HEARTBEAT" 2>/dev/null || true
+    HEARTBEAT=""
+    local took=$(( $(date +%s) - STEP_START )) how="done in"
+    [ "$1" != FAILED ] || how="FAILED after"
+    echo "== $STEP: $how $(( took / 60 )) min $(( took % 60 )) s"
+}
+trap 'step_end FAILED' EXIT
+
+apt_install() {  # apt_install PACKAGE...: Debian packages, as root or with sudo
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+mkdir -p "$CACHE"
+
+install_nostr_relay() {
+    if nostr_relay_cached; then
+        echo "== nostr-relay 1.14: cached in $NOSTR_RELAY_VENV"
+        return
+    fi
+    step_start "installing nostr-relay 1.14" "" "with pip into $NOSTR_RELAY_VENV"
+    rm -rf "$NOSTR_RELAY_VENV"
+    "${PYTHON:-python3}" -m venv "$NOSTR_RELAY_VENV"
+    # shellcheck disable=SC2086 # the pins are one word each
+    "$NOSTR_RELAY_VENV/bin/python" -m pip install -q --disable-pip-version-check $NOSTR_RELAY_PINS
+    printf '%s' "$NOSTR_RELAY_PINS" > "$NOSTR_RELAY_VENV/.pins"
+    step_end ok
+}
+
+install_node_interop() {
+    if node_interop_cached; then
+        echo "== Node interop peers (interop/package-lock.json): cached in $NODE_INTEROP"
+        return
+    fi
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "setup-peers.sh: node and npm (Node >= 20) are needed for tests/interop" >&2
+        exit 1
+    fi
+    step_start "installing the Node interop peers" "" "(npm ci of interop/package-lock.json) into $NODE_INTEROP"
+    NODE_TMP=$(mktemp -d "$CACHE/node-interop.tmp.XXXXXX")
+    cp "$INTEROP_SRC/package.json" "$INTEROP_SRC/package-lock.json" "$NODE_TMP/"
+    (cd "$NODE_TMP" && npm ci --engine-strict=false --no-audit --no-fund --loglevel=error)
+    touch "$NODE_TMP/.installed"
+    rm -rf "$NODE_INTEROP"
+    mkdir -p "$CACHE/node-interop"
+    mv "$NODE_TMP" "$NODE_INTEROP"
+    step_end ok
+}
+
+install_lnbits() {
+    if lnbits_cached; then
+        echo "== LNbits 1.6.2: cached in $LNBITS_VENV"
+        return
+    fi
+    if [ ! -x "$LNBITS_PYTHON" ]; then
+        echo "setup-peers.sh: LNbits needs Python 3.12 (pyenv 3.12.1) at $LNBITS_PYTHON;" \
+            "set LNBITS_PYTHON to a Python >=3.10,<3.13" >&2
+        exit 1
+    fi
+    step_start "installing LNbits 1.6.2" "" "with pip and $LNBITS_PYTHON into $LNBITS_VENV"
+    rm -rf "$LNBITS_VENV"
+    "$LNBITS_PYTHON" -m venv "$LNBITS_VENV"
+    # shellcheck disable=SC2086 # the pins are one word each
+    "$LNBITS_VENV/bin/python" -m pip install -q --disable-pip-version-check $LNBITS_PINS
+    printf '%s' "$LNBITS_PINS" > "$LNBITS_VENV/.pins"
+    step_end ok
+}
+
+build_nostr_rs_relay() {
+    if nostr_rs_relay_cached; then
+        echo "== nostr-rs-relay 0.8.12: cached in $NOSTR_RS_RELAY_ROOT"
+        return
+    fi
+    if ! command -v cargo >/dev/null; then
+        echo "setup-peers.sh: cargo (Rust) is needed to build nostr-rs-relay once:" \
+            "https://rustup.rs" >&2
+        exit 1
+    fi
+    if ! command -v protoc >/dev/null; then
+        step_start "installing protobuf-compiler" "" "(protoc, for nostr-rs-relay) with apt"
+        apt_install protobuf-compiler
+        step_end ok
+    fi
+    step_start "building nostr-rs-relay 0.8.12" "~6 min on 2 cores, once" \
+        "with cargo into $NOSTR_RS_RELAY_ROOT"
+    cargo install --quiet nostr-rs-relay@0.8.12 --root "$NOSTR_RS_RELAY_ROOT"
+    step_end ok
+}
+
+install_postgres() {
+    case $(postgres_state) in
+        present) echo "== PostgreSQL 15: found in $PG_BIN" ;;
+        install)
+            step_start "installing postgresql-15" "" "with apt, for the PostgreSQL store tests"
+            apt_install postgresql-15
+            step_end ok
+            ;;
+        missing)
+            echo "setup-peers.sh: NWCD_PG_BIN=$PG_BIN has no initdb (PostgreSQL 15's server" \
+                "programs: initdb, pg_ctl)" >&2
+            exit 1
+            ;;
+    esac
+}
+
+install_nostr_relay
+if [ "$MODE" = --quick ]; then
+    echo "== --quick: not installed: Node interop peers, lnd/btcd, LNbits, nostr-rs-relay, PostgreSQL"
+    exit 0
+fi
+install_node_interop
+bash "$HERE/setup-lnd.sh"   # btcd + lnd for tests/backends/test_lnd.py; skips without go
+install_lnbits
+build_nostr_rs_relay
+install_postgres
