@@ -1,15 +1,22 @@
 """The ``nwcd`` command line.
 
-Commands (each accepts ``--data-dir`` and ``--config``)::
+Commands (``-v``, ``--data-dir`` and ``--config`` also go before the command)::
 
     nwcd serve [--relay URL ...]                 run the wallet service
     nwcd relay [--host H] [--port N]             run the local relay (for local use only)
     nwcd connection create --name NAME ...       new app connection: prints its URI
     nwcd connection list | show | update | revoke   manage connections
+    nwcd wallet balance | history                the backend's own view (no relay involved)
     nwcd sim invoice --amount-msat N ...         an invoice the simulator can pay
     nwcd sim release HASH --outcome ...          end a hanging simulated payment
     nwcd pay URI INVOICE...                      pay through a wallet (the client as a CLI)
+    nwcd balance | info | invoice | lookup | history | keysend | watch | call URI ...
+                                                 the other NIP-47 requests, as an app sends them
     nwcd demo                                    everything, on this machine
+
+Exit codes: 0 done; 1 the wallet refused, or a payment failed or has no known outcome;
+2 the command could not run (usage, configuration, relay, no answer); 130 interrupted.
+Errors are one line on stderr (``-v`` adds the traceback).
 
 The JSON printed by ``--json`` is a public interface: keep its shape stable.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -26,7 +34,8 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -34,9 +43,9 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from nwcd import __version__
+from nwcd.client.commands import DEFAULT_TIMEOUT, CommandError, format_msat, transaction_table
 from nwcd.config import ConfigError, Settings, load_settings
 from nwcd.errors import NwcdError
-from nwcd.nip47.uri import ConnectionUri
 from nwcd.policy.grants import BudgetPeriod, describe_methods, expand_methods
 from nwcd.service.admin import (
     KEEP,
@@ -57,12 +66,14 @@ __all__ = ["main"]
 log = logging.getLogger("nwcd")
 T = TypeVar("T")
 
+MAX_DEMO_INVOICES = 1000
+
 LISTEN_TIMEOUT = 15.0
 """How long ``connection create`` waits for running services to listen for a new key
 (longer than an instance's lease, so a killed instance drops out before it ends)."""
 
 
-class CliError(Exception):
+class CliError(CommandError):
     """A user mistake: printed as one line, exit code 2."""
 
 
@@ -155,6 +166,57 @@ def _lud16(text: str) -> str:
     return text.strip()
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a TCP port: give 1 to 65535 (0: any free port)"
+        )
+    return value
+
+
+def _count(low: int, high: int, what: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number from {low} to {high}, not {text}"
+            )
+        return value
+
+    return parse
+
+
+def _sat(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of sat") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of sat, not {value}")
+    return value
+
+
+def _tlv(text: str) -> tuple[int, str]:
+    kind, sep, value = text.partition("=")
+    try:
+        record_type = int(kind)
+        bytes.fromhex(value)
+    except ValueError:
+        record_type = -1
+    if not sep or record_type < 0 or not value or len(value) % 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a TLV record: TYPE=HEX, e.g. 696969=77616c6c6574"
+        )
+    return record_type, value.lower()
+
+
 _KEY_HELP = "connection name, wallet or app pubkey (or a unique prefix of 8+ hex digits)"
 _CONNECTION_EXAMPLES = (
     "examples:\n"
@@ -210,14 +272,201 @@ def _grant_arguments(parser: argparse.ArgumentParser, *, updating: bool) -> None
         lud16.add_argument("--no-lud16", action="store_true", help="remove the lightning address")
 
 
+_DATA_DIR_HELP = "state directory (env NWCD_DATA_DIR; default per user)"
+_CONFIG_HELP = "TOML config file (env NWCD_CONFIG)"
+_VERBOSE_HELP = "debug logging, and the traceback of an error"
+
+
 def _common() -> _Parser:
     common = _Parser(add_help=False)
-    common.add_argument(
-        "--data-dir", type=Path, help="state directory (env NWCD_DATA_DIR; default per user)"
-    )
-    common.add_argument("--config", type=Path, help="TOML config file (env NWCD_CONFIG)")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("--data-dir", type=Path, metavar="DIR", help=_DATA_DIR_HELP)
+    common.add_argument("--config", type=Path, metavar="FILE", help=_CONFIG_HELP)
+    common.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     return common
+
+
+def _client_common() -> _Parser:
+    """What every client command takes: the URI, --json, --timeout, -v."""
+    client = _Parser(add_help=False)
+    client.add_argument(
+        "uri",
+        nargs="?",
+        metavar="URI",
+        help="connection URI, nostr+walletconnect://... (default: env NWC_URI)",
+    )
+    client.add_argument("--json", action="store_true", help="machine-readable output only")
+    client.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
+    return client
+
+
+def _timeout_argument(parser: argparse.ArgumentParser, default: float | None, what: str) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=default,
+        metavar="SECONDS",
+        help=what,
+    )
+
+
+def _amount_arguments(parser: argparse.ArgumentParser) -> None:
+    amount = parser.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--amount-sat", type=_sat, metavar="N", help="amount in sat")
+    amount.add_argument(
+        "--amount-msat", type=_msat, metavar="N", help="amount in msat (1 sat = 1000 msat)"
+    )
+
+
+_TIMEOUT_HELP = (
+    f"give up after SECONDS in all: reaching the relay, the wallet's answer"
+    f" (default {DEFAULT_TIMEOUT:g})"
+)
+
+
+def _client_commands(commands: Any) -> None:
+    """``nwcd balance | info | invoice | lookup | history | keysend | watch | call | pay``."""
+
+    def add(name: str, help_text: str, examples: str, description: str = "") -> _Parser:
+        parser: _Parser = commands.add_parser(
+            name,
+            parents=[_client_common()],
+            help=help_text,
+            description=description or help_text[0].upper() + help_text[1:] + ".",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog="examples:\n" + examples,
+        )
+        return parser
+
+    balance = add(
+        "balance",
+        "the wallet's balance, as this connection sees it",
+        '  nwcd balance "$NWC_URI"\n  nwcd balance --json   # URI from NWC_URI\n',
+    )
+    _timeout_argument(balance, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    info = add(
+        "info",
+        "what the wallet is and what this connection may do",
+        '  nwcd info "$NWC_URI"\n  nwcd info --json\n',
+    )
+    _timeout_argument(info, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    invoice = add(
+        "invoice",
+        "ask the wallet for an invoice to receive a payment",
+        '  nwcd invoice "$NWC_URI" --amount-sat 21 --description coffee\n'
+        "  nwcd invoice --amount-msat 1500 --expiry 600 --json\n",
+        description="Ask the wallet for an invoice. The invoice is printed alone on stdout;\n"
+        "its amount, expiry and payment hash go to stderr.",
+    )
+    _amount_arguments(invoice)
+    invoice.add_argument("--description", metavar="TEXT", help="what the payment is for")
+    invoice.add_argument(
+        "--expiry",
+        type=_count(1, 365 * 86400, "the expiry in seconds"),
+        metavar="SECONDS",
+        help="how long the invoice can be paid (default: the wallet's)",
+    )
+    _timeout_argument(invoice, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    lookup = add(
+        "lookup",
+        "look up an invoice or payment of this connection",
+        '  nwcd lookup "$NWC_URI" 3f2a...64 hex digits\n  nwcd lookup lnbc210n1p... --json\n',
+    )
+    lookup.add_argument(
+        "target", metavar="HASH_OR_INVOICE", help="payment hash (64 hex digits) or invoice"
+    )
+    _timeout_argument(lookup, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    history = add(
+        "history",
+        "this connection's transactions, newest first",
+        '  nwcd history "$NWC_URI" --limit 10\n  nwcd history --type outgoing --unpaid --json\n',
+    )
+    history.add_argument(
+        "--limit",
+        type=_count(1, 10_000, "the limit"),
+        default=20,
+        metavar="N",
+        help="at most N transactions (default 20)",
+    )
+    history.add_argument(
+        "--type", choices=["incoming", "outgoing"], help="only incoming or only outgoing"
+    )
+    history.add_argument(
+        "--unpaid", action="store_true", help="also unpaid invoices and failed payments"
+    )
+    _timeout_argument(history, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    keysend = add(
+        "keysend",
+        "pay a node directly, without an invoice",
+        '  nwcd keysend "$NWC_URI" 02ab...66 hex digits --amount-sat 21\n'
+        "  nwcd keysend 03cd... --amount-msat 1500 --tlv 696969=77616c6c6574 --json\n",
+    )
+    keysend.add_argument("pubkey", metavar="PUBKEY", help="the node's pubkey (66 hex digits)")
+    _amount_arguments(keysend)
+    keysend.add_argument(
+        "--tlv",
+        type=_tlv,
+        action="append",
+        default=[],
+        metavar="TYPE=HEX",
+        help="a custom TLV record to send along (repeatable)",
+    )
+    _timeout_argument(keysend, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    watch = add(
+        "watch",
+        "print the wallet's notifications as they arrive",
+        '  nwcd watch "$NWC_URI"\n'
+        "  nwcd watch --count 1 --timeout 60 --json   # one JSON line each\n",
+        description="Print payment_received / payment_sent notifications as they arrive,\n"
+        "until Ctrl-C (or --count / --timeout).",
+    )
+    watch.add_argument(
+        "--count",
+        type=_count(1, 1_000_000, "the count"),
+        metavar="N",
+        help="stop after N notifications (exit 1 if --timeout passes first)",
+    )
+    _timeout_argument(watch, None, "stop after SECONDS (default: run until Ctrl-C)")
+
+    call = add(
+        "call",
+        "send any NIP-47 request and print the raw result",
+        '  nwcd call "$NWC_URI" get_budget\n'
+        "  nwcd call make_invoice '{\"amount\": 21000}'   # URI from NWC_URI\n",
+    )
+    call.add_argument("method", metavar="METHOD", help="the NIP-47 method, e.g. get_info")
+    call.add_argument(
+        "params", nargs="?", metavar="JSON_PARAMS", help="the params as a JSON object"
+    )
+    _timeout_argument(call, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    pay = add(
+        "pay",
+        "pay invoices through a wallet",
+        '  nwcd pay "$NWC_URI" lnbc210n1p... lnbc1u1p...\n'
+        "  nwcd pay lnbc210n1p... --timeout 30 --json   # URI from NWC_URI\n",
+        description="Pay invoices through a wallet: one multi_pay_invoice request (several\n"
+        "above 100 invoices). Each invoice is shown by its position in the input as its\n"
+        "result arrives, with its amount, fee and outcome (preimages: with --json).\n"
+        "Exit 0 when every invoice is paid (or was paid before), else 1.",
+    )
+    pay.add_argument(
+        "invoices", nargs="*", metavar="INVOICE", help="BOLT-11 invoices (lnbc...) to pay"
+    )
+    pay.add_argument(
+        "--amount-msat", type=_msat, metavar="N", help="the amount for invoices without one"
+    )
+    _timeout_argument(
+        pay,
+        None,
+        "give up waiting after SECONDS in all; payments still unanswered may complete"
+        " later (default: 60 s + 0.5 s per invoice)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,17 +478,53 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  nwcd demo\n"
         "  nwcd connection create --name my-app --relay wss://relay.example.com\n"
-        "  nwcd serve --relay wss://relay.example.com\n",
+        "  nwcd serve --relay wss://relay.example.com\n"
+        '  nwcd pay "$NWC_URI" lnbc1...                 # as an app would, through the relay\n'
+        '  nwcd balance "$NWC_URI"                       # also info, invoice, lookup, history,\n'
+        "                                                # keysend, watch, call\n"
+        "  nwcd wallet balance                           # the backend itself, no relay\n",
     )
     parser.add_argument("--version", action="version", version=f"nwcd {__version__}")
+    # Also accepted before the command (`nwcd -v serve`); after it, they win.
+    parser.add_argument(
+        "--data-dir", type=Path, dest="global_data_dir", metavar="DIR", help=_DATA_DIR_HELP
+    )
+    parser.add_argument(
+        "--config", type=Path, dest="global_config", metavar="FILE", help=_CONFIG_HELP
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", dest="global_verbose", help=_VERBOSE_HELP
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="run the wallet service")
-    serve.add_argument("--relay", action="append", default=[], help="relay URL (repeatable)")
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the wallet service",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  nwcd serve --relay wss://relay.example.com\n"
+        "  NWCD_RELAYS=wss://a.example.com,wss://b.example.com nwcd serve\n",
+    )
+    serve.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="relay URL to listen on (repeatable; default: NWCD_RELAYS or relays in the config)",
+    )
 
-    relay = commands.add_parser("relay", parents=[common], help="run the local relay")
-    relay.add_argument("--host", default="127.0.0.1")
-    relay.add_argument("--port", type=int, default=7777)
+    relay = commands.add_parser(
+        "relay", parents=[common], help="run the local relay (for local use only)"
+    )
+    relay.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; keep it on loopback)",
+    )
+    relay.add_argument(
+        "--port", type=_port, default=7777, help="TCP port (default 7777; 0: any free port)"
+    )
 
     connection = commands.add_parser(
         "connection",
@@ -321,14 +606,33 @@ def build_parser() -> argparse.ArgumentParser:
     invoice = sim_commands.add_parser(
         "invoice", parents=[common], help="an invoice a simulator-backed service can pay"
     )
-    invoice.add_argument("--amount-msat", type=int, required=True)
-    invoice.add_argument("--latency-ms", type=int, default=0)
-    invoice.add_argument("--outcome", choices=["succeed", "fail", "hang"], default="succeed")
-    invoice.add_argument("--fee-msat", type=int, default=0)
-    invoice.add_argument("--json", action="store_true")
+    invoice.add_argument(
+        "--amount-msat", type=int, required=True, metavar="N", help="the invoice amount in msat"
+    )
+    invoice.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="how long paying it takes (default 0)",
+    )
+    invoice.add_argument(
+        "--outcome",
+        choices=["succeed", "fail", "hang"],
+        default="succeed",
+        help="what paying it does (default succeed; hang: until nwcd sim release)",
+    )
+    invoice.add_argument(
+        "--fee-msat", type=int, default=0, metavar="N", help="the routing fee charged (default 0)"
+    )
+    invoice.add_argument("--json", action="store_true", help="machine-readable output only")
     release = sim_commands.add_parser("release", parents=[common], help="end a hanging payment")
-    release.add_argument("payment_hash")
-    release.add_argument("--outcome", choices=["succeed", "fail"], required=True)
+    release.add_argument(
+        "payment_hash", metavar="HASH", help="payment hash of an invoice made with --outcome hang"
+    )
+    release.add_argument(
+        "--outcome", choices=["succeed", "fail"], required=True, help="how the payment ends"
+    )
     outage = sim_commands.add_parser(
         "outage",
         parents=[common],
@@ -354,15 +658,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=_seconds, metavar="N", help="how long the outage lasts (with --mode)"
     )
 
-    pay = commands.add_parser("pay", parents=[common], help="pay invoices through a wallet")
-    pay.add_argument("uri", nargs="?", help="connection URI (or env NWC_URI)")
-    pay.add_argument("invoices", nargs="*", metavar="INVOICE")
-    pay.add_argument("--amount-msat", type=int, help="for amountless invoices")
-    pay.add_argument("--timeout", type=float)
-    pay.add_argument("--json", action="store_true")
+    _client_commands(commands)
 
-    demo = commands.add_parser("demo", parents=[common], help="run the whole flow locally")
-    demo.add_argument("--invoices", type=int, default=12, help="batch size")
+    wallet = commands.add_parser(
+        "wallet",
+        help="the wallet backend's own view (for the operator; no relay involved)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The configured Lightning backend, opened directly (the [backend] of the\n"
+        "config, on the data dir): what the wallet holds, whatever the connections.",
+        epilog="examples:\n  nwcd wallet balance\n  nwcd wallet history --limit 50 --json\n",
+    )
+    wallet_commands = wallet.add_subparsers(dest="action", metavar="ACTION", required=True)
+    wallet_balance = wallet_commands.add_parser(
+        "balance", parents=[common], help="the backend's spendable balance"
+    )
+    wallet_balance.add_argument("--json", action="store_true", help="machine-readable output only")
+    wallet_history = wallet_commands.add_parser(
+        "history", parents=[common], help="the backend's transactions, newest first"
+    )
+    wallet_history.add_argument(
+        "--limit",
+        type=_count(1, 10_000, "the limit"),
+        default=20,
+        metavar="N",
+        help="at most N transactions (default 20)",
+    )
+    wallet_history.add_argument(
+        "--type", choices=["incoming", "outgoing"], help="only incoming or only outgoing"
+    )
+    wallet_history.add_argument(
+        "--unpaid", action="store_true", help="also unpaid invoices and failed payments"
+    )
+    wallet_history.add_argument("--json", action="store_true", help="machine-readable output only")
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run the whole flow locally",
+        description="Start a local relay, the wallet service on the simulator and a connection,\n"
+        "then pay a batch of invoices through the relay (one set to fail).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  nwcd demo\n  nwcd demo --invoices 250\n",
+    )
+    demo.add_argument(
+        "--invoices",
+        type=_count(1, MAX_DEMO_INVOICES, "the batch size"),
+        default=12,
+        metavar="N",
+        help=f"how many invoices to pay, 1 to {MAX_DEMO_INVOICES} (default 12; above 100 the"
+        " client sends several requests)",
+    )
     demo.add_argument(
         "--store",
         metavar="URL",
@@ -392,6 +737,11 @@ async def _serve(args: argparse.Namespace) -> int:
     from nwcd.service.daemon import DaemonOptions, LeaseLost, WalletDaemon
 
     settings = _settings(args, args.relay)
+    _check_relays(
+        settings.relays,
+        where="no relays to serve on: give --relay wss://... (repeatable), set"
+        ' NWCD_RELAYS=wss://a,wss://b, or relays = ["wss://..."] in the config file',
+    )
     with lock_for_serving(settings):
         store = await open_store(settings)
         try:
@@ -436,7 +786,24 @@ async def _relay(args: argparse.Namespace) -> int:
     def listening(url: str) -> None:
         print(f"nwcd relay listening on {url} (for local use only)", flush=True)
 
-    await run_relay(args.host, args.port, on_listening=listening)
+    try:
+        await run_relay(args.host, args.port, on_listening=listening)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        match exc.errno:
+            case errno.EADDRINUSE:
+                hint = (
+                    "address already in use: another program (an nwcd relay?) listens there;"
+                    " stop it or choose another --port"
+                )
+            case errno.EACCES:
+                hint = "permission denied: ports below 1024 need privileges; choose --port 1024+"
+            case errno.EADDRNOTAVAIL:
+                hint = "address not available: --host must be an address of this machine"
+            case _:
+                reason = exc.strerror or str(exc)
+                hint = f"{reason} (check --host and --port)"
+        raise CliError(f"cannot listen on {where}: {hint}") from exc
     return 0
 
 
@@ -512,10 +879,12 @@ async def _connection_create(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     if created.behind:
+        behind = len(created.behind)
         print(
-            f"warning: {len(created.behind)} running nwcd serve instance(s) did not confirm"
-            f" within {LISTEN_TIMEOUT:.0f} s that they listen for this connection; requests"
-            " sent before they do may get no answer",
+            f"warning: {behind} running nwcd serve"
+            f" {'instance did' if behind == 1 else 'instances did'} not confirm within"
+            f" {LISTEN_TIMEOUT:.0f} s that {'it listens' if behind == 1 else 'they listen'}"
+            " for this connection; requests sent before then may get no answer",
             file=sys.stderr,
         )
     import segno
@@ -858,40 +1227,60 @@ async def _sim_outage(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- pay / demo ------------------------------------------------------------------------
+# -- wallet / demo ----------------------------------------------------------------------
 
 
-async def _pay(args: argparse.Namespace) -> int:
-    from nwcd.client.client import InvoiceRequest, NWCClient
+async def _wallet_call(args: argparse.Namespace, ask: Any) -> Any:
+    """Open the configured backend, ask it one thing, close it."""
+    from nwcd.bootstrap import open_backend
+    from nwcd.errors import BackendError
 
-    text = args.uri
-    invoices = list(args.invoices)
-    if text and not text.startswith(("nostr+walletconnect:", "nostrwalletconnect:")):
-        invoices.insert(0, text)
-        text = None
-    text = text or os.environ.get("NWC_URI")
-    if not text:
-        raise CliError("give the connection URI as the first argument or in NWC_URI")
-    if not invoices:
-        raise CliError("give at least one invoice")
-    uri = ConnectionUri.parse(text)
-    requests = [InvoiceRequest(inv, args.amount_msat) for inv in invoices]
-    results = {}
-    async with NWCClient(uri) as client:
-        async for result in client.multi_pay_invoice_iter(requests, timeout=args.timeout):
-            results[result.id] = result
-            if not args.json:
-                status = (
-                    f"paid, preimage {result.preimage}, fee {result.fees_paid_msat} msat"
-                    if result.ok
-                    else f"FAILED {result.error.code if result.error else ''}: "
-                    f"{result.error.message if result.error else ''}"
-                )
-                print(f"[{len(results)}/{len(requests)}] {result.invoice[:24]}… {status}")
-    ordered = [results[str(i)] for i in range(len(requests))]
+    settings = _settings(args)
+    backend = await open_backend(settings)
+    try:
+        return await ask(backend)
+    except BackendError as exc:
+        raise CliError(
+            f"the {settings.backend_kind} backend failed: {exc or type(exc).__name__}"
+        ) from exc
+    finally:
+        await backend.close()
+
+
+async def _wallet_balance(args: argparse.Namespace) -> int:
+    async def ask(backend: Any) -> int:
+        return int(await backend.get_balance())
+
+    msat = await _wallet_call(args, ask)
     if args.json:
-        print(json.dumps([r.to_json() for r in ordered]))
-    return 0 if all(r.ok for r in ordered) else 1
+        print(json.dumps({"balance": msat}))
+    else:
+        print(f"balance {format_msat(msat)} ({_settings(args).backend_kind} backend)")
+    return 0
+
+
+async def _wallet_history(args: argparse.Namespace) -> int:
+    from nwcd.nip47.methods import ListTransactionsParams
+
+    params = ListTransactionsParams(limit=args.limit, unpaid=args.unpaid, type=args.type)
+
+    async def ask(backend: Any) -> Any:
+        return await backend.list_transactions(params)
+
+    transactions = await _wallet_call(args, ask)
+    if args.json:
+        print(json.dumps({"transactions": [tx.to_json() for tx in transactions]}))
+    elif not transactions:
+        print("no transactions" + ("" if args.unpaid else " (--unpaid also lists open ones)"))
+    else:
+        print(transaction_table(transactions))
+    return 0
+
+
+async def _client_command(args: argparse.Namespace) -> int:
+    from nwcd.client.commands import HANDLERS
+
+    return await HANDLERS[args.command](args)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -903,7 +1292,21 @@ async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(data_dir=args.data_dir, count=args.invoices, store_url=store_url)
 
 
-_COMMANDS = {
+_CLIENT_COMMANDS = (
+    "balance",
+    "info",
+    "invoice",
+    "lookup",
+    "history",
+    "keysend",
+    "watch",
+    "call",
+    "pay",
+)
+
+_COMMANDS: dict[
+    tuple[str, str | None], Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+] = {
     ("serve", None): _serve,
     ("relay", None): _relay,
     ("connection", "create"): _connection_create,
@@ -914,9 +1317,32 @@ _COMMANDS = {
     ("sim", "invoice"): _sim_invoice,
     ("sim", "release"): _sim_release,
     ("sim", "outage"): _sim_outage,
-    ("pay", None): _pay,
+    ("wallet", "balance"): _wallet_balance,
+    ("wallet", "history"): _wallet_history,
     ("demo", None): _demo,
+    **{(name, None): _client_command for name in _CLIENT_COMMANDS},
 }
+
+
+def _merge_global_options(args: argparse.Namespace) -> None:
+    """Options given before the command count as given after it (where it takes them)."""
+    if getattr(args, "data_dir", None) is None:
+        args.data_dir = args.global_data_dir
+    if getattr(args, "config", None) is None:
+        args.config = args.global_config
+    args.verbose = bool(getattr(args, "verbose", False) or args.global_verbose)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an error, with what to do where the error itself does not say."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, ConfigError) and message.startswith("data dir "):
+        message += " (give a folder you can write to: --data-dir DIR or NWCD_DATA_DIR)"
+    elif isinstance(exc, OSError) and not isinstance(exc, CommandError):
+        what = exc.strerror or message
+        where = f": {exc.filename}" if exc.filename else ""
+        message = f"{what}{where}"
+    return " ".join(message.split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -928,21 +1354,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _merge_global_options(args)
     handler = _COMMANDS[(args.command, getattr(args, "action", None))]
     if args.command in ("serve", "relay") or args.verbose:
         _setup_logging(args.verbose)
+
+    def fail(exc: BaseException, code: int) -> int:
+        if args.verbose:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"nwcd: error: {_one_line(exc)}", file=sys.stderr)
+        return code
+
     try:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(handler(args))
         return 130
-    except (CliError, ConfigError, NwcdError, AdminError) as exc:
-        print(f"nwcd: error: {exc}", file=sys.stderr)
-        return 2
+    except CommandError as exc:
+        return fail(exc, exc.exit_code)
+    except (ConfigError, NwcdError, AdminError) as exc:
+        return fail(exc, 2)
     except BrokenPipeError:  # e.g. `nwcd connection list | head -1`: the reader left
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
         return 141
+    except OSError as exc:  # the disk, the network: one line, the traceback with -v
+        return fail(exc, 2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,9 @@
 It starts the local relay, the wallet service on the simulated Lightning
 wallet, and a connection; makes a batch of invoices (some slow, one failing);
 pays them with one ``multi_pay_invoice`` through the relay using the client
-SDK, showing each result as it arrives; then sums up.
+SDK, showing each result as it arrives (above 100 invoices the client sends
+several requests: the service takes at most 100 items per request); then sums
+up and prints the commands to run the same on one's own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from nwcd.backends.simulator import SimulatedBackend
 from nwcd.bootstrap import open_simulator, open_store
-from nwcd.client.client import InvoiceRequest, NWCClient
+from nwcd.client.client import MAX_BATCH_ITEMS, InvoiceRequest, NWCClient
+from nwcd.client.commands import format_msat
 from nwcd.config import Settings
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.keys import SecretKey
@@ -27,7 +30,18 @@ from nwcd.ports import Store
 from nwcd.relay.server import LocalRelay
 from nwcd.service.daemon import DaemonOptions, WalletDaemon
 
-__all__ = ["run_demo"]
+__all__ = ["NEXT_STEPS", "run_demo"]
+
+NEXT_STEPS = """
+next: the same with your own service (here on the simulator, in your data dir), in three
+terminals:
+  nwcd relay --port 7777                                       # or use a public wss:// relay
+  nwcd connection create --name my-app --relay ws://127.0.0.1:7777   # prints NWC_URI
+  nwcd serve --relay ws://127.0.0.1:7777
+then pay through it as an app would:
+  export NWC_URI='nostr+walletconnect://...'                   # printed by connection create
+  nwcd pay "$NWC_URI" "$(nwcd sim invoice --amount-msat 21000)"
+  nwcd balance "$NWC_URI"; nwcd history "$NWC_URI"             # see also: nwcd --help"""
 
 
 def _latencies(count: int) -> list[int]:
@@ -41,9 +55,11 @@ async def run_demo(
 ) -> int:
     """Run the demo; 0 when every invoice got the outcome it was made for.
 
-    ``store_url``: a PostgreSQL store instead of SQLite in the data dir.
+    ``count``: invoices in the batch (one of them set to fail when there are two or
+    more). ``store_url``: a PostgreSQL store instead of SQLite in the data dir.
     """
-    count = max(2, count)
+    if count < 1:
+        raise ValueError("the demo needs at least one invoice")
     with tempfile.TemporaryDirectory(prefix="nwcd-demo-") as tmp:
         settings = Settings(data_dir=data_dir or Path(tmp), store_url=store_url)
         out = sys.stdout
@@ -79,10 +95,11 @@ async def _run(relay_url: str, store: Store, backend: SimulatedBackend, count: i
         async with asyncio.timeout(15):
             await ready.wait()
         print(
-            f"wallet service   ready on the simulator, balance {await backend.get_balance():,} msat"
+            "wallet service   ready on the simulator, balance"
+            f" {format_msat(await backend.get_balance())}"
         )
         latencies = _latencies(count)
-        failing = count // 2
+        failing = count // 2 if count > 1 else None
         invoices = []
         for i, latency in enumerate(latencies):
             made = await backend.create_invoice(
@@ -92,9 +109,16 @@ async def _run(relay_url: str, store: Store, backend: SimulatedBackend, count: i
                 fee_msat=1_000 if i % 3 == 0 else 0,
             )
             invoices.append(made)
+        requests_needed = -(-count // MAX_BATCH_ITEMS)
+        split = (
+            f", sent as {requests_needed} requests of at most {MAX_BATCH_ITEMS}"
+            if requests_needed > 1
+            else ""
+        )
+        to_fail = f", invoice #{failing + 1} set to fail" if failing is not None else ""
         print(
-            f"batch            {count} invoices, latencies {min(latencies)}-{max(latencies)} ms,"
-            f" invoice #{failing + 1} set to fail\n"
+            f"batch            {count} invoice{'s' if count != 1 else ''}, latencies"
+            f" {min(latencies)}-{max(latencies)} ms{to_fail}{split}\n"
         )
         hashes = {made.invoice: made.payment_hash for made in invoices}
         expected = {made.invoice: i != failing for i, made in enumerate(invoices)}
@@ -112,7 +136,8 @@ async def _run(relay_url: str, store: Store, backend: SimulatedBackend, count: i
                     verified = proof == hashes[result.invoice]
                     as_designed &= verified and expected[result.invoice]
                     print(
-                        f"  {elapsed:6.3f}s  #{index:<3} paid   fee {result.fees_paid_msat} msat,"
+                        f"  {elapsed:6.3f}s  #{index:<3} paid   fee"
+                        f" {format_msat(result.fees_paid_msat or 0)},"
                         f" preimage {'verified' if verified else 'WRONG'}"
                     )
                 else:
@@ -126,9 +151,11 @@ async def _run(relay_url: str, store: Store, backend: SimulatedBackend, count: i
             f"\n{paid} paid, {failed} failed in {total:.3f} s"
             f" (paid one by one: {sum(latencies) / 1000:.3f} s of payment latency)"
         )
-        print(f"balance now {await backend.get_balance():,} msat")
-        as_designed &= paid == count - 1 and failed == 1
+        print(f"balance now {format_msat(await backend.get_balance())}")
+        should_fail = 1 if failing is not None else 0
+        as_designed &= paid == count - should_fail and failed == should_fail
         print("demo ran as designed" if as_designed else "demo did NOT run as designed")
+        print(NEXT_STEPS)
         return 0 if as_designed else 1
     finally:
         service.cancel()

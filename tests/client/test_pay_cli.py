@@ -41,15 +41,24 @@ async def test_pay_json_in_input_order(tmp_path: Path, nwcd_relay: object) -> No
         results = json.loads(out)
         assert code == 1  # not every invoice was paid
         assert [r["invoice"] for r in results] == [good.invoice, bad.invoice, quick.invoice]
-        assert results[0] == {
+        # The original keys keep their meaning; fields are only ever added.
+        assert {k: results[0][k] for k in ("invoice", "id", "ok", "preimage", "fees_paid")} == {
             "invoice": good.invoice,
             "id": "0",
             "ok": True,
             "preimage": good.preimage,
             "fees_paid": 5,
         }
+        assert results[0]["position"] == 1
+        assert results[0]["payment_hash"] == good.payment_hash
+        assert results[0]["amount_msat"] == 2_000
+        assert results[0]["state"] == "paid"
         assert results[1]["ok"] is False
         assert results[1]["error"]["code"] == "PAYMENT_FAILED"
+        assert set(results[1]) == {
+            "invoice", "id", "ok", "error", "position", "payment_hash", "amount_msat", "state"
+        }  # fmt: skip
+        assert results[1]["state"] == "failed"
         assert results[2]["preimage"] == quick.preimage
 
         # The URI from the environment, one invoice, human output: exit 0.
@@ -68,4 +77,7 @@ async def test_pay_without_uri_is_a_clear_error() -> None:
     )  # fmt: skip
     _, stderr = await process.communicate()
     assert process.returncode == 2
-    assert "NWC_URI" in stderr.decode()
+    assert stderr.decode() == (
+        "nwcd: error: give the connection URI (nostr+walletconnect://...) as the first"
+        " argument or in NWC_URI\n"
+    )

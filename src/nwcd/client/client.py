@@ -20,15 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from nwcd import bolt11
 from nwcd.clock import SYSTEM_CLOCK, Clock
-from nwcd.errors import DecryptionError, ErrorCode, InvalidInvoice, InvalidMessage, RequestError
+from nwcd.errors import (
+    DecryptionError,
+    ErrorCode,
+    InvalidInvoice,
+    InvalidMessage,
+    NwcdError,
+    RequestError,
+)
 from nwcd.nip47.encryption import Scheme, open_content, seal_content
 from nwcd.nip47.info import parse_info_event
 from nwcd.nip47.methods import encode_request
@@ -46,12 +56,36 @@ __all__ = [
     "NWCError",
     "Notification",
     "PaymentResult",
+    "RelayUnreachable",
     "WalletInfo",
 ]
 
 log = logging.getLogger("nwcd.client")
 
 TIMEOUT_CODE = "TIMEOUT"
+
+MAX_BATCH_ITEMS = 100
+"""Items per ``multi_pay_*`` request (nwcd's default ``[service] max_batch_items``): larger
+batches are sent as several requests."""
+
+_PROBE_AFTER = 0.25
+"""Seconds without a relay connection after which the client checks, with a plain TCP
+connect, whether the relays can be reached at all (a refused port fails at once)."""
+
+
+class RelayUnreachable(NwcdError):
+    """No relay of the connection could be reached; ``reasons`` says why, per relay."""
+
+    def __init__(self, reasons: Mapping[str, str]) -> None:
+        self.reasons = dict(reasons)
+        if len(self.reasons) == 1:
+            [(url, reason)] = self.reasons.items()
+            message = f"cannot reach relay {url}: {reason}"
+        else:
+            message = "cannot reach any relay: " + "; ".join(
+                f"{url}: {reason}" for url, reason in self.reasons.items()
+            )
+        super().__init__(message)
 
 
 class NWCError(RequestError):
@@ -143,10 +177,14 @@ class NWCClient:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         info_timeout: float = 5.0,
+        max_batch_items: int = MAX_BATCH_ITEMS,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        if max_batch_items < 1:
+            raise ValueError("max_batch_items must be positive")
         self.uri = uri
         self.timeout = timeout
+        self.max_batch_items = max_batch_items
         self._connect_timeout = connect_timeout
         self._info_timeout = info_timeout
         self._clock = clock
@@ -164,9 +202,15 @@ class NWCClient:
         return cls(parsed, **options)
 
     async def __aenter__(self) -> NWCClient:
+        """Connect to the relays and read the wallet's info event.
+
+        Raises:
+            RelayUnreachable: no relay connected within ``connect_timeout`` seconds, or
+                every relay refused at once (no waiting out the timeout then).
+        """
         self._pool.start()
         try:
-            await self._pool.wait_connected(self._connect_timeout)
+            await self._connect()
             self.info = await self._read_info()
             self.scheme = self.info.schemes[0]
         except BaseException:
@@ -176,6 +220,43 @@ class NWCClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._pool.close()
+
+    async def _connect(self) -> None:
+        """Wait for one relay; fail as soon as every relay is known to be unreachable."""
+        timeout = self._connect_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        waiting = asyncio.ensure_future(self._pool.wait_connected(timeout))
+        probes: dict[str, asyncio.Future[str | None]] = {}
+        reasons: dict[str, str] = {}
+        try:
+            await asyncio.wait({waiting}, timeout=min(_PROBE_AFTER, timeout))
+            if not waiting.done():
+                probes = {
+                    url: asyncio.ensure_future(_probe(url, deadline - loop.time()))
+                    for url in self._pool.relays
+                }
+                pending: set[asyncio.Future[Any]] = {waiting, *probes.values()}
+                while not waiting.done():
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for url, probe in probes.items():
+                        if probe in done and (reason := probe.result()) is not None:
+                            reasons[url] = reason
+                    if probes and len(reasons) == len(probes) and not waiting.done():
+                        raise RelayUnreachable(reasons)
+            if waiting.result():
+                return
+            raise RelayUnreachable(
+                {
+                    url: reasons.get(url, f"no connection within {_seconds(timeout)} s")
+                    for url in self._pool.relays
+                }
+            )
+        finally:
+            futures: list[asyncio.Future[Any]] = [waiting, *probes.values()]
+            for future in futures:
+                future.cancel()
+            await asyncio.gather(*futures, return_exceptions=True)
 
     async def _read_info(self) -> WalletInfo:
         subscription = await self._pool.subscribe(
@@ -274,12 +355,12 @@ class NWCClient:
             await responses.aclose()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def get_info(self) -> Mapping[str, Any]:
-        return await self.call("get_info")
+    async def get_info(self, *, timeout: float | None = None) -> Mapping[str, Any]:
+        return await self.call("get_info", timeout=timeout)
 
-    async def get_balance(self) -> int:
+    async def get_balance(self, *, timeout: float | None = None) -> int:
         """Balance in msat."""
-        return int((await self.call("get_balance"))["balance"])
+        return int((await self.call("get_balance", timeout=timeout))["balance"])
 
     async def pay_invoice(
         self, invoice: str, *, amount_msat: int | None = None, timeout: float | None = None
@@ -290,31 +371,51 @@ class NWCClient:
         return await self.call("pay_invoice", params, timeout=timeout)
 
     async def pay_keysend(
-        self, pubkey: str, amount_msat: int, *, preimage: str | None = None
+        self,
+        pubkey: str,
+        amount_msat: int,
+        *,
+        preimage: str | None = None,
+        tlv_records: Sequence[tuple[int, str]] = (),
+        timeout: float | None = None,
     ) -> Mapping[str, Any]:
+        """A keysend; ``tlv_records`` as ``(type, hex value)`` pairs."""
         params: dict[str, Any] = {"pubkey": pubkey, "amount": amount_msat}
         if preimage is not None:
             params["preimage"] = preimage
-        return await self.call("pay_keysend", params)
+        if tlv_records:
+            params["tlv_records"] = [{"type": t, "value": v} for t, v in tlv_records]
+        return await self.call("pay_keysend", params, timeout=timeout)
 
     async def make_invoice(
-        self, amount_msat: int, *, description: str | None = None, expiry: int | None = None
+        self,
+        amount_msat: int,
+        *,
+        description: str | None = None,
+        expiry: int | None = None,
+        timeout: float | None = None,
     ) -> Transaction:
         params: dict[str, Any] = {"amount": amount_msat}
         if description is not None:
             params["description"] = description
         if expiry is not None:
             params["expiry"] = expiry
-        return Transaction.from_json(await self.call("make_invoice", params))
+        return Transaction.from_json(await self.call("make_invoice", params, timeout=timeout))
 
     async def lookup_invoice(
-        self, *, payment_hash: str | None = None, invoice: str | None = None
+        self,
+        *,
+        payment_hash: str | None = None,
+        invoice: str | None = None,
+        timeout: float | None = None,
     ) -> Transaction:
         params = {"payment_hash": payment_hash} if payment_hash else {"invoice": invoice}
-        return Transaction.from_json(await self.call("lookup_invoice", params))
+        return Transaction.from_json(await self.call("lookup_invoice", params, timeout=timeout))
 
-    async def list_transactions(self, **params: Any) -> list[Transaction]:
-        result = await self.call("list_transactions", params)
+    async def list_transactions(
+        self, *, timeout: float | None = None, **params: Any
+    ) -> list[Transaction]:
+        result = await self.call("list_transactions", params, timeout=timeout)
         return [Transaction.from_json(tx) for tx in result.get("transactions", [])]
 
     async def sign_message(self, message: str) -> str:
@@ -359,11 +460,17 @@ class NWCClient:
     ) -> AsyncIterator[PaymentResult]:
         limit = timeout if timeout is not None else self.batch_timeout(len(items))
         method = items[0].batch_method if items else "multi_pay_invoice"
-        stream = (
-            self._multi(method, items, limit)
-            if method in self.info.methods
-            else self._one_by_one(items, limit)
-        )
+        stream: AsyncIterator[PaymentResult]
+        if method not in self.info.methods:
+            stream = self._one_by_one(items, limit)
+        elif len(items) <= self.max_batch_items:
+            stream = self._multi(method, items, limit)
+        else:
+            # Above the service's item limit: several requests at once (the ids are unique
+            # over the whole batch, each request's answers are matched on their own).
+            size = self.max_batch_items
+            chunks = [items[i : i + size] for i in range(0, len(items), size)]
+            stream = _merge([self._multi(method, chunk, limit) for chunk in chunks])
         async for result in stream:
             yield result
 
@@ -436,8 +543,15 @@ class NWCClient:
 
     # -- notifications -------------------------------------------------------------------
 
-    async def notifications(self) -> AsyncIterator[Notification]:
-        """``payment_received`` / ``payment_sent`` notifications from now on."""
+    async def notifications(
+        self, *, on_subscribed: Callable[[], object] | None = None
+    ) -> AsyncIterator[Notification]:
+        """``payment_received`` / ``payment_sent`` notifications from now on.
+
+        ``on_subscribed`` is called once the relays confirmed the subscription (their
+        end of stored events), or after ``info_timeout``: notifications sent from then
+        on arrive.
+        """
         kind = (
             Kind.NWC_NOTIFICATION if self.scheme is Scheme.NIP44_V2 else Kind.NWC_NOTIFICATION_NIP04
         )
@@ -452,6 +566,11 @@ class NWCClient:
             ]
         )
         try:
+            if on_subscribed is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._info_timeout):
+                        await subscription.eose.wait()
+                on_subscribed()
             async for event in subscription:
                 try:
                     data = json.loads(
@@ -554,6 +673,77 @@ def _keysend_items(keysends: Sequence[KeysendRequest]) -> list[_BatchItem]:
 
 def _optional_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(value: float) -> str:
+    """``2``, ``1.5``: seconds as people write them."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
+async def _merge(streams: Sequence[AsyncIterator[PaymentResult]]) -> AsyncIterator[PaymentResult]:
+    """The results of several streams, as they arrive; an error in one is raised."""
+    queue: asyncio.Queue[PaymentResult | BaseException | None] = asyncio.Queue()
+
+    async def drain(stream: AsyncIterator[PaymentResult]) -> None:
+        try:
+            async for result in stream:
+                queue.put_nowait(result)
+        except Exception as exc:
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(None)
+
+    tasks = [asyncio.create_task(drain(stream)) for stream in streams]
+    try:
+        running = len(tasks)
+        while running:
+            item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _probe(url: str, timeout: float) -> str | None:
+    """Why a relay cannot be reached over TCP, or None (it can, or no answer in time)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+    except ValueError:
+        return "not a valid URL"
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(max(timeout, 0.01)):
+            try:
+                addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror:
+                return f"unknown host {host!r}"
+            failures: list[OSError] = []
+            for _, _, _, _, address in addresses:
+                try:
+                    _, writer = await asyncio.open_connection(str(address[0]), int(address[1]))
+                except OSError as exc:
+                    failures.append(exc)
+                    continue
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+                return None
+    except TimeoutError:
+        return None  # cannot tell yet: the connect timeout decides
+    if not failures:
+        return f"no address for {host!r}"
+    if all(exc.errno == errno.ECONNREFUSED for exc in failures):
+        return "connection refused"
+    first = failures[0]
+    return (first.strerror or str(first) or type(first).__name__).lower()
 
 
 async def _first_or_eose(subscription: Subscription, timeout: float) -> Event | None:

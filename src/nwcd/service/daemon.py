@@ -58,6 +58,7 @@ from nwcd.relay.pool import PoolOptions, RelayPool, Subscription
 from nwcd.service.payments import PlannedPayment
 from nwcd.service.pipeline import Pipeline, RequestContext, ServiceSettings
 from nwcd.service.publisher import Publisher, PublishPolicy
+from nwcd.text import count
 
 __all__ = ["DaemonOptions", "LeaseLost", "WalletDaemon"]
 
@@ -154,7 +155,7 @@ class WalletDaemon:
                 await self._store.mark_published(ids)
             except Exception:
                 # Not fatal: they are published again after a restart (same event ids).
-                log.exception("could not mark %d responses published", len(ids))
+                log.exception("could not mark %s published", count(len(ids), "response"))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(self._guard(coro))
@@ -251,10 +252,10 @@ class WalletDaemon:
             if ready is not None:
                 ready()
             log.info(
-                "nwcd ready: instance %s, %d connections, relays %s",
+                "nwcd ready: instance %s, %s, relays %s",
                 self.instance_id[:12],
-                len(self.pipeline.connections),
-                ", ".join(self._pool.relays),
+                count(len(self.pipeline.connections), "connection"),
+                ", ".join(self._pool.relays) or "none",
             )
             async for event in self._subscription:
                 await self._request_slots.acquire()
@@ -348,7 +349,7 @@ class WalletDaemon:
             try:
                 pruned = await self._store.prune(before=self._now() - self._settings.keep_for)
                 if pruned:
-                    log.info("pruned %d old requests", pruned)
+                    log.info("pruned %s", count(pruned, "old request"))
             except Exception:
                 log.exception("pruning failed: will retry")
 
@@ -444,12 +445,11 @@ class WalletDaemon:
         if not orphans:
             return
         log.info(
-            "taking over: %d answers to deliver, %d payments to resolve, %d batches to"
-            " finish, %d requests to answer",
-            len(orphans.undelivered),
-            len(orphans.unresolved),
-            len(orphans.unfinished),
-            len(orphans.unanswered),
+            "taking over: %s to deliver, %s to resolve, %s to finish, %s to answer",
+            count(len(orphans.undelivered), "answer"),
+            count(len(orphans.unresolved), "payment"),
+            count(len(orphans.unfinished), "batch", "batches"),
+            count(len(orphans.unanswered), "request"),
         )
         for response in orphans.undelivered:
             connection = self.pipeline.connections.get(response.pubkey)

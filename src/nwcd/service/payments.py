@@ -527,7 +527,12 @@ class PaymentEngine:
                 result = outcome
                 state = PaymentState.FAILED
             case Pending(reason):
-                log.info("payment %s outcome unknown (%s)", item.payment_hash, reason)
+                log.info(
+                    "payment %s of %d msat: outcome unknown (%s); asking the backend until known",
+                    item.payment_hash,
+                    item.amount_msat,
+                    reason,
+                )
                 await self._store.settle(payment_id, PaymentState.UNKNOWN, now=self._now())
                 self._spawn(self._resolve(wallet, item, payment_id, answer, sent_at=sent_at))
                 return

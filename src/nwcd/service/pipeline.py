@@ -65,6 +65,7 @@ from nwcd.service.payments import (
     plan_invoices,
     plan_keysends,
 )
+from nwcd.text import count
 
 __all__ = ["EventSink", "Pipeline", "RequestContext", "ServiceSettings"]
 
@@ -250,7 +251,11 @@ class Pipeline:
     async def republish(self, request_id: str, connection: Connection) -> None:
         """A repeated request: send the stored responses again, do nothing else."""
         responses = await self._store.responses_for(request_id)
-        log.info("request %s: repeat, re-publishing %d responses", request_id, len(responses))
+        log.info(
+            "request %s: repeat, re-publishing %s",
+            request_id,
+            count(len(responses), "response"),
+        )
         for response in responses:
             self._sink.publish(response, connection.relays)
 
@@ -283,12 +288,21 @@ class Pipeline:
         except RequestError as exc:
             await self._answer(ctx, error_response(ctx.method, exc.code, exc.message))
         except BackendError as exc:
-            log.warning("request %s: backend error %s", event.id, type(exc).__name__)
+            log.warning(
+                "request %s %s: backend error %s; answered INTERNAL",
+                event.id,
+                ctx.method or "(method unknown)",
+                type(exc).__name__,
+            )
             await self._answer(
                 ctx, error_response(ctx.method, ErrorCode.INTERNAL, "the wallet backend failed")
             )
         except Exception:
-            log.exception("request %s: internal error", event.id)
+            log.exception(
+                "request %s %s: internal error; answered INTERNAL",
+                event.id,
+                ctx.method or "(method unknown)",
+            )
             await self._answer(
                 ctx, error_response(ctx.method, ErrorCode.INTERNAL, "internal error")
             )
@@ -322,8 +336,9 @@ class Pipeline:
                 break
             except BackendError as exc:
                 log.info(
-                    "request %s: backend unavailable (%s); will retry",
+                    "request %s %s: backend unavailable (%s); will retry",
                     ctx.event.id,
+                    request.method,
                     type(exc).__name__,
                 )
                 await asyncio.sleep(delay)
@@ -414,11 +429,19 @@ class Pipeline:
             if answered == items:
                 await self._store.mark_done(ctx.event.id)
                 log.info(
-                    "request %s %s: %d items answered in %.1f ms",
+                    "request %s %s: %s answered in %.1f ms%s",
                     ctx.event.id[:16],
                     ctx.method,
-                    items,
+                    count(items, "item"),
                     1e3 * (time.perf_counter() - started),
+                    (
+                        f": {item.amount_msat} msat, paid with fee {result.fees_paid_msat} msat"
+                        if isinstance(result, PayResult)
+                        else f": {item.amount_msat} msat, {result.code.value}"
+                        f" {result.message[:120]}"
+                    )
+                    if items == 1
+                    else "",
                 )
 
         return answer
