@@ -288,8 +288,11 @@ class Chaos:
         answers are being stored and published. With several instances, one at a time or
         (a quarter of the time) two at once."""
         rng = random.Random(f"{self.plan.seed}/kills")
-        interval = self.plan.duration / (self.plan.min_kills + 1)
+        deadline = self.started + self.plan.duration
         while not self.stopping:
+            # Spread the kills still owed over the time left (restarts take time too).
+            owed = max(1, self.plan.min_kills + 1 - self.tally.kills)
+            interval = max(1.0, (deadline - time.monotonic()) / owed)
             await asyncio.sleep(rng.uniform(0.5, 1.0) * interval)
             if self.stopping:
                 return
