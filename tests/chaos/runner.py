@@ -408,6 +408,7 @@ class Chaos:
     # -- the run -----------------------------------------------------------------------------
 
     async def run(self) -> Report:
+        self.started = time.monotonic()
         tasks = [asyncio.create_task(self.workload(i)) for i in range(self.plan.apps)]
         tasks += [asyncio.create_task(self.killer()), asyncio.create_task(self.faults())]
         sampler = asyncio.create_task(self.sample_rss())
