@@ -244,6 +244,7 @@ async def _spend(data_dir: Path, wallet: str, items: list[tuple[int, int, int]])
                 request_id,
                 wallet,
                 [PaymentIntent(0, "pay_invoice", None, f"{n:064x}", None, amount, reserve)],
+                owner="cli-test",
                 budget_msat=None,
                 window_start=0,
                 now=created_at,

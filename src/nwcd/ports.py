@@ -34,6 +34,7 @@ __all__ = [
     "InstanceRegistry",
     "InvoiceBook",
     "LightningBackend",
+    "NotOwner",
     "Orphans",
     "PaymentIntent",
     "PaymentLedger",
@@ -228,6 +229,10 @@ class InstanceRecord:
     listening_version: int
 
 
+class NotOwner(Exception):
+    """The request belongs to another instance now: leave it to that one."""
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """The outcome of claiming a request: ``won``, else who holds it and since when."""
@@ -316,11 +321,25 @@ class PaymentLedger(Protocol):
         wallet_pubkey: str,
         intents: Sequence[PaymentIntent],
         *,
+        owner: str,
         budget_msat: int | None,
         window_start: int,
         now: int,
-    ) -> list[Reserved | Deny]: ...
+    ) -> list[Reserved | Deny]:
+        """Admit and store a request's payments, in one transaction.
+
+        Raises:
+            NotOwner: the request belongs to another instance now (this one stalled
+                and its work was taken over): nothing is reserved.
+        """
+        ...
+
     async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> set[int]: ...
+    async def fence(self, payment_id: int, now: int) -> bool:
+        """Move a ``reserved`` payment to ``unknown``, so that no instance sends it any
+        more (``mark_in_flight`` only moves reserved ones); False if it was not reserved."""
+        ...
+
     async def settle(
         self,
         payment_id: int,

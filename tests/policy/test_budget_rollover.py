@@ -131,6 +131,7 @@ class BudgetLedger(RuleBasedStateMachine):
             request_id,
             WALLET,
             intents,
+            owner="model",
             budget_msat=self.budget,
             window_start=self.window,
             now=self.now,

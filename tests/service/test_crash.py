@@ -215,7 +215,13 @@ async def test_recovery_answers_batch_items_left_unanswered(
             0, "multi_pay_invoice", "good", good.payment_hash, good.invoice, 5_000, 10_000
         )
         await wallet.store.reserve(
-            request.id, uri.wallet_pubkey.hex, [intent], budget_msat=None, window_start=0, now=0
+            request.id,
+            uri.wallet_pubkey.hex,
+            [intent],
+            owner="a-process-that-died",
+            budget_msat=None,
+            window_start=0,
+            now=0,
         )
         responses = await pool.subscribe(
             [

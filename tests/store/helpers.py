@@ -127,7 +127,13 @@ async def reserve(
     """Reserve ``intents`` as one request freshly claimed by ``owner``."""
     request_id = await claimed(store, wallet, owner=owner)
     return await store.reserve(
-        request_id, wallet, intents, budget_msat=budget, window_start=window_start, now=now
+        request_id,
+        wallet,
+        intents,
+        owner=owner,
+        budget_msat=budget,
+        window_start=window_start,
+        now=now,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nwcd.ports import Claim, Orphans, PaymentState, Reserved, Store
+from nwcd.ports import Claim, NotOwner, Orphans, PaymentState, Reserved, Store
 from tests.store.conftest import SharedStores
 from tests.store.helpers import (
     NOW,
@@ -104,7 +104,7 @@ async def _work_of_every_kind(store: Store, owner: str) -> dict[str, object]:
     bare = await claimed(store, owner=owner)
     started = await claimed(store, owner=owner)
     [payment] = await store.reserve(
-        started, WALLET, [intent(0)], budget_msat=None, window_start=0, now=NOW
+        started, WALLET, [intent(0)], owner=owner, budget_msat=None, window_start=0, now=NOW
     )
     assert isinstance(payment, Reserved)
     item_one = response_event(started, "one")
@@ -305,3 +305,34 @@ async def test_a_claim_after_take_over_is_refused_to_the_old_owner(store: Store)
     await store.register(instance("heir", NOW))
     assert await store.take_over("heir", NOW)
     assert await store.claim(record, "dead") == Claim(False, "heir", NOW)
+
+
+async def test_a_stalled_instance_cannot_reserve_what_was_taken_over(store: Store) -> None:
+    # Its lease expired (it stalled), another instance took its requests: when it wakes up
+    # it must pay nothing of them (a keysend's fresh preimage would be a second payment).
+    request_id = await claimed(store, owner="stalled")
+    await store.take_over("heir", NOW)
+    with pytest.raises(NotOwner):
+        await store.reserve(
+            request_id, WALLET, [intent(0)], owner="stalled",
+            budget_msat=None, window_start=0, now=NOW,
+        )  # fmt: skip
+    [reserved] = await store.reserve(
+        request_id, WALLET, [intent(0)], owner="heir", budget_msat=None, window_start=0, now=NOW
+    )
+    assert isinstance(reserved, Reserved)
+
+
+async def test_a_fenced_reservation_is_never_sent(store: Store) -> None:
+    [kept, flying] = await reserve(store, [intent(0), intent(1)])
+    assert isinstance(kept, Reserved)
+    assert isinstance(flying, Reserved)
+    assert await store.mark_in_flight([flying.payment_id], NOW) == {flying.payment_id}
+    # Fencing moves only a reservation nobody started to send.
+    assert await store.fence(kept.payment_id, NOW)
+    assert not await store.fence(kept.payment_id, NOW)
+    assert not await store.fence(flying.payment_id, NOW)
+    assert await store.mark_in_flight([kept.payment_id], NOW) == set()  # never sent now
+    fenced = await store.payment(kept.payment_id)
+    assert fenced is not None
+    assert fenced.state is PaymentState.UNKNOWN

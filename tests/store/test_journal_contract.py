@@ -89,7 +89,9 @@ async def test_a_request_never_started_is_unanswered(store: Store) -> None:
     answered = await claimed(store)
     await store.save_responses(answered, [(None, response_event(answered))], now=NOW)
     with_payment = await claimed(store)
-    await store.reserve(with_payment, WALLET, [intent()], budget_msat=None, window_start=0, now=NOW)
+    await store.reserve(
+        with_payment, WALLET, [intent()], owner=OWNER, budget_msat=None, window_start=0, now=NOW
+    )
     unanswered = (await open_work(store)).unanswered
     assert [r.event_id for r in unanswered] == [bare]
     assert unanswered == [await store.request(bare)]
@@ -99,7 +101,13 @@ async def test_started_requests_are_unfinished_with_handled_items_until_done(sto
     bare = await claimed(store)
     started = await claimed(store)
     reserved = await store.reserve(
-        started, WALLET, [intent(0), intent(2)], budget_msat=None, window_start=0, now=NOW
+        started,
+        WALLET,
+        [intent(0), intent(2)],
+        owner=OWNER,
+        budget_msat=None,
+        window_start=0,
+        now=NOW,
     )
     assert all(isinstance(r, Reserved) for r in reserved)
     await store.save_responses(
@@ -159,7 +167,7 @@ async def test_undelivered_responses_oldest_first_until_marked_published(store: 
     await store.save_responses(a, [(0, a_one), (1, a_two)], now=NOW + 2)
     # A payment settled together with its response: stored unpublished too, and earlier.
     [payment] = await store.reserve(
-        b, WALLET, [intent(0)], budget_msat=None, window_start=0, now=NOW
+        b, WALLET, [intent(0)], owner=OWNER, budget_msat=None, window_start=0, now=NOW
     )
     assert isinstance(payment, Reserved)
     b_one = response_event(b, "b1")
@@ -230,7 +238,7 @@ async def test_prune_forgets_old_requests_that_moved_no_money(store: Store) -> N
     payments = []
     for request_id in (with_open_payment, with_failed_payment):
         [reserved] = await store.reserve(
-            request_id, WALLET, [intent(0)], budget_msat=None, window_start=0, now=old
+            request_id, WALLET, [intent(0)], owner=OWNER, budget_msat=None, window_start=0, now=old
         )
         assert isinstance(reserved, Reserved)
         payments.append(reserved.payment_id)

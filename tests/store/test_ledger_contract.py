@@ -26,6 +26,7 @@ from tests.store.conftest import SharedStores
 from tests.store.helpers import (
     NOW,
     OTHER_WALLET,
+    OWNER,
     WALLET,
     claimed,
     hash_of,
@@ -71,7 +72,7 @@ async def test_reserve_checks_each_item_in_order_against_the_running_total(
     ]
     request_id = await claimed(store)
     results = await store.reserve(
-        request_id, WALLET, intents, budget_msat=1000, window_start=0, now=NOW
+        request_id, WALLET, intents, owner=OWNER, budget_msat=1000, window_start=0, now=NOW
     )
     first, second = results[0], results[2]
     assert isinstance(first, Reserved)
@@ -321,7 +322,7 @@ async def test_an_unknown_payment_can_still_settle(store: Store) -> None:
 async def test_settle_stores_the_response(store: Store) -> None:
     request_id = await claimed(store)
     [payment] = await store.reserve(
-        request_id, WALLET, [intent(3)], budget_msat=None, window_start=0, now=NOW
+        request_id, WALLET, [intent(3)], owner=OWNER, budget_msat=None, window_start=0, now=NOW
     )
     assert isinstance(payment, Reserved)
     event = response_event(request_id)
@@ -345,7 +346,7 @@ async def test_settle_stores_the_response(store: Store) -> None:
 async def test_settling_a_settled_payment_changes_nothing(store: Store) -> None:
     request_id = await claimed(store)
     [payment] = await store.reserve(
-        request_id, WALLET, [intent(0)], budget_msat=None, window_start=0, now=NOW
+        request_id, WALLET, [intent(0)], owner=OWNER, budget_msat=None, window_start=0, now=NOW
     )
     assert isinstance(payment, Reserved)
     first = response_event(request_id, "paid")
@@ -451,6 +452,7 @@ async def test_payments_by_hashes_handles_many_hashes(store: Store) -> None:
         request_id,
         WALLET,
         [intent(i, payment_hash=h) for i, h in enumerate(hashes[::100])],
+        owner=OWNER,
         budget_msat=None,
         window_start=0,
         now=NOW,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from nwcd.errors import ErrorCode
 from nwcd.policy.authorize import Deny
-from nwcd.ports import PaymentIntent, Reserved
+from nwcd.ports import NotOwner, PaymentIntent, Reserved
 from nwcd.store import sql, steps
 
 WALLET, OTHER = "aa" * 32, "bb" * 32
@@ -34,6 +36,7 @@ def test_reserve_reads_admits_and_inserts_in_order() -> None:
     holders = sql.hash_holders(3)
     script = Script(
         {
+            "SELECT owner": [[("me",)]],
             "SELECT COALESCE(SUM(CASE": [[(800,)]],
             "SELECT payment_hash,": [[(f"{2:064x}", OTHER)]],
             "INSERT INTO": [[(11,)], [(12,)]],
@@ -42,7 +45,7 @@ def test_reserve_reads_admits_and_inserts_in_order() -> None:
     result = steps.drive(
         steps.reserve(
             "r", WALLET, [intent(1, 50), intent(2, 10), intent(3, 40)],
-            budget_msat=1_000, window_start=0, now=5,
+            owner="me", budget_msat=1_000, window_start=0, now=5,
         ),
         script,
     )  # fmt: skip
@@ -51,15 +54,35 @@ def test_reserve_reads_admits_and_inserts_in_order() -> None:
     assert result[1].code is ErrorCode.PAYMENT_FAILED
     assert result[2] == Reserved(12, 10)  # 40 fits the 50 left; its reserve is capped to 10
     statements = [statement for statement, _ in script.ran]
-    assert statements == [sql.BUDGET_USED, holders, sql.INSERT_PAYMENT, sql.INSERT_PAYMENT]
-    assert script.ran[3][1][8] == 10  # the capped reserve is what is stored
+    assert statements == [
+        sql.REQUEST_OWNER, sql.BUDGET_USED, holders, sql.INSERT_PAYMENT, sql.INSERT_PAYMENT
+    ]  # fmt: skip
+    assert script.ran[4][1][8] == 10  # the capped reserve is what is stored
 
 
 def test_a_lost_insert_race_is_a_refusal_never_a_payment() -> None:
-    script = Script({"SELECT payment_hash,": [[]], "INSERT INTO": [[]]})
+    script = Script(
+        {"SELECT owner": [[("me",)]], "SELECT payment_hash,": [[]], "INSERT INTO": [[]]}
+    )
     [decision] = steps.drive(
-        steps.reserve("r", WALLET, [intent(1, 10)], budget_msat=None, window_start=0, now=5),
+        steps.reserve(
+            "r", WALLET, [intent(1, 10)], owner="me", budget_msat=None, window_start=0, now=5
+        ),
         script,
     )
     assert isinstance(decision, Deny)
     assert decision.code is ErrorCode.PAYMENT_FAILED
+
+
+def test_a_request_taken_over_meanwhile_is_not_reserved() -> None:
+    # A stalled instance wakes up after another took its request over: it pays nothing
+    # (for a keysend, a second preimage would be a second payment).
+    script = Script({"SELECT owner": [[("the-other-instance",)]]})
+    with pytest.raises(NotOwner):
+        steps.drive(
+            steps.reserve(
+                "r", WALLET, [intent(1, 10)], owner="me", budget_msat=None, window_start=0, now=5
+            ),
+            script,
+        )
+    assert [statement for statement, _ in script.ran] == [sql.REQUEST_OWNER]

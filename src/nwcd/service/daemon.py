@@ -224,15 +224,18 @@ class WalletDaemon:
         self._pool.start()
         await self._store.register(self._instance)
         running = asyncio.current_task()
+        assert running is not None
+        # Beat from the start: taking a lot of work over must not let this lease lapse.
+        self.spawn(self._heartbeat(running))
         try:
             await self._load_connections()
             # Work a stopped instance left: all of it when the store has one instance at
             # a time; else only that of instances whose lease expired.
-            await self._adopt(
-                await self._store.take_over(
-                    self.instance_id, self._now(), everyone_else=not self._store.shared
-                )
+            exclusive = not self._store.shared
+            orphans = await self._store.take_over(
+                self.instance_id, self._now(), everyone_else=exclusive
             )
+            await self._adopt(orphans, exclusive=exclusive)
             self._subscription = await self._pool.subscribe(self._filters())
             # Apps discover us by the info events: have them on the relays before "ready".
             await asyncio.gather(
@@ -242,8 +245,6 @@ class WalletDaemon:
                     for event, relays in self._info_events()
                 ),
             )
-            assert running is not None
-            self.spawn(self._heartbeat(running))
             if self._store.shared:
                 self.spawn(self._take_over_stopped())
             self.spawn(self._watch_connections())
@@ -338,7 +339,8 @@ class WalletDaemon:
         while True:
             await asyncio.sleep(self._options.takeover_interval)
             try:
-                await self._adopt(await self._store.take_over(self.instance_id, self._now()))
+                orphans = await self._store.take_over(self.instance_id, self._now())
+                await self._adopt(orphans, exclusive=False)
             except Exception:
                 log.exception("taking over stopped instances' work failed: will retry")
 
@@ -438,7 +440,7 @@ class WalletDaemon:
 
     # -- recovery ------------------------------------------------------------------------
 
-    async def _adopt(self, orphans: Orphans) -> None:
+    async def _adopt(self, orphans: Orphans, *, exclusive: bool) -> None:
         """Finish work a stopped instance left, through the same path as new work: send
         the answers it stored but never delivered, resolve every payment it left open
         with the backend first, then finish its batches and answer what it never started."""
@@ -459,7 +461,7 @@ class WalletDaemon:
         async def recover(record: PaymentRecord) -> None:
             async with lookups:
                 try:
-                    await self._recover_payment(record)
+                    await self._recover_payment(record, exclusive=exclusive)
                 except Exception:
                     # One bad record must not keep the service from starting; it stays
                     # open and is tried again on the next start.
@@ -491,8 +493,14 @@ class WalletDaemon:
             method,
         )
 
-    async def _recover_payment(self, record: PaymentRecord) -> None:
-        """Ask the backend about one payment a previous run left open, and act on it."""
+    async def _recover_payment(self, record: PaymentRecord, *, exclusive: bool) -> None:
+        """Ask the backend about one payment a stopped instance left open, and act on it.
+
+        ``exclusive``: the instance that left it is surely dead (one instance at a time).
+        Otherwise it may only have stalled and still be sending: a reserved payment is
+        fenced first (no instance sends it after), and "not found" for one that may be in
+        flight waits for the grace period, as right after an ambiguous send.
+        """
         request = await self._store.request(record.request_id)
         ctx = self._stored_context(request, record.intent.result_type)
         if ctx is None:
@@ -505,16 +513,23 @@ class WalletDaemon:
             amount_msat=record.intent.amount_msat,
         )
         answer = self.pipeline.item_answerer(ctx)
+        never_sent = record.state is PaymentState.RESERVED and await self._store.fence(
+            record.id, self._now()
+        )
         try:
             outcome = await self._backend.payment_status(record.intent.payment_hash)
         except BackendError:
             outcome = Pending("backend unavailable during recovery")
         if isinstance(outcome, Failed) and (
-            record.state is PaymentState.RESERVED or outcome.reason == NOT_FOUND
+            never_sent or (exclusive and outcome.reason == NOT_FOUND)
         ):
             outcome = Failed("the service stopped before the payment reached the wallet")
+        elif isinstance(outcome, Failed) and outcome.reason == NOT_FOUND:
+            outcome = Pending("not known to the backend yet")
         if isinstance(outcome, Pending):
-            self.pipeline.payments.resume(connection.wallet_pubkey, item, record.id, answer)
+            self.pipeline.payments.resume(
+                connection.wallet_pubkey, item, record.id, answer, maybe_sending=not exclusive
+            )
         else:
             await self.pipeline.payments.finish_recovered(
                 connection.wallet_pubkey, item, record.id, outcome, answer

@@ -283,7 +283,9 @@ class PaymentEngine:
         fee_reserve: FeeReserve,
         resolve_interval: float = 1.0,
         not_found_grace: float = 120.0,
+        owner: str = "",
     ) -> None:
+        self.owner = owner
         self._store = store
         self._backend = backend
         self._clock = clock
@@ -404,6 +406,7 @@ class PaymentEngine:
             request_id,
             connection.wallet_pubkey,
             intents,
+            owner=self.owner,
             budget_msat=connection.budget_msat,
             window_start=window_start,
             now=self._now(),
@@ -585,13 +588,18 @@ class PaymentEngine:
         item: PlannedPayment,
         payment_id: int,
         answer: AnswerFn,
+        *,
+        maybe_sending: bool = False,
     ) -> None:
-        """After a restart: keep resolving a payment whose outcome is still unknown."""
+        """After a restart or a take-over: keep resolving a payment whose outcome is still
+        unknown. ``maybe_sending``: a stalled instance may still be sending it, so "not
+        found" means nothing for the grace period (as right after an ambiguous send)."""
         if item.payment_hash is not None:
             self._in_flight.setdefault(
                 (wallet, item.payment_hash), asyncio.get_running_loop().create_future()
             )
-        self._spawn(self._resolve(wallet, item, payment_id, answer, sent_at=None))
+        sent_at = time.monotonic() if maybe_sending else None
+        self._spawn(self._resolve(wallet, item, payment_id, answer, sent_at=sent_at))
 
     async def finish_recovered(
         self,

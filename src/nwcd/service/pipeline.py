@@ -56,7 +56,7 @@ from nwcd.nostr.kinds import Kind
 from nwcd.policy.authorize import authorize
 from nwcd.policy.budget import FeeReserve, window_start
 from nwcd.policy.grants import Connection
-from nwcd.ports import Claim, LightningBackend, PaymentState, RequestRecord, Store
+from nwcd.ports import Claim, LightningBackend, NotOwner, PaymentState, RequestRecord, Store
 from nwcd.service.payments import (
     ItemResult,
     PaymentEngine,
@@ -171,6 +171,7 @@ class Pipeline:
             limits=settings.limits,
             fee_reserve=settings.fee_reserve,
             resolve_interval=settings.resolve_interval,
+            owner=instance_id,
         )
 
     def _now(self) -> int:
@@ -287,6 +288,10 @@ class Pipeline:
             await self._execute(ctx, request)
         except RequestError as exc:
             await self._answer(ctx, error_response(ctx.method, exc.code, exc.message))
+        except NotOwner:
+            # This instance stalled and another took the request over: it answers.
+            log.warning("request %s: taken over by another instance; left to it", event.id)
+            return
         except BackendError as exc:
             log.warning(
                 "request %s %s: backend error %s; answered INTERNAL",
@@ -347,6 +352,8 @@ class Pipeline:
             await self._pay(ctx.with_method(request.method), params, handled=frozenset(handled))
         except RequestError:
             await self._store.mark_done(ctx.event.id)
+        except NotOwner:
+            log.warning("request %s: taken over by another instance; left to it", ctx.event.id)
 
     def _touch(self, connection: Connection, now: int) -> None:
         wallet = connection.wallet_pubkey

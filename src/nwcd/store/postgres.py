@@ -273,6 +273,7 @@ class PostgresStore:
         wallet_pubkey: str,
         intents: Sequence[PaymentIntent],
         *,
+        owner: str,
         budget_msat: int | None,
         window_start: int,
         now: int,
@@ -288,9 +289,11 @@ class PostgresStore:
                     request_id,
                     wallet_pubkey,
                     intents,
+                    owner=owner,
                     budget_msat=budget_msat,
                     window_start=window_start,
                     now=now,
+                    lock_row=" FOR UPDATE",
                 ),
                 _runner(db),
             )
@@ -302,6 +305,9 @@ class PostgresStore:
                 for payment_id in payment_ids
                 if _count(await db.execute(_q(sql.MARK_IN_FLIGHT), now, payment_id)) == 1
             }
+
+    async def fence(self, payment_id: int, now: int) -> bool:
+        return await self._execute(sql.FENCE, now, payment_id) == 1
 
     async def settle(
         self,

@@ -113,6 +113,8 @@ INSERT_PAYMENT = (
     " payment_hash, invoice, amount_msat, fee_reserve_msat, state, created_at, updated_at)"
     " VALUES (?,?,?,?,?,?,?,?,?,'reserved',?,?) ON CONFLICT DO NOTHING RETURNING id"
 )
+REQUEST_OWNER = "SELECT owner FROM requests WHERE event_id = ?"
+FENCE = "UPDATE payments SET state = 'unknown', updated_at = ? WHERE id = ? AND state = 'reserved'"
 MARK_IN_FLIGHT = (
     "UPDATE payments SET state = 'in_flight', updated_at = ? WHERE id = ? AND state = 'reserved'"
 )

@@ -314,6 +314,7 @@ class SqliteStore:
         wallet_pubkey: str,
         intents: Sequence[PaymentIntent],
         *,
+        owner: str,
         budget_msat: int | None,
         window_start: int,
         now: int,
@@ -327,6 +328,7 @@ class SqliteStore:
                         request_id,
                         wallet_pubkey,
                         intents,
+                        owner=owner,
                         budget_msat=budget_msat,
                         window_start=window_start,
                         now=now,
@@ -348,6 +350,9 @@ class SqliteStore:
             }
 
         return await self._write(mark)
+
+    async def fence(self, payment_id: int, now: int) -> bool:
+        return await self._write(lambda tx: tx.execute(sql.FENCE, (now, payment_id)).rowcount == 1)
 
     async def settle(
         self,

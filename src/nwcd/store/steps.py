@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 from nwcd.nostr.event import Event
 from nwcd.policy.admission import Ask, admit, hashes_of, held
 from nwcd.policy.authorize import Deny
-from nwcd.ports import Orphans, PaymentIntent, PaymentRecord, RequestRecord, Reserved
+from nwcd.ports import (
+    NotOwner,
+    Orphans,
+    PaymentIntent,
+    PaymentRecord,
+    RequestRecord,
+    Reserved,
+)
 from nwcd.store import sql
 
 __all__ = ["Steps", "drive", "drive_async", "reserve", "take_over"]
@@ -56,16 +63,26 @@ def reserve(
     wallet_pubkey: str,
     intents: Sequence[PaymentIntent],
     *,
+    owner: str,
     budget_msat: int | None,
     window_start: int,
     now: int,
+    lock_row: str = "",
 ) -> Steps[list[Reserved | Deny]]:
     """Admit a request's payments against what is used and held, and insert the admitted.
 
     The caller's transaction must keep other reservations of this connection out
     between the first read and the last insert (SQLite: ``BEGIN IMMEDIATE``;
-    PostgreSQL: an advisory lock per connection).
+    PostgreSQL: an advisory lock per connection). The request must still be
+    ``owner``'s: ``lock_row`` (`` FOR UPDATE`` on PostgreSQL) keeps a take-over from
+    moving it until this transaction ends.
+
+    Raises:
+        NotOwner: another instance took the request over.
     """
+    [(holder,)] = yield sql.REQUEST_OWNER + lock_row, (request_id,)
+    if holder != owner:
+        raise NotOwner(request_id)
     used = 0
     if budget_msat is not None:
         [(total,)] = yield sql.BUDGET_USED, (wallet_pubkey, window_start)
