@@ -218,7 +218,7 @@ if [ -n "$QUICK" ]; then
 fi
 echo "== pytest${QUICK:+ (--quick)}"
 status=0
-PYTHONASYNCIODEBUG=1 .venv/bin/pytest ${DESELECT[@]+"${DESELECT[@]}"} \
+.venv/bin/pytest ${DESELECT[@]+"${DESELECT[@]}"} \
     ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} || status=$?
 took=$(( $(date +%s) - START ))
 echo "== test.sh${QUICK:+ --quick}: pytest exit $status, $(( took / 60 )) min $(( took % 60 )) s in all"

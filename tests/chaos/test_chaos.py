@@ -9,7 +9,8 @@ import pytest
 
 from tests.chaos.runner import ChaosPlan, run
 
-pytestmark = pytest.mark.slow
+# Each run is about 100 s of faults and settling, more on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
 async def test_every_request_answered_exactly_once_under_faults(tmp_path: Path) -> None:
