@@ -249,3 +249,51 @@ async def test_recovery_answers_batch_items_left_unanswered(
         finally:
             db.close()
         assert done == 1  # the batch was marked done: nothing is left for a later start
+
+
+async def test_a_batch_taken_over_after_its_connection_was_revoked_pays_nothing_more(
+    tmp_path: Path, nwcd_relay: object
+) -> None:
+    """Revoked while the batch was half done (the process died first): the items never
+    started are answered UNAUTHORIZED, not paid."""
+    from dataclasses import replace
+
+    from nwcd.nip47.encryption import Scheme
+    from nwcd.ports import RequestRecord
+    from tests.service.harness import WalletHarness
+
+    url = nwcd_relay.url  # type: ignore[attr-defined]
+    async with WalletHarness(tmp_path, [url]) as wallet, RelayPool([url]) as pool:
+        uri = await wallet.connect()
+        await pool.wait_connected(5)
+        invoices = [await wallet.backend.create_invoice(5_000) for _ in range(2)]
+        app = RawApp(uri, pool)
+        items = [{"id": str(i), "invoice": m.invoice} for i, m in enumerate(invoices)]
+        request = app.request("multi_pay_invoice", {"invoices": items})
+        await wallet.store.claim(
+            RequestRecord(
+                request.id, uri.wallet_pubkey.hex, request.pubkey, Scheme.NIP44_V2.value,
+                json.dumps(request.to_json()), request.created_at, request.created_at,
+            ),
+            "a-process-that-died",
+        )  # fmt: skip
+        # Item 0 was answered (failed) before the crash; item 1 was never started.
+        [connection] = await wallet.store.connections()
+        await wallet.store.save_connection(replace(connection, revoked_at=request.created_at))
+        responses = await pool.subscribe(
+            [Filter(kinds=(Kind.NWC_RESPONSE,), tags={"e": (request.id,)})]
+        )
+        await wallet.store.save_responses(
+            request.id,
+            [(0, app.request("get_info"))],  # any stored event stands for item 0's answer
+            now=request.created_at,
+        )
+        await wallet.start()
+        got = await app.collect(responses, 1, 10, 0.5, request.pubkey, new_only=True)
+        answers = {
+            event.tag_value("d"): response for event, response in got if event.tag_value("d")
+        }
+        assert set(answers) == {"1"}
+        assert answers["1"].error is not None
+        assert answers["1"].error.code == "UNAUTHORIZED"
+        assert await wallet.backend.get_balance() == 100_000_000_000

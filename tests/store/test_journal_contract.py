@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from nwcd.nostr.event import Event
-from nwcd.ports import Claim, PaymentState, Reserved, Store
+from nwcd.ports import Claim, Orphans, PaymentState, Reserved, Store
 from tests.store.conftest import SharedStores
 from tests.store.helpers import (
     APP,
@@ -120,14 +120,13 @@ async def test_started_requests_are_unfinished_with_handled_items_until_done(sto
 
     work = await open_work(store)
     unfinished = unfinished_by_id(work)
-    assert set(unfinished) == {started, answered}  # never started: unanswered, not unfinished
+    # Never started: unanswered. Answered as a whole (no item): done, nothing to finish.
+    assert set(unfinished) == {started}
     assert unfinished[started] == (await store.request(started), {0, 1, 2})
-    assert unfinished[answered][1] == set()  # a whole-request response has no item
     assert [r.event_id for r in work.unanswered] == [bare]
 
     await store.mark_done(started)
-    assert [r.event_id for r, _ in (await open_work(store)).unfinished] == [answered]
-    await store.mark_done(answered)
+    assert (await open_work(store)).unfinished == []
     await store.mark_done("ff" * 32)  # unknown: harmless
     assert (await open_work(store)).unfinished == []
 
@@ -153,11 +152,14 @@ async def test_whole_request_response_has_no_item(store: Store) -> None:
     event = response_event(request_id)
     await store.save_responses(request_id, [(None, event)], now=NOW)
     assert await store.responses_for(request_id) == [event]
+    # Answered as a whole and not marked done (the process died in between): taking it
+    # over marks it done instead of answering its items again.
     work = await open_work(store)
-    [(record, handled)] = work.unfinished
-    assert record.event_id == request_id
-    assert handled == set()
+    assert work.unfinished == []
     assert work.unanswered == []
+    assert work.undelivered == [event]  # its answer still goes out
+    await store.mark_published([event.id])
+    assert await open_work(store) == Orphans()  # done: nothing left at all
 
 
 async def test_undelivered_responses_oldest_first_until_marked_published(store: Store) -> None:

@@ -137,7 +137,7 @@ class Subscription:
         self.id = sub_id
         self.filters = filters
         self._pool = pool
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size)
+        self._queue: asyncio.Queue[tuple[Event, bool]] = asyncio.Queue(maxsize=size)
         self._deliveries = deliveries
         self._eose_parts: dict[str, set[str]] = {}
         self.eose = asyncio.Event()
@@ -146,12 +146,18 @@ class Subscription:
 
     async def get(self) -> Event:
         """The next event."""
+        event, _ = await self._queue.get()
+        return event
+
+    async def next_delivery(self) -> tuple[Event, bool]:
+        """The next event, and whether it came live (False: a relay replayed it from
+        storage before its EOSE, as relays that keep ephemeral events do on subscribe)."""
         return await self._queue.get()
 
     def get_nowait(self) -> Event | None:
         """The next event if one is waiting."""
         try:
-            return self._queue.get_nowait()
+            return self._queue.get_nowait()[0]
         except asyncio.QueueEmpty:
             return None
 
@@ -160,7 +166,7 @@ class Subscription:
 
     async def _iterate(self) -> AsyncIterator[Event]:
         while True:
-            yield await self._queue.get()
+            yield (await self._queue.get())[0]
 
     async def update(self, filters: Sequence[Filter]) -> None:
         """Replace the filters on every relay (e.g. a wallet connection was added)."""
@@ -172,7 +178,7 @@ class Subscription:
 
     async def _deliver(self, event: Event, relay: str, *, live: bool) -> None:
         if self._deliveries.admit(event.id, relay, live=live, now=time.monotonic()):
-            await self._queue.put(event)
+            await self._queue.put((event, live))
 
     def _on_eose(self, relay: str, part: str) -> None:
         parts = self._eose_parts.setdefault(relay, set())

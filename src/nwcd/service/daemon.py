@@ -258,9 +258,10 @@ class WalletDaemon:
                 count(len(self.pipeline.connections), "connection"),
                 ", ".join(self._pool.relays) or "none",
             )
-            async for event in self._subscription:
+            while True:
+                event, live = await self._subscription.next_delivery()
                 await self._request_slots.acquire()
-                task = asyncio.create_task(self._handle(event))
+                task = asyncio.create_task(self._handle(event, live))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         finally:
@@ -268,9 +269,9 @@ class WalletDaemon:
             if self._lease_lost:
                 raise LeaseLost(self.instance_id)
 
-    async def _handle(self, event: Event) -> None:
+    async def _handle(self, event: Event, live: bool) -> None:
         try:
-            await self.pipeline.handle(event)
+            await self.pipeline.handle(event, live=live)
         finally:
             self._request_slots.release()
 

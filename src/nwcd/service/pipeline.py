@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
 from typing import Any, Protocol
 
@@ -179,11 +179,16 @@ class Pipeline:
 
     # -- intake --------------------------------------------------------------------------
 
-    async def handle(self, event: Event) -> None:
-        """Process one request event; never raises (except cancellation)."""
+    async def handle(self, event: Event, *, live: bool = True) -> None:
+        """Process one request event; never raises (except cancellation).
+
+        ``live``: it arrived live, not replayed by a relay from its storage. A replay of
+        a request handled before is ignored: its answers went out through the outbox,
+        and only an app's re-send asks for them again.
+        """
         started = time.perf_counter()
         try:
-            await self._handle(event)
+            await self._handle(event, live)
         except Exception:
             log.exception("request %s: unexpected error", event.id)
         finally:
@@ -191,7 +196,7 @@ class Pipeline:
                 "request %s handled in %.1f ms", event.id, 1e3 * (time.perf_counter() - started)
             )
 
-    async def _handle(self, event: Event) -> None:
+    async def _handle(self, event: Event, live: bool) -> None:
         if event.kind != Kind.NWC_REQUEST:
             return
         connection = self.connections.get(event.tag_value("p") or "")
@@ -208,7 +213,7 @@ class Pipeline:
         if now - event.created_at > self._settings.horizon:
             # Beyond what we listen for: answered again if it was handled, else dropped
             # (its claim may be pruned, so handling it now could answer it twice).
-            if await self._store.request(event.id) is not None:
+            if live and await self._store.request(event.id) is not None:
                 await self.republish(event.id, connection)
             else:
                 log.info("request %s: older than the horizon, dropped", event.id)
@@ -243,7 +248,7 @@ class Pipeline:
             self.instance_id,
         )
         if not claim.won:
-            if answer_again(claim, self.instance_id, now):
+            if live and answer_again(claim, self.instance_id, now):
                 await self.republish(event.id, connection)
             return
         ctx = RequestContext(event, connection, app_key, scheme)
@@ -348,8 +353,15 @@ class Pipeline:
                 )
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 30.0)
+        # Revoked or expired since it was accepted: what was not started is not paid now.
+        denial = authorize(ctx.connection, request.method, self._now())
         try:
-            await self._pay(ctx.with_method(request.method), params, handled=frozenset(handled))
+            await self._pay(
+                ctx.with_method(request.method),
+                params,
+                handled=frozenset(handled),
+                refuse=RequestError(denial.code, denial.message) if denial else None,
+            )
         except RequestError:
             await self._store.mark_done(ctx.event.id)
         except NotOwner:
@@ -519,7 +531,10 @@ class Pipeline:
         params: PayInvoiceParams | MultiPayInvoiceParams | PayKeysendParams | MultiPayKeysendParams,
         *,
         handled: frozenset[int] = frozenset(),
+        refuse: RequestError | None = None,
     ) -> None:
+        """Plan and pay; items in ``handled`` are left alone, and with ``refuse`` every
+        other item is answered with that error instead of being paid."""
         connection = ctx.connection
         batch = ctx.method in _PAY_BATCH
         now = self._now()
@@ -563,6 +578,8 @@ class Pipeline:
         if not batch and planned[0].error is not None:
             raise planned[0].error
         planned = [item for item in planned if item.index not in handled]
+        if refuse is not None:
+            planned = [replace(item, error=refuse) for item in planned]
         if not planned:
             await self._store.mark_done(ctx.event.id)
             return

@@ -170,22 +170,36 @@ LIVE_INSTANCES = (
     " ORDER BY started_at, instance_id"
 )
 ALL_INSTANCE_IDS = "SELECT instance_id FROM instances"
-# Open work: a request not done yet, one with a response no relay took yet, or one with a
-# payment whose outcome is not known.
-_OPEN_WORK = (
-    "(done = 0 OR EXISTS (SELECT 1 FROM responses WHERE responses.request_id ="
-    " requests.event_id AND responses.published = 0) OR EXISTS (SELECT 1 FROM payments"
-    " WHERE payments.request_id = requests.event_id"
-    " AND payments.state IN ('reserved', 'in_flight', 'unknown')))"
+# Open work: requests not done yet, with a response no relay took yet, or with a payment
+# whose outcome is not known. Each part is read through a partial index (requests not done
+# by owner, unpublished responses, open payments), never by scanning every request.
+_OPEN_WORK_IDS = (
+    "SELECT event_id FROM requests WHERE done = 0 AND owner = ?"
+    " UNION SELECT request_id FROM responses WHERE published = 0"
+    " UNION SELECT request_id FROM payments"
+    " WHERE state IN ('reserved', 'in_flight', 'unknown')"
 )
-OWNERS_OF_OPEN_WORK = "SELECT DISTINCT owner FROM requests WHERE owner <> ? AND " + _OPEN_WORK
+OWNERS_OF_OPEN_WORK = (
+    "SELECT owner FROM requests WHERE done = 0 AND owner <> ?"
+    " UNION SELECT requests.owner FROM responses JOIN requests"
+    " ON requests.event_id = responses.request_id"
+    " WHERE responses.published = 0 AND requests.owner <> ?"
+    " UNION SELECT requests.owner FROM payments JOIN requests"
+    " ON requests.event_id = payments.request_id"
+    " WHERE payments.state IN ('reserved', 'in_flight', 'unknown') AND requests.owner <> ?"
+)
 # Compare-and-set: a request moves only while it still belongs to the dead owner.
-ADOPT = "UPDATE requests SET owner = ? WHERE owner = ? AND " + _OPEN_WORK + " RETURNING event_id"
+ADOPT = (
+    "UPDATE requests SET owner = ? WHERE owner = ? AND event_id IN (" + _OPEN_WORK_IDS + ")"
+    " RETURNING event_id"
+)
 HANDLED_ITEMS = (
     "SELECT item_index FROM payments WHERE request_id = ?"
     " UNION SELECT item_index FROM responses WHERE request_id = ? AND item_index IS NOT NULL"
 )
 HAS_RESPONSE = "SELECT 1 FROM responses WHERE request_id = ? LIMIT 1"
+# An answer to the whole request (no item): the request is answered, whatever else it has.
+WHOLE_ANSWER = "SELECT 1 FROM responses WHERE request_id = ? AND item_index IS NULL LIMIT 1"
 
 
 def requests_by_ids(count: int) -> str:

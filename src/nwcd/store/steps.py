@@ -117,13 +117,13 @@ def take_over(owner: str, now: int, *, everyone_else: bool, order: str) -> Steps
     ``order``: the engine's insertion-order column of responses (ties of time).
     """
     live = {row[0] for row in (yield sql.LIVE_INSTANCES, (now,))}
-    owners = [row[0] for row in (yield sql.OWNERS_OF_OPEN_WORK, (owner,))]
+    owners = [row[0] for row in (yield sql.OWNERS_OF_OPEN_WORK, (owner,) * 3)]
     registered = [row[0] for row in (yield sql.ALL_INSTANCE_IDS, ())]
     for dead in sql.dead_owners(registered, live, owner, everyone_else=everyone_else):
         yield sql.RETIRE_INSTANCE, (dead,)
     adopted: list[str] = []
     for dead in sql.dead_owners(owners, live, owner, everyone_else=everyone_else):
-        adopted += [row[0] for row in (yield sql.ADOPT, (owner, dead))]
+        adopted += [row[0] for row in (yield sql.ADOPT, (owner, dead, dead))]
     return (yield from _work_of(adopted, order))
 
 
@@ -141,11 +141,20 @@ def _work_of(request_ids: Sequence[str], order: str) -> Steps[Orphans]:
             undelivered.append(sql.event_from_json(row[0]))
     handled: dict[str, set[int]] = {}
     answered: set[str] = set()
+    whole: set[str] = set()
     for record, done in requests:
         if done:
             continue
         rows = yield sql.HANDLED_ITEMS, (record.event_id, record.event_id)
-        handled[record.event_id] = {int(row[0]) for row in rows}
+        items = {int(row[0]) for row in rows}
+        if not items and (yield sql.WHOLE_ANSWER, (record.event_id,)):
+            # Answered as a whole (an error before any item): only "done" was missing.
+            # Finishing it would answer its items a second time, differently.
+            yield sql.MARK_DONE, (record.event_id,)
+            whole.add(record.event_id)
+            continue
+        handled[record.event_id] = items
         if (yield sql.HAS_RESPONSE, (record.event_id,)):
             answered.add(record.event_id)
-    return sql.sort_orphans(requests, handled, answered, unresolved, undelivered)
+    left = [(record, done or record.event_id in whole) for record, done in requests]
+    return sql.sort_orphans(left, handled, answered, unresolved, undelivered)
