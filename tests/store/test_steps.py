@@ -86,3 +86,22 @@ def test_a_request_taken_over_meanwhile_is_not_reserved() -> None:
             script,
         )
     assert [statement for statement, _ in script.ran] == [sql.REQUEST_OWNER]
+
+
+def test_take_over_decides_from_one_snapshot_of_the_registry() -> None:
+    # Read once: an instance that registered a moment ago (lease in the future) is live,
+    # even if it was not when an earlier statement ran; only expired ones are retired.
+    script = Script(
+        {
+            "SELECT owner": [[("dead",), ("fresh",)]],
+            "SELECT instance_id,": [[("dead", 99), ("fresh", 200)]],
+            "UPDATE requests": [[("r1",)]],
+        }
+    )
+    steps.drive(steps.take_over("me", 100, everyone_else=False, order="rowid"), script)
+    ran = [(statement, tuple(args)) for statement, args in script.ran]
+    assert ran[1] == (sql.INSTANCE_LEASES, ())
+    assert (sql.RETIRE_EXPIRED, ("dead", 100)) in ran
+    assert not any(args[:1] == ("fresh",) for statement, args in ran if "DELETE" in statement)
+    adopted = [args for statement, args in ran if statement == sql.ADOPT]
+    assert adopted == [("me", "dead", "dead")]  # the fresh instance's work is left alone

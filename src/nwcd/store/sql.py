@@ -165,11 +165,13 @@ HEARTBEAT = (
     " WHERE instance_id = ?"
 )
 RETIRE_INSTANCE = "DELETE FROM instances WHERE instance_id = ?"
+# Only while still expired: one that renewed its lease meanwhile stays.
+RETIRE_EXPIRED = "DELETE FROM instances WHERE instance_id = ? AND lease_expires_at <= ?"
 LIVE_INSTANCES = (
     "SELECT " + _INSTANCE_COLUMNS + " FROM instances WHERE lease_expires_at > ?"
     " ORDER BY started_at, instance_id"
 )
-ALL_INSTANCE_IDS = "SELECT instance_id FROM instances"
+INSTANCE_LEASES = "SELECT instance_id, lease_expires_at FROM instances"
 # Open work: requests not done yet, with a response no relay took yet, or with a payment
 # whose outcome is not known. Each part is read through a partial index (requests not done
 # by owner, unpublished responses, open payments), never by scanning every request.

@@ -116,11 +116,18 @@ def take_over(owner: str, now: int, *, everyone_else: bool, order: str) -> Steps
 
     ``order``: the engine's insertion-order column of responses (ties of time).
     """
-    live = {row[0] for row in (yield sql.LIVE_INSTANCES, (now,))}
+    # Owners first, then the registry in ONE read: an instance registers before it claims
+    # anything, so an owner seen here is in the registry read after it; and one snapshot of
+    # the registry keeps an instance registering meanwhile from counting as dead.
     owners = [row[0] for row in (yield sql.OWNERS_OF_OPEN_WORK, (owner,) * 3)]
-    registered = [row[0] for row in (yield sql.ALL_INSTANCE_IDS, ())]
+    leases = {row[0]: int(row[1]) for row in (yield sql.INSTANCE_LEASES, ())}
+    live = {instance for instance, expires in leases.items() if expires > now}
+    registered = list(leases)
     for dead in sql.dead_owners(registered, live, owner, everyone_else=everyone_else):
-        yield sql.RETIRE_INSTANCE, (dead,)
+        if everyone_else:
+            yield sql.RETIRE_INSTANCE, (dead,)
+        else:
+            yield sql.RETIRE_EXPIRED, (dead, now)
     adopted: list[str] = []
     for dead in sql.dead_owners(owners, live, owner, everyone_else=everyone_else):
         adopted += [row[0] for row in (yield sql.ADOPT, (owner, dead, dead))]
