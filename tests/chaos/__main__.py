@@ -28,6 +28,9 @@ def main() -> int:
     parser.add_argument(
         "--instances", type=int, default=1, help="nwcd serve instances (above 1: PostgreSQL)"
     )
+    parser.add_argument(
+        "--settle", type=float, default=200.0, help="seconds to wait for every answer after"
+    )
     parser.add_argument("--workdir", type=Path, help="keep logs and state here")
     parser.add_argument("--rss-json", type=Path, help="write the RSS samples here")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -45,6 +48,7 @@ def main() -> int:
         apps=args.apps,
         request_rate=args.rate,
         instances=args.instances,
+        settle_timeout=args.settle,
     )
     with tempfile.TemporaryDirectory(prefix="nwcd-chaos-") as scratch:
         workdir = args.workdir or Path(scratch)
