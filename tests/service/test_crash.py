@@ -258,7 +258,10 @@ async def test_a_batch_taken_over_after_its_connection_was_revoked_pays_nothing_
     started are answered UNAUTHORIZED, not paid."""
     from dataclasses import replace
 
-    from nwcd.nip47.encryption import Scheme
+    from nwcd.errors import ErrorCode
+    from nwcd.nip47.encryption import Scheme, seal_content
+    from nwcd.nip47.results import error_response
+    from nwcd.nostr.event import sign_event
     from nwcd.ports import RequestRecord
     from tests.service.harness import WalletHarness
 
@@ -283,11 +286,17 @@ async def test_a_batch_taken_over_after_its_connection_was_revoked_pays_nothing_
         responses = await pool.subscribe(
             [Filter(kinds=(Kind.NWC_RESPONSE,), tags={"e": (request.id,)})]
         )
-        await wallet.store.save_responses(
-            request.id,
-            [(0, app.request("get_info"))],  # any stored event stands for item 0's answer
-            now=request.created_at,
-        )
+        item0 = sign_event(
+            connection.wallet_key,
+            kind=Kind.NWC_RESPONSE,
+            content=seal_content(
+                connection.wallet_key, uri.client_pubkey, Scheme.NIP44_V2,
+                error_response("multi_pay_invoice", ErrorCode.PAYMENT_FAILED, "failed"),
+            ),
+            tags=[["p", request.pubkey], ["e", request.id], ["d", "0"]],
+            created_at=request.created_at,
+        )  # fmt: skip
+        await wallet.store.save_responses(request.id, [(0, item0)], now=request.created_at)
         await wallet.start()
         got = await app.collect(responses, 1, 10, 0.5, request.pubkey, new_only=True)
         answers = {
