@@ -298,11 +298,11 @@ async def test_a_batch_taken_over_after_its_connection_was_revoked_pays_nothing_
         )  # fmt: skip
         await wallet.store.save_responses(request.id, [(0, item0)], now=request.created_at)
         await wallet.start()
-        got = await app.collect(responses, 1, 10, 0.5, request.pubkey, new_only=True)
-        answers = {
-            event.tag_value("d"): response for event, response in got if event.tag_value("d")
-        }
-        assert set(answers) == {"1"}
+        got = await app.collect(responses, 2, 10, 0.5, request.pubkey, new_only=True)
+        answers = {e.tag_value("d"): response for e, response in got if e.tag_value("d")}
+        assert set(answers) == {"0", "1"}
+        assert answers["0"].error is not None  # the stored answer, delivered as it was
+        assert answers["0"].error.code == "PAYMENT_FAILED"
         assert answers["1"].error is not None
         assert answers["1"].error.code == "UNAUTHORIZED"
         assert await wallet.backend.get_balance() == 100_000_000_000
