@@ -6,7 +6,7 @@
 #
 # The binaries go to ${NWCD_CACHE:-$HOME/.cache/nwcd}/lnd-<ver>-btcd-<ver>/bin (keyed by
 # version, so a cached build costs nothing). Built from the Go module proxy with the Go
-# toolchain (shared/docs/peers.md, "Real Lightning"): lnd's go.mod has replace directives,
+# toolchain: lnd's go.mod has replace directives,
 # so the module is downloaded and built inside its own directory. Without `go` this prints
 # why and exits 0: the LND tests then skip with that reason (scripts/test.sh checks for go
 # first, so its full run never skips them).
@@ -24,29 +24,7 @@ case ${1:-} in
     *) echo "usage: setup-lnd.sh [--plan]" >&2; exit 2 ;;
 esac
 
-# Progress of a long step (the same helpers as in setup-peers.sh): a start line with the
-# expected time, "still <step>: N min" every 60 s while it runs, the time taken at its end.
-STEP="" STEP_START=0 HEARTBEAT=""
-step_start() {  # step_start "building X" ["expected time"] ["with Y into Z"]
-    STEP=$1 STEP_START=$(date +%s)
-    echo "== $1${3:+ $3}${2:+ ($2)}"
-    (   # sleep's output goes nowhere: a leftover sleep must not hold a reader's pipe open
-        while sleep 60 >/dev/null 2>&1; do
-            kill -0 $$ 2>/dev/null || exit 0
-            echo "   still $STEP: $(( ($(date +%s) - STEP_START) / 60 )) min"
-        done
-    ) &
-    HEARTBEAT=$!
-}
-step_end() {  # step_end ok|FAILED: stop the heartbeat, print the time taken
-    [ -n "$HEARTBEAT" ] || return 0
-    kill "$HEARTBEAT" 2>/dev/null || true
-    wait "$HEARTBEAT" 2>/dev/null || true
-    HEARTBEAT=""
-    local took=$(( $(date +%s) - STEP_START )) how="done in"
-    [ "$1" != FAILED ] || how="FAILED after"
-    echo "== $STEP: $how $(( took / 60 )) min $(( took % 60 )) s"
-}
+. "$(dirname "$0")/steps.sh"   # step_start / step_end: progress of long steps
 
 if built; then
     echo "== lnd $LND_VERSION and btcd $BTCD_VERSION: cached in $BIN"

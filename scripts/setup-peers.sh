@@ -42,7 +42,7 @@ nostr_relay_cached() {
 # interop/package.json + package-lock.json with `npm ci`, into a directory keyed by the
 # lock file's hash (tests/interop/node.py computes the same key), so a cached install is
 # reused at no cost and a changed lock gets a fresh one. Node 20 works although
-# @getalby/sdk 8 declares node >= 22 (shared/docs/peers.md), hence --engine-strict=false.
+# @getalby/sdk 8 declares node >= 22, hence --engine-strict=false.
 INTEROP_SRC="$(cd "$(dirname "$0")/.." && pwd)/interop"
 NODE_KEY=$(sha256sum "$INTEROP_SRC/package-lock.json" | cut -c1-16)
 NODE_INTEROP="$CACHE/node-interop/$NODE_KEY"
@@ -110,29 +110,7 @@ if [ "$MODE" = --plan ]; then
     exit 0
 fi
 
-# Progress of a long step (the same helpers as in setup-lnd.sh): a start line with the
-# expected time, "still <step>: N min" every 60 s while it runs, the time taken at its end.
-STEP="" STEP_START=0 HEARTBEAT=""
-step_start() {  # step_start "building X" ["expected time"] ["with Y into Z"]
-    STEP=$1 STEP_START=$(date +%s)
-    echo "== $1${3:+ $3}${2:+ ($2)}"
-    (   # sleep's output goes nowhere: a leftover sleep must not hold a reader's pipe open
-        while sleep 60 >/dev/null 2>&1; do
-            kill -0 $$ 2>/dev/null || exit 0
-            echo "   still $STEP: $(( ($(date +%s) - STEP_START) / 60 )) min"
-        done
-    ) &
-    HEARTBEAT=$!
-}
-step_end() {  # step_end ok|FAILED: stop the heartbeat, print the time taken
-    [ -n "$HEARTBEAT" ] || return 0
-    kill "$HEARTBEAT" 2>/dev/null || true
-    wait "$HEARTBEAT" 2>/dev/null || true
-    HEARTBEAT=""
-    local took=$(( $(date +%s) - STEP_START )) how="done in"
-    [ "$1" != FAILED ] || how="FAILED after"
-    echo "== $STEP: $how $(( took / 60 )) min $(( took % 60 )) s"
-}
+. "$(dirname "$0")/steps.sh"   # step_start / step_end: progress of long steps
 trap 'step_end FAILED' EXIT
 
 apt_install() {  # apt_install PACKAGE...: Debian packages, as root or with sudo

@@ -299,6 +299,23 @@ def _client_common() -> _Parser:
     return client
 
 
+def _history_arguments(parser: argparse.ArgumentParser) -> None:
+    """The filters shared by ``nwcd history`` (over NWC) and ``nwcd wallet history``."""
+    parser.add_argument(
+        "--limit",
+        type=_count(1, 10_000, "the limit"),
+        default=20,
+        metavar="N",
+        help="at most N transactions (default 20)",
+    )
+    parser.add_argument(
+        "--type", choices=["incoming", "outgoing"], help="only incoming or only outgoing"
+    )
+    parser.add_argument(
+        "--unpaid", action="store_true", help="also unpaid invoices and failed payments"
+    )
+
+
 def _timeout_argument(parser: argparse.ArgumentParser, default: float | None, what: str) -> None:
     parser.add_argument(
         "--timeout",
@@ -384,19 +401,7 @@ def _client_commands(commands: Any) -> None:
         "this connection's transactions, newest first",
         '  nwcd history "$NWC_URI" --limit 10\n  nwcd history --type outgoing --unpaid --json\n',
     )
-    history.add_argument(
-        "--limit",
-        type=_count(1, 10_000, "the limit"),
-        default=20,
-        metavar="N",
-        help="at most N transactions (default 20)",
-    )
-    history.add_argument(
-        "--type", choices=["incoming", "outgoing"], help="only incoming or only outgoing"
-    )
-    history.add_argument(
-        "--unpaid", action="store_true", help="also unpaid invoices and failed payments"
-    )
+    _history_arguments(history)
     _timeout_argument(history, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
 
     keysend = add(
@@ -676,19 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     wallet_history = wallet_commands.add_parser(
         "history", parents=[common], help="the backend's transactions, newest first"
     )
-    wallet_history.add_argument(
-        "--limit",
-        type=_count(1, 10_000, "the limit"),
-        default=20,
-        metavar="N",
-        help="at most N transactions (default 20)",
-    )
-    wallet_history.add_argument(
-        "--type", choices=["incoming", "outgoing"], help="only incoming or only outgoing"
-    )
-    wallet_history.add_argument(
-        "--unpaid", action="store_true", help="also unpaid invoices and failed payments"
-    )
+    _history_arguments(wallet_history)
     wallet_history.add_argument("--json", action="store_true", help="machine-readable output only")
 
     demo = commands.add_parser(
