@@ -1,5 +1,5 @@
-"""The client commands (``nwcd balance | info | invoice | lookup | history | keysend | watch |
-call | pay``) against a real wallet service, and their one-line errors.
+"""The client commands (``nwcd balance | budget | info | invoice | lookup | history | keysend |
+watch | call | pay``) against a real wallet service, and their one-line errors.
 
 The CLI runs in-process (``main([...])`` in a thread, since the service runs in the test's
 event loop), or as a real subprocess where the process boundary matters.
@@ -24,6 +24,8 @@ from nwcd.cli import main
 from nwcd.client.client import NWCClient
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.keys import SecretKey
+from nwcd.policy.budget import window_end
+from nwcd.policy.grants import BudgetPeriod
 from tests.service.harness import WalletHarness
 
 ENV_NAMES = ("NWCD_DATA_DIR", "NWCD_CONFIG", "NWCD_RELAYS", "NWCD_BACKEND", "NWC_URI")
@@ -142,6 +144,25 @@ async def test_balance(cli: Cli, wallet: WalletHarness) -> None:
     assert await cli.json("balance", uri) == {"balance": 100_000_000_000}
 
 
+async def test_budget(cli: Cli, wallet: WalletHarness) -> None:
+    limited = await wallet.connect("limited", budget_msat=50_000, budget_period=BudgetPeriod.DAILY)
+    free = await connect(wallet, name="free")
+    invoice = await wallet.backend.create_invoice(20_000, fee_msat=7)
+    await cli.ok("pay", limited.format(), invoice.invoice)
+    report = await cli.json("budget", limited.format())
+    assert report == {
+        "used_budget": 20_007,
+        "total_budget": 50_000,
+        "renewal_period": "daily",
+        "renews_at": window_end(int(time.time()), BudgetPeriod.DAILY),
+    }
+    line = await cli.ok("budget", limited.format())
+    assert line.startswith("used 20.007 sat (20,007 msat) of 50 sat (50,000 msat), 29.993 sat")
+    assert "(daily)" in line
+    assert await cli.json("budget", free.format()) == {}
+    assert (await cli.ok("budget", free.format())).startswith("no budget")
+
+
 async def test_the_uri_can_come_from_the_environment(
     cli: Cli, wallet: WalletHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,13 +185,13 @@ async def test_info(cli: Cli, wallet: WalletHarness) -> None:
     assert lines["wallet pubkey"].strip() == uri.wallet_pubkey.hex
     assert lines["encryption"].strip() == "nip44_v2"
     assert lines["network"].strip() == "regtest"
-    assert lines["methods"].strip() == "pay_invoice, get_balance, get_info"
+    assert lines["methods"].strip() == "pay_invoice, get_balance, get_info, get_budget"
     assert lines["notifications"].strip() == "payment_received, payment_sent"
     shown = await cli.json("info", uri.format())
     assert shown["network"] == "regtest"
     assert shown["wallet_pubkey"] == uri.wallet_pubkey.hex
     assert shown["info_event"]["found"] is True
-    assert sorted(shown["methods"]) == ["get_balance", "get_info", "pay_invoice"]
+    assert sorted(shown["methods"]) == ["get_balance", "get_budget", "get_info", "pay_invoice"]
 
 
 async def test_invoice_and_lookup(cli: Cli, wallet: WalletHarness) -> None:

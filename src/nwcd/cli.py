@@ -341,7 +341,7 @@ _TIMEOUT_HELP = (
 
 
 def _client_commands(commands: Any) -> None:
-    """``nwcd balance | info | invoice | lookup | history | keysend | watch | call | pay``."""
+    """The client commands: ``nwcd balance | budget | info | ... | call | pay``."""
 
     def add(name: str, help_text: str, examples: str, description: str = "") -> _Parser:
         parser: _Parser = commands.add_parser(
@@ -360,6 +360,13 @@ def _client_commands(commands: Any) -> None:
         '  nwcd balance "$NWC_URI"\n  nwcd balance --json   # URI from NWC_URI\n',
     )
     _timeout_argument(balance, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    budget = add(
+        "budget",
+        "this connection's budget: used (payments in flight included), total, renewal",
+        '  nwcd budget "$NWC_URI"\n  nwcd budget --json\n',
+    )
+    _timeout_argument(budget, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
 
     info = add(
         "info",
@@ -1287,6 +1294,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 _CLIENT_COMMANDS = (
     "balance",
+    "budget",
     "info",
     "invoice",
     "lookup",

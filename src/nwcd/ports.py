@@ -19,13 +19,14 @@ from enum import StrEnum
 from typing import Protocol
 
 from nwcd.bolt11 import Invoice
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, TlvRecord
+from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method, TlvRecord
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.nostr.event import Event
 from nwcd.policy.authorize import Deny
-from nwcd.policy.grants import Connection
+from nwcd.policy.grants import SERVICE_METHODS, Connection
 
 __all__ = [
+    "BACKEND_METHODS",
     "NOT_FOUND",
     "Claim",
     "ConnectionStore",
@@ -76,6 +77,10 @@ PaymentOutcome = Succeeded | Failed | Pending
 
 NOT_FOUND = "not found"
 """The reason of ``payment_status`` for a payment the backend never saw."""
+
+
+# Every method a backend can be asked to serve (the service answers the others itself).
+BACKEND_METHODS: frozenset[str] = frozenset(m.value for m in Method) - SERVICE_METHODS
 
 
 class LightningBackend(Protocol):

@@ -37,7 +37,15 @@ from nwcd.backends.lnd import LndBackend, LndConfig
 from nwcd.errors import BackendError, BackendUnavailable, ErrorCode, RequestError
 from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method
 from nwcd.nip47.results import NodeInfo, Transaction
-from nwcd.ports import NOT_FOUND, Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
+from nwcd.ports import (
+    BACKEND_METHODS,
+    NOT_FOUND,
+    Failed,
+    LightningBackend,
+    PaymentOutcome,
+    Pending,
+    Succeeded,
+)
 from tests.backends.lnbits_server import LnbitsServer
 from tests.backends.lnd_network import LndNetwork
 from tests.contract.payees import (
@@ -195,6 +203,7 @@ async def test_methods_are_the_claimed_ones_and_each_works(subject: Subject) -> 
     methods = subject.backend.methods
     assert methods >= CORE_METHODS
     assert methods == subject.expected_methods
+    assert methods <= BACKEND_METHODS  # get_budget is the service's, never a backend's
     for method in sorted(methods):
         await _exercise(subject, method)
     # What it does not claim, it refuses as a request error (never a crash or a payment).

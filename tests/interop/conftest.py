@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from nwcd.nip47.methods import MAX_AMOUNT_MSAT
 from nwcd.nip47.uri import ConnectionUri
+from nwcd.policy.grants import BudgetPeriod
 from tests.interop.node import node_scripts
 from tests.service.harness import WalletHarness
 from tests.support.relays import NostrRelayProcess, PeerMissing, SdkLocalRelay
@@ -37,6 +39,11 @@ class Served:
     uri: ConnectionUri
 
 
+# Every bitcoin there is: a real budget for get_budget that no test's payment can reach
+# (the nostr-sdk test's oversized payment must still fail for the balance, not the budget).
+BUDGET_MSAT = MAX_AMOUNT_MSAT
+
+
 @pytest.fixture(params=["nostr-relay", "sdk-relay"])
 def relay_url(request: pytest.FixtureRequest) -> str:
     """Each interop test runs on two third-party relays: PyPI nostr-relay (a process;
@@ -52,9 +59,12 @@ async def served(tmp_path: Path, relay_url: str) -> AsyncIterator[Served]:
     """nwcd's wallet service on the simulator and a third-party relay, with one app.
 
     The connection exists before the service starts, so its info event is on the
-    relay and its requests are subscribed to by the time this yields.
+    relay and its requests are subscribed to by the time this yields. Its monthly
+    budget (:data:`BUDGET_MSAT`) is there for ``get_budget``.
     """
     async with WalletHarness(tmp_path, [relay_url]) as harness:
-        uri = await harness.connect("interop")
+        uri = await harness.connect(
+            "interop", budget_msat=BUDGET_MSAT, budget_period=BudgetPeriod.MONTHLY
+        )
         await harness.start()
         yield Served(harness, uri)

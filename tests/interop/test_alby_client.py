@@ -6,7 +6,7 @@ SDK picks from our info event (NIP-44 v2) and once with NIP-04 forced through th
 private setting (``client._encryptionType = 'nip04'``). Each method is a subtest, so a failure
 names the method and the encryption.
 
-Methods nwcd does not implement (``get_budget``, hold invoices, ``create_connection``)
+Methods nwcd does not implement (hold invoices, ``create_connection``)
 must come back as a clean ``NOT_IMPLEMENTED`` wallet error. ``multiPayInvoice`` rejects
 the whole call on the first error response (js-sdk ``executeMultiNip47Request``): the
 test checks that, and that nwcd still pays and answers every other item.
@@ -22,15 +22,16 @@ import pytest
 
 from nwcd import bolt11
 from nwcd.backends.simulator import SimulatedBackend
+from nwcd.policy.budget import window_end, window_start
+from nwcd.policy.grants import BudgetPeriod
 from nwcd.ports import Succeeded
-from tests.interop.conftest import Served
+from tests.interop.conftest import BUDGET_MSAT, Served
 from tests.interop.node import NodeProcess
 
 pytestmark = pytest.mark.relay
 
 ENCRYPTIONS = ["nip44_v2", "nip04"]
 NOT_IMPLEMENTED_CALLS: list[tuple[str, dict[str, Any] | None]] = [
-    ("getBudget", None),
     ("makeHoldInvoice", {"amount": 1000, "payment_hash": "11" * 32}),
     ("settleHoldInvoice", {"preimage": "22" * 32}),
     ("cancelHoldInvoice", {"payment_hash": "11" * 32}),
@@ -128,6 +129,19 @@ async def test_every_alby_client_method(
                 )
             )
             assert result["preimage"] == preimage
+
+        with subtests.test("getBudget"):
+            budget = ok(await alby.call("getBudget"))
+            now = int(time.time())
+            since = window_start(now, BudgetPeriod.MONTHLY)
+            spent = await served.wallet.store.budget_used(served.uri.wallet_pubkey.hex, since)
+            assert spent >= 21_003 + 5_000 + 2_000  # the payments above, with their fees
+            assert budget == {
+                "used_budget": spent,
+                "total_budget": BUDGET_MSAT,
+                "renewal_period": "monthly",
+                "renews_at": window_end(now, BudgetPeriod.MONTHLY),
+            }
 
         made: dict[str, Any] = {}
         with subtests.test("makeInvoice"):

@@ -18,6 +18,7 @@ from nwcd.nip47.methods import (
     MAX_METADATA_CHARS,
     MAX_UNIX_TIME,
     GetBalanceParams,
+    GetBudgetParams,
     GetInfoParams,
     InvoiceItem,
     KeysendItem,
@@ -114,6 +115,8 @@ def rejected(method: str, params: Any, **kwargs: Any) -> RequestError:
         ("get_balance", {}, GetBalanceParams()),
         ("get_balance", None, GetBalanceParams()),
         ("get_info", None, GetInfoParams()),
+        ("get_budget", {}, GetBudgetParams()),
+        ("get_budget", None, GetBudgetParams()),
         ("sign_message", {"message": "hello"}, SignMessageParams("hello")),
         ("make_hold_invoice", {"amount": "whatever"}, UnknownMethod("make_hold_invoice")),
     ],
@@ -134,6 +137,7 @@ def test_every_known_method_has_a_non_unknown_params_type() -> None:
         "list_transactions": {},
         "get_balance": {},
         "get_info": {},
+        "get_budget": {},
         "sign_message": {"message": "m"},
     }
     assert set(minimal) == {m.value for m in Method}

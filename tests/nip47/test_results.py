@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from nwcd.errors import ErrorCode, InvalidMessage, RequestError
 from nwcd.nip47.results import (
+    Budget,
     ErrorPayload,
     NodeInfo,
     PayResult,
@@ -276,3 +277,20 @@ def test_transaction_from_json_tolerates_missing_and_null_amounts() -> None:
 def test_transaction_from_json_rejects_malformed(data: dict[str, Any]) -> None:
     with pytest.raises(InvalidMessage):
         Transaction.from_json(data)
+
+
+def test_budget_round_trip_and_empty_result() -> None:
+    full = Budget(used_msat=10, total_msat=20, renewal_period="daily", renews_at=1_700_000_000)
+    assert Budget.from_json(full.to_json()) == full
+    never = Budget(used_msat=0, total_msat=20, renewal_period="never")
+    assert "renews_at" not in never.to_json()
+    assert Budget.from_json(never.to_json()) == never
+    assert Budget.from_json({}) is None
+
+
+@pytest.mark.parametrize(
+    "data", [{"used_budget": 1}, {"used_budget": "x", "total_budget": 2}, {"total_budget": None}]
+)
+def test_malformed_budget_results(data: dict[str, Any]) -> None:
+    with pytest.raises(InvalidMessage, match="get_budget"):
+        Budget.from_json(data)

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nwcd.policy.budget import FeeReserve, window_end, window_start
-from nwcd.policy.grants import BudgetPeriod
+from nwcd.nip47.results import Budget
+from nwcd.nostr.keys import SecretKey
+from nwcd.policy.budget import FeeReserve, budget_status, window_end, window_start
+from nwcd.policy.grants import BudgetPeriod, Connection
 
 BERLIN = ZoneInfo("Europe/Berlin")
 CALENDAR = [p for p in BudgetPeriod if p is not BudgetPeriod.NEVER]
@@ -242,3 +244,49 @@ def test_fee_reserve_property(amount: int, ppm: int, floor: int) -> None:
     assert fee * 1_000_000 >= amount * ppm - 999_999
     assert fee == floor or fee * 1_000_000 <= amount * ppm
     assert FeeReserve(ppm=ppm, floor_msat=floor).for_amount(amount + 1) >= fee  # monotonic
+
+
+# -- get_budget ---------------------------------------------------------------------------------
+
+
+def _granted(budget_msat: int | None, period: BudgetPeriod) -> Connection:
+    return Connection(
+        name="app",
+        wallet_key=SecretKey.generate(),
+        app_pubkey="ab" * 32,
+        relays=("ws://127.0.0.1:1",),
+        created_at=1,
+        budget_msat=budget_msat,
+        budget_period=period,
+    )
+
+
+def test_budget_status_renews_when_the_window_ends() -> None:
+    now = utc(2025, 5, 14, 15, 30)
+    status = budget_status(_granted(50_000, BudgetPeriod.MONTHLY), 12_345, now)
+    assert status == Budget(12_345, 50_000, "monthly", utc(2025, 6, 1))
+    assert status.to_json() == {
+        "used_budget": 12_345,
+        "total_budget": 50_000,
+        "renewal_period": "monthly",
+        "renews_at": utc(2025, 6, 1),
+    }
+    # In the operator's time zone, as the windows themselves.
+    berlin = budget_status(_granted(50_000, BudgetPeriod.DAILY), 0, now, BERLIN)
+    assert berlin is not None
+    assert berlin.renews_at == ts(BERLIN, 2025, 5, 15)
+
+
+def test_budget_status_of_a_budget_that_never_renews_has_no_renewal_time() -> None:
+    status = budget_status(_granted(1_000, BudgetPeriod.NEVER), 1_500, utc(2025, 1, 1))
+    # Lowered below what was already used: reported as it is, not clipped.
+    assert status == Budget(1_500, 1_000, "never", None)
+    assert status.to_json() == {
+        "used_budget": 1_500,
+        "total_budget": 1_000,
+        "renewal_period": "never",
+    }
+
+
+def test_no_budget_is_an_empty_result() -> None:
+    assert budget_status(_granted(None, BudgetPeriod.DAILY), 0, utc(2025, 1, 1)) is None

@@ -6,7 +6,14 @@ import pytest
 
 from nwcd.nip47.methods import Method
 from nwcd.nostr.keys import SecretKey
-from nwcd.policy.grants import SCOPES, BudgetPeriod, Connection, describe_methods, expand_methods
+from nwcd.policy.grants import (
+    SCOPES,
+    SERVICE_METHODS,
+    BudgetPeriod,
+    Connection,
+    describe_methods,
+    expand_methods,
+)
 
 PAY = {"pay_invoice", "multi_pay_invoice", "pay_keysend", "multi_pay_keysend"}
 READ = {"get_balance", "get_info", "lookup_invoice", "list_transactions"}
@@ -24,9 +31,30 @@ def connection(methods: frozenset[str] | None) -> Connection:
     )
 
 
-def test_scopes_cover_every_method_exactly_once() -> None:
+def test_scopes_cover_every_method_but_get_budget_exactly_once() -> None:
     seen = [method for scope in SCOPES.values() for method in scope]
-    assert sorted(seen) == sorted(ALL)
+    assert sorted(seen) == sorted(set(ALL) - {"get_budget"})
+
+
+@pytest.mark.parametrize(
+    ("methods", "may"),
+    [
+        (None, True),
+        (frozenset({"get_budget"}), True),
+        (frozenset({"multi_pay_keysend"}), True),
+        (frozenset(PAY), True),
+        (frozenset(READ | {"make_invoice", "sign_message"}), False),
+        (frozenset(), False),
+    ],
+)
+def test_get_budget_comes_with_any_payment_method(
+    methods: frozenset[str] | None, may: bool
+) -> None:
+    conn = connection(methods)
+    assert conn.may_use("get_budget") is may
+    # Served by the service itself: listed whatever the backend offers.
+    assert ("get_budget" in conn.allowed_methods([])) is may
+    assert {"get_budget"} == SERVICE_METHODS
 
 
 @pytest.mark.parametrize(
@@ -37,7 +65,8 @@ def test_scopes_cover_every_method_exactly_once() -> None:
         (["read"], READ),
         (["receive"], {"make_invoice"}),
         (["sign"], {"sign_message"}),
-        (["pay", "read", "receive", "sign"], set(ALL)),
+        (["pay", "read", "receive", "sign"], set(ALL) - {"get_budget"}),
+        (["pay", "get_budget"], PAY | {"get_budget"}),
         (["get_info"], {"get_info"}),
         (["read", "make_invoice", "get_info"], READ | {"make_invoice"}),
         ([" pay_invoice ", "", "  ", "\tget_balance\n"], {"pay_invoice", "get_balance"}),
@@ -86,17 +115,22 @@ def test_allowed_methods_follow_the_method_order() -> None:
 def test_allowed_methods_are_filtered_by_the_grant_and_the_backend() -> None:
     conn = connection(frozenset({"sign_message", "get_info", "pay_invoice", "make_invoice"}))
     backend = ["get_info", "make_invoice", "pay_invoice", "list_transactions"]
-    assert conn.allowed_methods(backend) == ["pay_invoice", "make_invoice", "get_info"]
+    assert conn.allowed_methods(backend) == [
+        "pay_invoice",
+        "make_invoice",
+        "get_info",
+        "get_budget",
+    ]
 
 
 def test_allowed_methods_ignore_unknown_backend_methods() -> None:
     backend = {"make_hold_invoice", "get_balance", "get_info"}
-    assert connection(None).allowed_methods(backend) == ["get_balance", "get_info"]
+    assert connection(None).allowed_methods(backend) == ["get_balance", "get_info", "get_budget"]
 
 
 def test_allowed_methods_empty_grant() -> None:
     assert connection(frozenset()).allowed_methods(ALL) == []
-    assert connection(None).allowed_methods([]) == []
+    assert connection(None).allowed_methods([]) == ["get_budget"]
 
 
 @pytest.mark.parametrize(
@@ -106,7 +140,7 @@ def test_allowed_methods_empty_grant() -> None:
         (frozenset(), "none"),
         (SCOPES["pay"], "pay"),
         (SCOPES["pay"] | SCOPES["read"], "pay,read"),
-        (frozenset(ALL), "pay,receive,read,sign"),
+        (frozenset(ALL), "pay,receive,read,sign,get_budget"),
         (SCOPES["read"] | {"pay_invoice"}, "read,pay_invoice"),
         (frozenset({"get_info", "make_invoice"}), "receive,get_info"),
         (frozenset({"multi_pay_invoice", "pay_invoice"}), "pay_invoice,multi_pay_invoice"),

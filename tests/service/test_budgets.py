@@ -27,7 +27,7 @@ from nwcd.nostr.event import Event
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import SecretKey
 from nwcd.nostr.kinds import Kind
-from nwcd.policy.budget import FeeReserve, window_start
+from nwcd.policy.budget import FeeReserve, window_end, window_start
 from nwcd.policy.grants import SCOPES, BudgetPeriod
 from nwcd.ports import Failed
 from nwcd.relay.pool import RelayPool, Subscription
@@ -200,7 +200,9 @@ async def test_three_apps_hit_one_service_concurrently_and_every_limit_holds(
     # The info event of each connection lists only its methods.
     for uri, grant in ((tipper_uri, PAY), (reader_uri, READ), (shopper_uri, PAY | READ)):
         async with NWCClient.from_uri(uri, timeout=10) as client:
-            assert client.info.methods == grant | {"notifications"}
+            # get_budget comes with payments (policy/grants.py).
+            implied = {"get_budget"} if grant & PAY else set()
+            assert client.info.methods == grant | implied | {"notifications"}
 
     tips = [await sim.create_invoice(1_000, fee_msat=10, latency_ms=i % 20) for i in range(120)]
     small = [await sim.create_invoice(3_000, fee_msat=3, latency_ms=i % 15) for i in range(40)]
@@ -416,7 +418,7 @@ async def test_updates_and_revocation_take_effect_in_the_running_service(
             "--budget-msat", "5000", "--budget-period", "daily",
         )  # fmt: skip
         methods = await info_methods(pool, reader_uri, lambda m: "pay_invoice" in m)
-        assert methods == READ | PAY | {"notifications"}
+        assert methods == READ | PAY | {"get_budget", "notifications"}
         await eventually(lambda: pipeline.connections[reader_wallet].budget_msat == 5_000)
         assert code(await reader.call("pay_invoice", {"invoice": invoice.invoice})) is None
         second = await sim.create_invoice(3_000)
@@ -508,6 +510,52 @@ async def _until_used(wallet: WalletHarness, uri: ConnectionUri, amount: int) ->
     async with asyncio.timeout(5):
         while await used(wallet, uri, BudgetPeriod.WEEKLY) != amount:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+
+
+# -- get_budget ---------------------------------------------------------------------------------
+
+
+async def test_get_budget_reports_spent_and_held_money_to_apps_that_may_pay(
+    wallet: WalletHarness, pool: RelayPool
+) -> None:
+    budgeted = await wallet.connect(
+        "budgeted", methods=PAY | READ, budget_msat=20_000, budget_period=BudgetPeriod.WEEKLY
+    )
+    unlimited = await wallet.connect("unlimited", methods=PAY | READ)
+    reader = await wallet.connect("reader", methods=READ, budget_msat=20_000)
+    await wallet.start()
+    sim = wallet.backend
+    async with App(budgeted, pool) as app, App(unlimited, pool) as free, App(reader, pool) as ro:
+        renews_at = window_end(int(time.time()), BudgetPeriod.WEEKLY)
+        fresh = (await app.call("get_budget")).result
+        assert fresh == {
+            "used_budget": 0,
+            "total_budget": 20_000,
+            "renewal_period": "weekly",
+            "renews_at": renews_at,
+        }
+        paid = await sim.create_invoice(5_000, fee_msat=5)
+        assert code(await app.call("pay_invoice", {"invoice": paid.invoice})) is None
+        hanging = await sim.create_invoice(4_000, outcome="hang")
+        pending = await app.send("pay_invoice", {"invoice": hanging.invoice})
+        await _until_used(wallet, budgeted, 5_005 + 4_100)
+        # In flight: the amount and its fee reserve count as used until it settles.
+        held = (await app.call("get_budget")).result
+        assert held is not None
+        assert held["used_budget"] == 5_005 + 4_100
+        await sim.release(hanging.payment_hash, "succeed")
+        await app.wait(pending)
+        settled = (await app.call("get_budget")).result
+        assert settled is not None
+        assert settled["used_budget"] == 9_005
+        # No budget: an empty result, as NIP-47 clients expect.
+        assert (await free.call("get_budget")).result == {}
+        # A grant without payments has nothing to budget: get_budget is not part of it.
+        assert code(await ro.call("get_budget")) == "RESTRICTED"
+        assert "get_budget" in (await app.call("get_info")).result["methods"]
+        assert "get_budget" not in (await ro.call("get_info")).result["methods"]
+    assert "get_budget" in await info_methods(pool, budgeted, lambda words: "pay_invoice" in words)
+    assert "get_budget" not in await info_methods(pool, reader, lambda words: "get_info" in words)
 
 
 async def test_balance_is_the_wallets_by_default_and_backend_shortfall_is_its_own_error(

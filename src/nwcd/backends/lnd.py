@@ -50,9 +50,17 @@ from nwcd.errors import (
     InvalidInvoice,
     RequestError,
 )
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method, TlvRecord
+from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, TlvRecord
 from nwcd.nip47.results import NodeInfo, Transaction
-from nwcd.ports import NOT_FOUND, Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
+from nwcd.ports import (
+    BACKEND_METHODS,
+    NOT_FOUND,
+    Failed,
+    LightningBackend,
+    PaymentOutcome,
+    Pending,
+    Succeeded,
+)
 
 __all__ = ["KEYSEND_RECORD", "LndBackend", "LndConfig", "LndError"]
 
@@ -319,7 +327,7 @@ def _outgoing(payment: Mapping[str, Any]) -> Transaction:
 class LndBackend:
     """``LightningBackend`` over LND's REST API; build it with :meth:`open`."""
 
-    methods: frozenset[str] = frozenset(method.value for method in Method)
+    methods: frozenset[str] = BACKEND_METHODS
     max_concurrent_payments: int | None = None
 
     def __init__(self, config: LndConfig, client: httpx.AsyncClient) -> None:

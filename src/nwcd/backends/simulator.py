@@ -69,9 +69,17 @@ from nwcd import bolt11
 from nwcd.bolt11 import Invoice, Network
 from nwcd.clock import SYSTEM_CLOCK, Clock
 from nwcd.errors import BackendUnavailable, ErrorCode, NwcdError, RequestError
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method, TlvRecord
+from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, TlvRecord
 from nwcd.nip47.results import NodeInfo, Transaction
-from nwcd.ports import NOT_FOUND, Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
+from nwcd.ports import (
+    BACKEND_METHODS,
+    NOT_FOUND,
+    Failed,
+    LightningBackend,
+    PaymentOutcome,
+    Pending,
+    Succeeded,
+)
 
 __all__ = [
     "DEFAULT_INITIAL_BALANCE_MSAT",
@@ -622,7 +630,7 @@ class SimulatedBackend:
     a simulated outage; the simulator's own commands use :meth:`_run` directly.
     """
 
-    methods: frozenset[str] = frozenset(method.value for method in Method)
+    methods: frozenset[str] = BACKEND_METHODS
     max_concurrent_payments: int | None = None
 
     def __init__(

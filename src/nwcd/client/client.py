@@ -42,7 +42,7 @@ from nwcd.errors import (
 from nwcd.nip47.encryption import Scheme, open_content, seal_content
 from nwcd.nip47.info import parse_info_event
 from nwcd.nip47.methods import encode_request
-from nwcd.nip47.results import ErrorPayload, Response, Transaction, decode_response
+from nwcd.nip47.results import Budget, ErrorPayload, Response, Transaction, decode_response
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.filters import Filter
@@ -361,6 +361,10 @@ class NWCClient:
     async def get_balance(self, *, timeout: float | None = None) -> int:
         """Balance in msat."""
         return int((await self.call("get_balance", timeout=timeout))["balance"])
+
+    async def get_budget(self, *, timeout: float | None = None) -> Budget | None:
+        """This connection's budget and what is used of it; None: it has no budget."""
+        return Budget.from_json(await self.call("get_budget", timeout=timeout))
 
     async def pay_invoice(
         self, invoice: str, *, amount_msat: int | None = None, timeout: float | None = None

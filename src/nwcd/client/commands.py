@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from nwcd import bolt11
 from nwcd.errors import InvalidInvoice, InvalidMessage, InvalidUri
-from nwcd.nip47.results import Transaction
+from nwcd.nip47.results import Budget, Transaction
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.text import count
 
@@ -230,6 +230,34 @@ async def balance(args: argparse.Namespace) -> int:
     else:
         print(f"balance {format_msat(msat)}")
     return 0
+
+
+async def budget(args: argparse.Namespace) -> int:
+    uri = connection_uri(args.uri)
+    deadline = _Deadline(args.timeout)
+    async with _wallet(uri, deadline) as client:
+        with _answers(client, deadline):
+            status = await client.get_budget(timeout=deadline.left())
+    if args.json:
+        _dump({} if status is None else status.to_json())
+    else:
+        print(_budget_line(status))
+    return 0
+
+
+def _budget_line(status: Budget | None) -> str:
+    if status is None:
+        return "no budget: this connection's payments are limited only by the wallet"
+    left = max(0, status.total_msat - status.used_msat)
+    renews = (
+        "never renews"
+        if status.renews_at is None
+        else f"renews {_when(status.renews_at)} ({status.renewal_period})"
+    )
+    return (
+        f"used {format_msat(status.used_msat)} of {format_msat(status.total_msat)}, "
+        f"{format_msat(left)} left; {renews}"
+    )
 
 
 async def info(args: argparse.Namespace) -> int:
@@ -655,6 +683,7 @@ async def pay(args: argparse.Namespace) -> int:
 
 HANDLERS: Mapping[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "balance": balance,
+    "budget": budget,
     "info": info,
     "invoice": invoice,
     "lookup": lookup,

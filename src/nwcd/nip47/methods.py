@@ -34,6 +34,7 @@ from nwcd.errors import ErrorCode, RequestError
 
 __all__ = [
     "GetBalanceParams",
+    "GetBudgetParams",
     "GetInfoParams",
     "InvoiceItem",
     "KeysendItem",
@@ -83,6 +84,7 @@ class Method(StrEnum):
     LIST_TRANSACTIONS = "list_transactions"
     GET_BALANCE = "get_balance"
     GET_INFO = "get_info"
+    GET_BUDGET = "get_budget"
     SIGN_MESSAGE = "sign_message"
 
 
@@ -259,6 +261,11 @@ class GetInfoParams:
 
 
 @dataclass(frozen=True, slots=True)
+class GetBudgetParams:
+    """``get_budget`` (Alby extension): this connection's budget and what is used of it."""
+
+
+@dataclass(frozen=True, slots=True)
 class SignMessageParams:
     """``sign_message`` (Alby extension)."""
 
@@ -282,6 +289,7 @@ Params = (
     | ListTransactionsParams
     | GetBalanceParams
     | GetInfoParams
+    | GetBudgetParams
     | SignMessageParams
     | UnknownMethod
 )
@@ -429,6 +437,8 @@ def _parse_params(method: str, params: Mapping[str, Any], max_items: int) -> Par
             return GetBalanceParams()
         case Method.GET_INFO:
             return GetInfoParams()
+        case Method.GET_BUDGET:
+            return GetBudgetParams()
         case Method.SIGN_MESSAGE:
             return SignMessageParams(_required_str(params, "message"))
         case _:

@@ -22,6 +22,7 @@ from typing import Any
 from nwcd.errors import ErrorCode, InvalidMessage, RequestError
 
 __all__ = [
+    "Budget",
     "ErrorPayload",
     "NodeInfo",
     "PayResult",
@@ -143,6 +144,51 @@ class NodeInfo:
             "methods": list(self.methods),
             "notifications": list(self.notifications),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """``get_budget`` result for a connection with a budget (without one the result is ``{}``).
+
+    Amounts in msat; ``used_msat`` counts payments in flight with their fee reserve,
+    so an app never plans with money already promised. ``renews_at`` (unix seconds)
+    is None for a budget that never renews.
+    """
+
+    used_msat: int
+    total_msat: int
+    renewal_period: str
+    renews_at: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "used_budget": self.used_msat,
+            "total_budget": self.total_msat,
+            "renewal_period": self.renewal_period,
+        }
+        if self.renews_at is not None:
+            result["renews_at"] = self.renews_at
+        return result
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Budget | None:
+        """None for ``{}`` (no budget).
+
+        Raises:
+            InvalidMessage: a field is missing or of the wrong type.
+        """
+        if not data:
+            return None
+        try:
+            renews_at = data.get("renews_at")
+            return cls(
+                used_msat=int(data["used_budget"]),
+                total_msat=int(data["total_budget"]),
+                renewal_period=str(data.get("renewal_period") or "never"),
+                renews_at=None if renews_at is None else int(renews_at),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidMessage(f"malformed get_budget result: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,6 @@ def authorize(connection: Connection, method: str, now: int) -> Deny | None:
         return Deny(ErrorCode.UNAUTHORIZED, "this connection was revoked")
     if connection.expires_at is not None and connection.expires_at <= now:
         return Deny(ErrorCode.UNAUTHORIZED, "this connection has expired")
-    if connection.methods is not None and method not in connection.methods:
+    if not connection.may_use(method):
         return Deny(ErrorCode.RESTRICTED, f"this connection may not use {method}")
     return None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-from nwcd.policy.grants import BudgetPeriod
+from nwcd.nip47.results import Budget
+from nwcd.policy.grants import BudgetPeriod, Connection
 
-__all__ = ["FeeReserve", "window_end", "window_start"]
+__all__ = ["FeeReserve", "budget_status", "window_end", "window_start"]
 
 
 def window_start(now: int, period: BudgetPeriod, tz: tzinfo = UTC) -> int:
@@ -53,6 +54,25 @@ def window_end(now: int, period: BudgetPeriod, tz: tzinfo = UTC) -> int | None:
             nxt = date(day.year + 1, 1, 1)
     # A local midnight DST skipped maps to the first instant of that day, as in window_start.
     return int(datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).timestamp())
+
+
+def budget_status(
+    connection: Connection, used_msat: int, now: int, tz: tzinfo = UTC
+) -> Budget | None:
+    """What ``get_budget`` answers: None (``{}``) for a connection without a budget.
+
+    ``used_msat`` is what the ledger counts in the current window (payments in
+    flight with their fee reserve), so it may exceed the total after the operator
+    lowered the budget; it is reported as it is.
+    """
+    if connection.budget_msat is None:
+        return None
+    return Budget(
+        used_msat=used_msat,
+        total_msat=connection.budget_msat,
+        renewal_period=connection.budget_period.value,
+        renews_at=window_end(now, connection.budget_period, tz),
+    )
 
 
 @dataclass(frozen=True, slots=True)

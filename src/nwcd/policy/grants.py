@@ -14,7 +14,14 @@ from enum import StrEnum
 from nwcd.nip47.methods import Method
 from nwcd.nostr.keys import SecretKey
 
-__all__ = ["SCOPES", "BudgetPeriod", "Connection", "describe_methods", "expand_methods"]
+__all__ = [
+    "SCOPES",
+    "SERVICE_METHODS",
+    "BudgetPeriod",
+    "Connection",
+    "describe_methods",
+    "expand_methods",
+]
 
 SCOPES: dict[str, frozenset[str]] = {
     "pay": frozenset(
@@ -33,6 +40,9 @@ SCOPES: dict[str, frozenset[str]] = {
 }
 
 PAY_METHODS = SCOPES["pay"]
+
+# Answered by the service from its own records, whatever the backend.
+SERVICE_METHODS: frozenset[str] = frozenset({Method.GET_BUDGET})
 
 
 class BudgetPeriod(StrEnum):
@@ -91,14 +101,20 @@ class Connection:
     def wallet_pubkey(self) -> str:
         return self.wallet_key.public_key.hex
 
+    def may_use(self, method: str) -> bool:
+        """Whether the grant covers ``method``.
+
+        ``get_budget`` comes with any payment method, as in Alby Hub: an app that may
+        spend may see how much it has left (grants made before it existed included).
+        """
+        if self.methods is None or method in self.methods:
+            return True
+        return method == Method.GET_BUDGET and not self.methods.isdisjoint(PAY_METHODS)
+
     def allowed_methods(self, backend_methods: Iterable[str]) -> list[str]:
         """Methods this connection may use on this backend, in a stable order."""
-        available = set(backend_methods)
-        return [
-            m.value
-            for m in Method
-            if m.value in available and (self.methods is None or m.value in self.methods)
-        ]
+        available = set(backend_methods) | SERVICE_METHODS
+        return [m.value for m in Method if m.value in available and self.may_use(m.value)]
 
 
 def describe_methods(methods: frozenset[str] | None) -> str:

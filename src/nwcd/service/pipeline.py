@@ -33,6 +33,7 @@ from nwcd.errors import BackendError, DecryptionError, ErrorCode, InvalidInvoice
 from nwcd.nip47.encryption import Scheme, open_content, scheme_of, seal_content
 from nwcd.nip47.methods import (
     GetBalanceParams,
+    GetBudgetParams,
     GetInfoParams,
     InvoiceItem,
     KeysendItem,
@@ -54,8 +55,8 @@ from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import PublicKey
 from nwcd.nostr.kinds import Kind
 from nwcd.policy.authorize import authorize
-from nwcd.policy.budget import FeeReserve, window_start
-from nwcd.policy.grants import Connection
+from nwcd.policy.budget import FeeReserve, budget_status, window_start
+from nwcd.policy.grants import SERVICE_METHODS, Connection
 from nwcd.ports import Claim, LightningBackend, NotOwner, PaymentState, RequestRecord, Store
 from nwcd.service.payments import (
     ItemResult,
@@ -469,7 +470,8 @@ class Pipeline:
 
     async def _execute(self, ctx: RequestContext, request: Request) -> None:
         params = request.params
-        if isinstance(params, UnknownMethod) or request.method not in self._backend.methods:
+        served = self._backend.methods | SERVICE_METHODS
+        if isinstance(params, UnknownMethod) or request.method not in served:
             raise RequestError(
                 ErrorCode.NOT_IMPLEMENTED, f"method {request.method[:64]!r} is not supported"
             )
@@ -487,6 +489,8 @@ class Pipeline:
             case GetBalanceParams():
                 balance = await self._backend.get_balance()
                 await self._ok(ctx, {"balance": await self._capped(ctx.connection, balance)})
+            case GetBudgetParams():
+                await self._ok(ctx, await self._budget(ctx.connection))
             case GetInfoParams():
                 info = await self._backend.get_info()
                 result = info.to_json()
@@ -511,9 +515,18 @@ class Pipeline:
         """With ``cap_balance_to_budget``: at most what this app may still spend."""
         if not self._settings.cap_balance_to_budget or connection.budget_msat is None:
             return balance
+        return max(0, min(balance, connection.budget_msat - await self._used(connection)))
+
+    async def _budget(self, connection: Connection) -> dict[str, Any]:
+        status = budget_status(
+            connection, await self._used(connection), self._now(), self._settings.timezone
+        )
+        return {} if status is None else status.to_json()
+
+    async def _used(self, connection: Connection) -> int:
+        """Spent and held (in flight, with fee reserve) in the current budget window."""
         since = window_start(self._now(), connection.budget_period, self._settings.timezone)
-        used = await self._store.budget_used(connection.wallet_pubkey, since)
-        return max(0, min(balance, connection.budget_msat - used))
+        return await self._store.budget_used(connection.wallet_pubkey, since)
 
     async def _ok(self, ctx: RequestContext, result: Mapping[str, Any]) -> None:
         await self._answer(ctx, encode_response(ctx.method, result=result))
