@@ -301,8 +301,20 @@ class RequestJournal(Protocol):
         ...
 
     async def save_responses(
-        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
-    ) -> None: ...
+        self,
+        request_id: str,
+        responses: Sequence[tuple[int | None, Event]],
+        *,
+        owner: str,
+        now: int,
+    ) -> None:
+        """Store responses to publish (the outbox) while the request is ``owner``'s.
+
+        Raises:
+            NotOwner: another instance took the request over; it answers.
+        """
+        ...
+
     async def responses_for(self, request_id: str) -> list[Event]: ...
     async def mark_published(self, response_ids: Sequence[str]) -> None: ...
     async def prune(self, *, before: int) -> int:

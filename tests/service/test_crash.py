@@ -296,7 +296,9 @@ async def test_a_batch_taken_over_after_its_connection_was_revoked_pays_nothing_
             tags=[["p", request.pubkey], ["e", request.id], ["d", "0"]],
             created_at=request.created_at,
         )  # fmt: skip
-        await wallet.store.save_responses(request.id, [(0, item0)], now=request.created_at)
+        await wallet.store.save_responses(
+            request.id, [(0, item0)], owner="a-process-that-died", now=request.created_at
+        )
         await wallet.start()
         got = await app.collect(responses, 2, 10, 0.5, request.pubkey, new_only=True)
         answers = {e.tag_value("d"): response for e, response in got if e.tag_value("d")}

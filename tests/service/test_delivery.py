@@ -80,7 +80,9 @@ async def test_a_response_stored_but_never_published_is_published_on_start(
                 tags=[["p", request.pubkey], ["e", request.id]],
                 created_at=request.created_at,
             )
-            await wallet.store.save_responses(request.id, [(None, answer)], now=request.created_at)
+            await wallet.store.save_responses(
+                request.id, [(None, answer)], owner="a-process-that-died", now=request.created_at
+            )
             await wallet.store.mark_done(request.id)
             responses = await pool.subscribe(
                 [Filter(kinds=(Kind.NWC_RESPONSE,), tags={"e": (request.id,)})]

@@ -43,6 +43,7 @@ __all__ = [
     "instance",
     "intent",
     "open_work",
+    "owner_of",
     "request_record",
     "reserve",
     "reserve_one",
@@ -189,6 +190,13 @@ async def open_work(store: Store, now: int = NOW) -> Orphans:
     a test may look as often as it likes.
     """
     return await store.take_over(f"fresh-{next(_ids)}", now)
+
+
+async def owner_of(store: Store, request_id: str) -> str:
+    """The instance that holds the request now (a claim of it again reports it)."""
+    record = await store.request(request_id)
+    assert record is not None
+    return (await store.claim(record, "just-asking")).owner
 
 
 def unfinished_by_id(orphans: Orphans) -> dict[str, tuple[RequestRecord, set[int]]]:

@@ -13,6 +13,7 @@ from nwcd.ports import Claim, NotOwner, Orphans, PaymentState, Reserved, Store
 from tests.store.conftest import SharedStores
 from tests.store.helpers import (
     NOW,
+    OWNER,
     WALLET,
     claimed,
     instance,
@@ -108,16 +109,16 @@ async def _work_of_every_kind(store: Store, owner: str) -> dict[str, object]:
     )
     assert isinstance(payment, Reserved)
     item_one = response_event(started, "one")
-    await store.save_responses(started, [(1, item_one)], now=NOW)
+    await store.save_responses(started, [(1, item_one)], owner=owner, now=NOW)
     # Done, its response never published: only the delivery is left.
     delivered_late = await claimed(store, owner=owner)
     late = response_event(delivered_late, "late")
-    await store.save_responses(delivered_late, [(None, late)], now=NOW + 1)
+    await store.save_responses(delivered_late, [(None, late)], owner=owner, now=NOW + 1)
     await store.mark_done(delivered_late)
     # Done and published: nothing left.
     finished = await claimed(store, owner=owner)
     published = response_event(finished, "published")
-    await store.save_responses(finished, [(None, published)], now=NOW)
+    await store.save_responses(finished, [(None, published)], owner=owner, now=NOW)
     await store.mark_published([published.id])
     await store.mark_done(finished)
     return {
@@ -236,7 +237,7 @@ async def test_take_over_retires_dead_instances_without_work(store: Store) -> No
 async def test_a_request_with_a_response_published_and_done_is_no_work(store: Store) -> None:
     finished = await claimed(store)
     event = response_event(finished)
-    await store.save_responses(finished, [(None, event)], now=NOW)
+    await store.save_responses(finished, [(None, event)], owner=OWNER, now=NOW)
     await store.mark_done(finished)
     # Done, not published: the delivery is left.
     assert (await store.take_over("first", NOW)).undelivered == [event]
@@ -321,6 +322,21 @@ async def test_a_stalled_instance_cannot_reserve_what_was_taken_over(store: Stor
         request_id, WALLET, [intent(0)], owner="heir", budget_msat=None, window_start=0, now=NOW
     )
     assert isinstance(reserved, Reserved)
+
+
+async def test_a_stalled_instance_cannot_answer_what_was_taken_from_it(store: Store) -> None:
+    # Its denials would otherwise go out next to the heir's answers: two answers for an item.
+    request_id = await claimed(store, owner="stalled")
+    await store.take_over("heir", NOW)
+    stale = response_event(request_id, "stale")
+    with pytest.raises(NotOwner):
+        await store.save_responses(request_id, [(0, stale)], owner="stalled", now=NOW)
+    with pytest.raises(NotOwner):
+        await store.save_responses("ff" * 32, [(None, stale)], owner="stalled", now=NOW)
+    assert await store.responses_for(request_id) == []
+    heirs = response_event(request_id, "heir's")
+    await store.save_responses(request_id, [(0, heirs)], owner="heir", now=NOW)
+    assert await store.responses_for(request_id) == [heirs]
 
 
 async def test_a_fenced_reservation_is_never_sent(store: Store) -> None:

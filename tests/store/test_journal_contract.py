@@ -17,6 +17,7 @@ from tests.store.helpers import (
     claimed,
     intent,
     open_work,
+    owner_of,
     request_record,
     response_event,
     unfinished_by_id,
@@ -87,7 +88,7 @@ async def test_request_keeps_the_events_own_created_at(store: Store) -> None:
 async def test_a_request_never_started_is_unanswered(store: Store) -> None:
     bare = await claimed(store)
     answered = await claimed(store)
-    await store.save_responses(answered, [(None, response_event(answered))], now=NOW)
+    await store.save_responses(answered, [(None, response_event(answered))], owner=OWNER, now=NOW)
     with_payment = await claimed(store)
     await store.reserve(
         with_payment, WALLET, [intent()], owner=OWNER, budget_msat=None, window_start=0, now=NOW
@@ -113,10 +114,11 @@ async def test_started_requests_are_unfinished_with_handled_items_until_done(sto
     await store.save_responses(
         started,
         [(1, response_event(started, "one")), (None, response_event(started, "all"))],
+        owner=OWNER,
         now=NOW,
     )
     answered = await claimed(store)
-    await store.save_responses(answered, [(None, response_event(answered))], now=NOW)
+    await store.save_responses(answered, [(None, response_event(answered))], owner=OWNER, now=NOW)
 
     work = await open_work(store)
     unfinished = unfinished_by_id(work)
@@ -137,8 +139,8 @@ async def test_started_requests_are_unfinished_with_handled_items_until_done(sto
 async def test_save_responses_keeps_order_and_ignores_duplicates(store: Store) -> None:
     request_id = await claimed(store)
     first, second = response_event(request_id, "one"), response_event(request_id, "two")
-    await store.save_responses(request_id, [(0, first), (1, second)], now=NOW)
-    await store.save_responses(request_id, [(0, first)], now=NOW + 1)
+    await store.save_responses(request_id, [(0, first), (1, second)], owner=OWNER, now=NOW)
+    await store.save_responses(request_id, [(0, first)], owner=OWNER, now=NOW + 1)
     assert await store.responses_for(request_id) == [first, second]
     work = await open_work(store)
     assert work.undelivered == [first, second]  # the duplicate is ignored
@@ -150,7 +152,7 @@ async def test_save_responses_keeps_order_and_ignores_duplicates(store: Store) -
 async def test_whole_request_response_has_no_item(store: Store) -> None:
     request_id = await claimed(store)
     event = response_event(request_id)
-    await store.save_responses(request_id, [(None, event)], now=NOW)
+    await store.save_responses(request_id, [(None, event)], owner=OWNER, now=NOW)
     assert await store.responses_for(request_id) == [event]
     # Answered as a whole and not marked done (the process died in between): taking it
     # over marks it done instead of answering its items again.
@@ -166,7 +168,7 @@ async def test_undelivered_responses_oldest_first_until_marked_published(store: 
     a, b, c = [await claimed(store) for _ in range(3)]
     a_one, a_two = response_event(a, "a1"), response_event(a, "a2")
     c_one = response_event(c, "c1")
-    await store.save_responses(a, [(0, a_one), (1, a_two)], now=NOW + 2)
+    await store.save_responses(a, [(0, a_one), (1, a_two)], owner=OWNER, now=NOW + 2)
     # A payment settled together with its response: stored unpublished too, and earlier.
     [payment] = await store.reserve(
         b, WALLET, [intent(0)], owner=OWNER, budget_msat=None, window_start=0, now=NOW
@@ -181,7 +183,7 @@ async def test_undelivered_responses_oldest_first_until_marked_published(store: 
         fee_msat=0,
         response=(b, 0, b_one),
     )
-    await store.save_responses(c, [(None, c_one)], now=NOW + 3)
+    await store.save_responses(c, [(None, c_one)], owner=OWNER, now=NOW + 3)
     assert (await open_work(store)).undelivered == [b_one, a_one, a_two, c_one]
 
     await store.mark_published([a_one.id, b_one.id])
@@ -190,8 +192,9 @@ async def test_undelivered_responses_oldest_first_until_marked_published(store: 
     assert await store.responses_for(a) == [a_one, a_two]
     assert await store.responses_for(b) == [b_one]
 
-    # Saving a published response again does not queue it again.
-    await store.save_responses(a, [(0, a_one)], now=NOW + 4)
+    # Saving a published response again (as its owner now: the last look took it over)
+    # does not queue it again.
+    await store.save_responses(a, [(0, a_one)], owner=await owner_of(store, a), now=NOW + 4)
     assert (await open_work(store)).undelivered == [a_two, c_one]
 
     await store.mark_published([a_two.id, c_one.id, a_one.id])
@@ -201,7 +204,7 @@ async def test_undelivered_responses_oldest_first_until_marked_published(store: 
 async def test_mark_published_of_unknown_ids_is_harmless(store: Store) -> None:
     request_id = await claimed(store)
     event = response_event(request_id)
-    await store.save_responses(request_id, [(None, event)], now=NOW)
+    await store.save_responses(request_id, [(None, event)], owner=OWNER, now=NOW)
     await store.mark_published([])
     await store.mark_published(["ff" * 32, "00" * 32])
     assert (await open_work(store)).undelivered == [event]
@@ -224,7 +227,9 @@ async def test_prune_forgets_old_requests_that_moved_no_money(store: Store) -> N
     async def with_response(*, received_at: int, created_at: int) -> str:
         request_id = await claimed(store, received_at=received_at, created_at=created_at)
         responses[request_id] = response_event(request_id)
-        await store.save_responses(request_id, [(None, responses[request_id])], now=old)
+        await store.save_responses(
+            request_id, [(None, responses[request_id])], owner=OWNER, now=old
+        )
         return request_id
 
     old_answered = await with_response(received_at=old, created_at=old)
@@ -277,7 +282,9 @@ async def test_prune_forgets_old_requests_that_moved_no_money(store: Store) -> N
 async def test_a_pruned_request_can_be_claimed_again(store: Store) -> None:
     record = request_record(received_at=NOW - 10, created_at=NOW - 10)
     assert (await store.claim(record, "before")).won
-    await store.save_responses(record.event_id, [(None, response_event(record.event_id))], now=NOW)
+    await store.save_responses(
+        record.event_id, [(None, response_event(record.event_id))], owner="before", now=NOW
+    )
     assert await store.prune(before=NOW) == 1
     again = replace(record, received_at=NOW + 1)
     assert await store.claim(again, "after") == Claim(True, "after", NOW + 1)

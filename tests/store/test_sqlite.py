@@ -23,6 +23,7 @@ from nwcd.store.sqlite import SqliteStore
 from tests.store.helpers import (
     APP,
     NOW,
+    OWNER,
     WALLET,
     WALLET_KEY,
     claimed,
@@ -142,7 +143,7 @@ async def test_migration_3_keeps_data_stored_before_it(tmp_path: Path) -> None:
         assert old_work.unfinished == []
         fresh = await claimed(store)
         new_response = response_event(fresh, "new")
-        await store.save_responses(fresh, [(None, new_response)], now=NOW)
+        await store.save_responses(fresh, [(None, new_response)], owner=OWNER, now=NOW)
         assert (await open_work(store)).undelivered == [new_response]
         # Old enough on both clocks, and it moved no money: prunable.
         assert await store.prune(before=NOW - 9) == 1

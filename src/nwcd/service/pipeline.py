@@ -401,9 +401,21 @@ class Pipeline:
 
     async def _answer(self, ctx: RequestContext, plaintext: str) -> None:
         response = self.build_response(ctx, plaintext)
-        await self._store.save_responses(ctx.event.id, [(None, response)], now=self._now())
+        if not await self._save(ctx, [(None, response)]):
+            return
         self._sink.publish(response, ctx.connection.relays)
         await self._store.mark_done(ctx.event.id)
+
+    async def _save(self, ctx: RequestContext, responses: list[tuple[int | None, Event]]) -> bool:
+        """Store responses to publish; False if another instance took the request over."""
+        try:
+            await self._store.save_responses(
+                ctx.event.id, responses, owner=self.instance_id, now=self._now()
+            )
+        except NotOwner:
+            log.warning("request %s: taken over by another instance; left to it", ctx.event.id)
+            return False
+        return True
 
     def item_answerer(self, ctx: RequestContext, items: int = 0) -> Any:
         """The ``answer`` callback of the payment engine for this request."""
@@ -439,8 +451,8 @@ class Pipeline:
                 )
                 if not settled:
                     return  # settled and answered already (by another instance's recovery)
-            else:
-                await self._store.save_responses(ctx.event.id, [(item.index, response)], now=now)
+            elif not await self._save(ctx, [(item.index, response)]):
+                return
             self._sink.publish(response, ctx.connection.relays)
             if isinstance(result, PayResult) and state is PaymentState.SUCCEEDED:
                 self._sink.payment_sent(ctx, item, result)

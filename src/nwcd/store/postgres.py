@@ -241,10 +241,20 @@ class PostgresStore:
         await self._execute(sql.MARK_DONE, request_id)
 
     async def save_responses(
-        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
+        self,
+        request_id: str,
+        responses: Sequence[tuple[int | None, Event]],
+        *,
+        owner: str,
+        now: int,
     ) -> None:
         async with self._transaction() as db:
-            await _insert_responses(db, request_id, responses, now)
+            await steps.drive_async(
+                steps.save_responses(
+                    request_id, responses, owner=owner, now=now, lock_row=" FOR UPDATE"
+                ),
+                _runner(db),
+            )
 
     async def responses_for(self, request_id: str) -> list[Event]:
         rows = await self._fetch(

@@ -280,9 +280,18 @@ class SqliteStore:
         await self._write(lambda tx: tx.execute(sql.MARK_DONE, (request_id,)))
 
     async def save_responses(
-        self, request_id: str, responses: Sequence[tuple[int | None, Event]], *, now: int
+        self,
+        request_id: str,
+        responses: Sequence[tuple[int | None, Event]],
+        *,
+        owner: str,
+        now: int,
     ) -> None:
-        await self._write(lambda tx: _insert_responses(tx, request_id, responses, now))
+        await self._write(
+            lambda tx: steps.drive(
+                steps.save_responses(request_id, responses, owner=owner, now=now), _runner(tx)
+            )
+        )
 
     async def responses_for(self, request_id: str) -> list[Event]:
         rows = await self._read(
@@ -333,7 +342,7 @@ class SqliteStore:
                         window_start=window_start,
                         now=now,
                     ),
-                    lambda statement, args: tx.execute(statement, args).fetchall(),
+                    _runner(tx),
                 )
 
         return await self._run(reserve)
@@ -470,7 +479,7 @@ class SqliteStore:
             with self._transaction() as tx:
                 return steps.drive(
                     steps.take_over(owner, now, everyone_else=everyone_else, order="rowid"),
-                    lambda statement, args: tx.execute(statement, args).fetchall(),
+                    _runner(tx),
                 )
 
         return await self._run(take_over)
@@ -507,6 +516,11 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _runner(tx: sqlite3.Connection) -> Callable[[str, Sequence[Any]], list[Any]]:
+    """Run the statements of a :mod:`nwcd.store.steps` operation in ``tx``."""
+    return lambda statement, args: tx.execute(statement, args).fetchall()
 
 
 def _insert_responses(

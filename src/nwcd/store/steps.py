@@ -28,7 +28,7 @@ from nwcd.ports import (
 )
 from nwcd.store import sql
 
-__all__ = ["Steps", "drive", "drive_async", "reserve", "take_over"]
+__all__ = ["Steps", "drive", "drive_async", "reserve", "save_responses", "take_over"]
 
 T = TypeVar("T")
 Statement = tuple[str, Sequence[Any]]
@@ -80,9 +80,7 @@ def reserve(
     Raises:
         NotOwner: another instance took the request over.
     """
-    [(holder,)] = yield sql.REQUEST_OWNER + lock_row, (request_id,)
-    if holder != owner:
-        raise NotOwner(request_id)
+    yield from _owned(request_id, owner, lock_row)
     used = 0
     if budget_msat is not None:
         [(total,)] = yield sql.BUDGET_USED, (wallet_pubkey, window_start)
@@ -109,6 +107,35 @@ def reserve(
         else:
             results.append(Reserved(int(inserted[0][0]), decision.fee_reserve_msat))
     return results
+
+
+def save_responses(
+    request_id: str,
+    responses: Sequence[tuple[int | None, Event]],
+    *,
+    owner: str,
+    now: int,
+    lock_row: str = "",
+) -> Steps[None]:
+    """Store responses of a request that is still ``owner``'s (the outbox).
+
+    An instance that stalled past its lease must not answer what the instance that
+    took its work over answers too (two different answers for one item): its write
+    fails here, and it publishes nothing.
+
+    Raises:
+        NotOwner: another instance took the request over.
+    """
+    yield from _owned(request_id, owner, lock_row)
+    for item_index, event in responses:
+        yield sql.INSERT_RESPONSE, (event.id, request_id, item_index, sql.event_json(event), now)
+
+
+def _owned(request_id: str, owner: str, lock_row: str) -> Steps[None]:
+    """Check (and, with ``lock_row``, hold until the transaction ends) the request's owner."""
+    rows = yield sql.REQUEST_OWNER + lock_row, (request_id,)
+    if not rows or rows[0][0] != owner:
+        raise NotOwner(request_id)
 
 
 def take_over(owner: str, now: int, *, everyone_else: bool, order: str) -> Steps[Orphans]:
