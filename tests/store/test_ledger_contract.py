@@ -29,6 +29,7 @@ from tests.store.helpers import (
     OWNER,
     WALLET,
     claimed,
+    connection,
     hash_of,
     intent,
     open_work,
@@ -59,6 +60,27 @@ async def test_reserve_without_budget_grants_everything(store: Store) -> None:
     assert [r.fee_reserve_msat for r in granted] == [10**9] * 3  # never capped
     assert [(await stored(store, r.payment_id)).intent for r in granted] == intents
     assert await store.budget_used(WALLET, 0) == 3 * (10**12 + 10**9)
+
+
+@pytest.mark.parametrize(
+    ("ended", "message"),
+    [("revoked_at", "this connection was revoked"), ("expires_at", "this connection has expired")],
+)
+async def test_a_connection_ended_in_the_store_reserves_nothing(
+    store: Store, ended: str, message: str
+) -> None:
+    # Revoked by another process a moment ago: the service's copy in memory may not
+    # know yet, the reservation reads the stored row.
+    gone = connection("gone", **{ended: NOW})
+    await store.add_connection(gone)
+    results = await reserve(store, [intent(0), intent(1)], wallet=gone.wallet_pubkey)
+    assert results == [Deny(ErrorCode.UNAUTHORIZED, message)] * 2
+    assert await store.budget_used(gone.wallet_pubkey, 0) == 0
+    # Until then it pays.
+    later = connection("later", **{ended: NOW + 1})
+    await store.add_connection(later)
+    [granted] = await reserve(store, [intent(2)], wallet=later.wallet_pubkey)
+    assert isinstance(granted, Reserved)
 
 
 async def test_reserve_checks_each_item_in_order_against_the_running_total(

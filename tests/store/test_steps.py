@@ -37,6 +37,7 @@ def test_reserve_reads_admits_and_inserts_in_order() -> None:
     script = Script(
         {
             "SELECT owner": [[("me",)]],
+            "SELECT revoked_at,": [[(None, None)]],
             "SELECT COALESCE(SUM(CASE": [[(800,)]],
             "SELECT payment_hash,": [[(f"{2:064x}", OTHER)]],
             "INSERT INTO": [[(11,)], [(12,)]],
@@ -55,9 +56,27 @@ def test_reserve_reads_admits_and_inserts_in_order() -> None:
     assert result[2] == Reserved(12, 10)  # 40 fits the 50 left; its reserve is capped to 10
     statements = [statement for statement, _ in script.ran]
     assert statements == [
-        sql.REQUEST_OWNER, sql.BUDGET_USED, holders, sql.INSERT_PAYMENT, sql.INSERT_PAYMENT
+        sql.REQUEST_OWNER, sql.CONNECTION_LIFETIME, sql.BUDGET_USED, holders,
+        sql.INSERT_PAYMENT, sql.INSERT_PAYMENT,
     ]  # fmt: skip
-    assert script.ran[4][1][8] == 10  # the capped reserve is what is stored
+    assert script.ran[5][1][8] == 10  # the capped reserve is what is stored
+
+
+def test_a_connection_revoked_in_the_store_reserves_nothing() -> None:
+    # Revoked at 5 by another process; this one's copy in memory did not know yet.
+    script = Script({"SELECT owner": [[("me",)]], "SELECT revoked_at,": [[(5, None)]]})
+    decisions = steps.drive(
+        steps.reserve(
+            "r", WALLET, [intent(1, 10), intent(2, 10)],
+            owner="me", budget_msat=None, window_start=0, now=5,
+        ),
+        script,
+    )  # fmt: skip
+    assert decisions == [Deny(ErrorCode.UNAUTHORIZED, "this connection was revoked")] * 2
+    assert [statement for statement, _ in script.ran] == [
+        sql.REQUEST_OWNER,
+        sql.CONNECTION_LIFETIME,
+    ]  # nothing inserted
 
 
 def test_a_lost_insert_race_is_a_refusal_never_a_payment() -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from nwcd.errors import ErrorCode
 from nwcd.policy.grants import Connection
 
-__all__ = ["Deny", "authorize"]
+__all__ = ["Deny", "authorize", "lifetime_denial"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +24,23 @@ class Deny:
 
 def authorize(connection: Connection, method: str, now: int) -> Deny | None:
     """Deny revoked or expired connections and methods outside the grant."""
-    if connection.revoked_at is not None and connection.revoked_at <= now:
-        return Deny(ErrorCode.UNAUTHORIZED, "this connection was revoked")
-    if connection.expires_at is not None and connection.expires_at <= now:
-        return Deny(ErrorCode.UNAUTHORIZED, "this connection has expired")
+    ended = lifetime_denial(connection.revoked_at, connection.expires_at, now)
+    if ended is not None:
+        return ended
     if not connection.may_use(method):
         return Deny(ErrorCode.RESTRICTED, f"this connection may not use {method}")
+    return None
+
+
+def lifetime_denial(revoked_at: int | None, expires_at: int | None, now: int) -> Deny | None:
+    """Deny a connection that was revoked or has expired by ``now``.
+
+    Checked on the request and again, from the stored row, in the transaction that
+    reserves a payment: a revocation another process made a moment ago is not yet in
+    this one's memory.
+    """
+    if revoked_at is not None and revoked_at <= now:
+        return Deny(ErrorCode.UNAUTHORIZED, "this connection was revoked")
+    if expires_at is not None and expires_at <= now:
+        return Deny(ErrorCode.UNAUTHORIZED, "this connection has expired")
     return None

@@ -63,6 +63,7 @@ CONNECTIONS_VERSION = "SELECT value FROM meta WHERE key = 'connections_version'"
 BUMP_CONNECTIONS_VERSION = (
     "UPDATE meta SET value = value + 1 WHERE key = 'connections_version' RETURNING value"
 )
+CONNECTION_LIFETIME = "SELECT revoked_at, expires_at FROM connections WHERE wallet_pubkey = ?"
 TOUCH_CONNECTION = "UPDATE connections SET last_used_at = ? WHERE wallet_pubkey = ?"
 
 # -- requests and responses --------------------------------------------------------------------

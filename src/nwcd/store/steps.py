@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from nwcd.nostr.event import Event
 from nwcd.policy.admission import Ask, admit, hashes_of, held
-from nwcd.policy.authorize import Deny
+from nwcd.policy.authorize import Deny, lifetime_denial
 from nwcd.ports import (
     NotOwner,
     Orphans,
@@ -71,6 +71,9 @@ def reserve(
 ) -> Steps[list[Reserved | Deny]]:
     """Admit a request's payments against what is used and held, and insert the admitted.
 
+    A connection revoked or expired by ``now`` (as stored: maybe by another process a
+    moment ago) gets every payment denied.
+
     The caller's transaction must keep other reservations of this connection out
     between the first read and the last insert (SQLite: ``BEGIN IMMEDIATE``;
     PostgreSQL: an advisory lock per connection). The request must still be
@@ -81,6 +84,10 @@ def reserve(
         NotOwner: another instance took the request over.
     """
     yield from _owned(request_id, owner, lock_row)
+    for revoked_at, expires_at in (yield sql.CONNECTION_LIFETIME, (wallet_pubkey,)):
+        ended = lifetime_denial(revoked_at, expires_at, now)
+        if ended is not None:
+            return [ended for _ in intents]
     used = 0
     if budget_msat is not None:
         [(total,)] = yield sql.BUDGET_USED, (wallet_pubkey, window_start)
