@@ -295,8 +295,7 @@ class Pipeline:
         except RequestError as exc:
             await self._answer(ctx, error_response(ctx.method, exc.code, exc.message))
         except NotOwner:
-            # This instance stalled and another took the request over: it answers.
-            log.warning("request %s: taken over by another instance; left to it", event.id)
+            _left_to_heir(event.id)
             return
         except BackendError as exc:
             log.warning(
@@ -366,7 +365,7 @@ class Pipeline:
         except RequestError:
             await self._store.mark_done(ctx.event.id)
         except NotOwner:
-            log.warning("request %s: taken over by another instance; left to it", ctx.event.id)
+            _left_to_heir(ctx.event.id)
 
     def _touch(self, connection: Connection, now: int) -> None:
         wallet = connection.wallet_pubkey
@@ -413,7 +412,7 @@ class Pipeline:
                 ctx.event.id, responses, owner=self.instance_id, now=self._now()
             )
         except NotOwner:
-            log.warning("request %s: taken over by another instance; left to it", ctx.event.id)
+            _left_to_heir(ctx.event.id)
             return False
         return True
 
@@ -664,3 +663,8 @@ def _method_name(plaintext: str) -> str:
     except (ValueError, AttributeError, RecursionError):
         return ""
     return method[:64] if isinstance(method, str) else ""
+
+
+def _left_to_heir(request_id: str) -> None:
+    """This instance stalled and another took the request over: that one answers."""
+    log.warning("request %s: taken over by another instance; left to it", request_id)

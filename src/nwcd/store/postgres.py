@@ -345,7 +345,7 @@ class PostgresStore:
             if _count(status) != 1:
                 return False
             if response is not None:
-                await _insert_responses(db, response[0], [(response[1], response[2])], now)
+                await db.execute(_q(sql.INSERT_RESPONSE), *sql.response_row(*response, now))
             return True
 
     async def payments_by_hashes(
@@ -420,15 +420,3 @@ def _runner(db: Any) -> Callable[[str, Sequence[Any]], Awaitable[list[Sequence[A
         return [tuple(row) for row in await db.fetch(_q(statement), *args)]
 
     return run
-
-
-async def _insert_responses(
-    db: Any, request_id: str, responses: Sequence[tuple[int | None, Event]], now: int
-) -> None:
-    await db.executemany(
-        _q(sql.INSERT_RESPONSE),
-        [
-            (event.id, request_id, item_index, sql.event_json(event), now)
-            for item_index, event in responses
-        ],
-    )

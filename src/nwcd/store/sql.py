@@ -344,6 +344,13 @@ def request_from_row(row: Sequence[Any]) -> RequestRecord:
     return RequestRecord(*row[:7])
 
 
+def response_row(
+    request_id: str, item_index: int | None, event: Event, now: int
+) -> tuple[Any, ...]:
+    """The values of INSERT_RESPONSE, in order."""
+    return (event.id, request_id, item_index, event_json(event), now)
+
+
 def payment_row(
     request_id: str, wallet_pubkey: str, intent: PaymentIntent, fee_reserve_msat: int, now: int
 ) -> tuple[Any, ...]:

@@ -386,7 +386,7 @@ class SqliteStore:
             if cursor.rowcount != 1:
                 return False
             if response is not None:
-                _insert_responses(tx, response[0], [(response[1], response[2])], now)
+                tx.execute(sql.INSERT_RESPONSE, sql.response_row(*response, now))
             return True
 
         return await self._write(settle)
@@ -521,18 +521,3 @@ class _Transaction:
 def _runner(tx: sqlite3.Connection) -> Callable[[str, Sequence[Any]], list[Any]]:
     """Run the statements of a :mod:`nwcd.store.steps` operation in ``tx``."""
     return lambda statement, args: tx.execute(statement, args).fetchall()
-
-
-def _insert_responses(
-    tx: sqlite3.Connection,
-    request_id: str,
-    responses: Sequence[tuple[int | None, Event]],
-    now: int,
-) -> None:
-    tx.executemany(
-        sql.INSERT_RESPONSE,
-        [
-            (event.id, request_id, item_index, sql.event_json(event), now)
-            for item_index, event in responses
-        ],
-    )

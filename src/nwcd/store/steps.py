@@ -135,7 +135,7 @@ def save_responses(
     """
     yield from _owned(request_id, owner, lock_row)
     for item_index, event in responses:
-        yield sql.INSERT_RESPONSE, (event.id, request_id, item_index, sql.event_json(event), now)
+        yield sql.INSERT_RESPONSE, sql.response_row(request_id, item_index, event, now)
 
 
 def _owned(request_id: str, owner: str, lock_row: str) -> Steps[None]:
