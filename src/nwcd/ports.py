@@ -19,7 +19,13 @@ from enum import StrEnum
 from typing import Protocol
 
 from nwcd.bolt11 import Invoice
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method, TlvRecord
+from nwcd.nip47.methods import (
+    ListTransactionsParams,
+    MakeHoldInvoiceParams,
+    MakeInvoiceParams,
+    Method,
+    TlvRecord,
+)
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.nostr.event import Event
 from nwcd.policy.authorize import Deny
@@ -27,6 +33,7 @@ from nwcd.policy.grants import SERVICE_METHODS, Connection
 
 __all__ = [
     "BACKEND_METHODS",
+    "HOLD_METHODS",
     "NOT_FOUND",
     "Claim",
     "ConnectionStore",
@@ -81,6 +88,9 @@ NOT_FOUND = "not found"
 
 # Every method a backend can be asked to serve (the service answers the others itself).
 BACKEND_METHODS: frozenset[str] = frozenset(m.value for m in Method) - SERVICE_METHODS
+HOLD_METHODS: frozenset[str] = frozenset(
+    {Method.MAKE_HOLD_INVOICE, Method.SETTLE_HOLD_INVOICE, Method.CANCEL_HOLD_INVOICE}
+)
 
 
 class LightningBackend(Protocol):
@@ -130,6 +140,29 @@ class LightningBackend(Protocol):
         """An incoming or outgoing transaction by hash or invoice, or None."""
         ...
 
+    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
+        """Create an incoming invoice for the caller's payment hash whose payment is held
+        (state ``accepted``) until settled or canceled."""
+        ...
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        """Take a held payment.
+
+        Raises:
+            RequestError: ``NOT_FOUND`` for no such hold invoice; ``OTHER`` when it
+                holds no payment (not yet accepted, or already settled or canceled).
+        """
+        ...
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        """Give a held payment back, or make an unpaid hold invoice unpayable.
+
+        Raises:
+            RequestError: ``NOT_FOUND`` for no such hold invoice; ``OTHER`` when it is
+                already settled.
+        """
+        ...
+
     async def list_transactions(self, params: ListTransactionsParams) -> list[Transaction]:
         """Transactions, newest first."""
         ...
@@ -147,7 +180,8 @@ class LightningBackend(Protocol):
         ...
 
     def incoming_payments(self) -> AsyncIterator[Transaction]:
-        """Settled incoming payments as they happen (for notifications)."""
+        """Incoming payments as they happen (for notifications): state ``settled``, or
+        ``accepted`` when the payment of a hold invoice is held (with ``settle_deadline``)."""
         ...
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -12,11 +13,13 @@ from hypothesis import strategies as st
 from nwcd.errors import ErrorCode, RequestError
 from nwcd.nip47.methods import (
     MAX_AMOUNT_MSAT,
+    MAX_CLTV_DELTA,
     MAX_EXPIRY_SECONDS,
     MAX_LIST_LIMIT,
     MAX_LIST_OFFSET,
     MAX_METADATA_CHARS,
     MAX_UNIX_TIME,
+    CancelHoldInvoiceParams,
     GetBalanceParams,
     GetBudgetParams,
     GetInfoParams,
@@ -24,6 +27,7 @@ from nwcd.nip47.methods import (
     KeysendItem,
     ListTransactionsParams,
     LookupInvoiceParams,
+    MakeHoldInvoiceParams,
     MakeInvoiceParams,
     Method,
     MultiPayInvoiceParams,
@@ -32,6 +36,7 @@ from nwcd.nip47.methods import (
     PayInvoiceParams,
     PayKeysendParams,
     Request,
+    SettleHoldInvoiceParams,
     SignMessageParams,
     TlvRecord,
     UnknownMethod,
@@ -118,7 +123,21 @@ def rejected(method: str, params: Any, **kwargs: Any) -> RequestError:
         ("get_budget", {}, GetBudgetParams()),
         ("get_budget", None, GetBudgetParams()),
         ("sign_message", {"message": "hello"}, SignMessageParams("hello")),
-        ("make_hold_invoice", {"amount": "whatever"}, UnknownMethod("make_hold_invoice")),
+        (
+            "make_hold_invoice",
+            {
+                "amount": 2000,
+                "payment_hash": HASH.upper(),
+                "description": "held",
+                "expiry": 600,
+                "min_cltv_expiry_delta": 40,
+                "metadata": {"order": 7},
+            },
+            MakeHoldInvoiceParams(2000, HASH, "held", None, 600, 40, {"order": 7}),
+        ),
+        ("settle_hold_invoice", {"preimage": "AB" * 32}, SettleHoldInvoiceParams("ab" * 32)),
+        ("cancel_hold_invoice", {"payment_hash": HASH}, CancelHoldInvoiceParams(HASH)),
+        ("make_hold_invoices", {"amount": 1}, UnknownMethod("make_hold_invoices")),
     ],
 )
 def test_each_method_decodes_to_its_params(method: str, params: Any, expected: Params) -> None:
@@ -139,10 +158,19 @@ def test_every_known_method_has_a_non_unknown_params_type() -> None:
         "get_info": {},
         "get_budget": {},
         "sign_message": {"message": "m"},
+        "make_hold_invoice": {"amount": 1, "payment_hash": HASH},
+        "settle_hold_invoice": {"preimage": HASH},
+        "cancel_hold_invoice": {"payment_hash": HASH},
     }
     assert set(minimal) == {m.value for m in Method}
     for method, params in minimal.items():
         assert not isinstance(decode(method, params).params, UnknownMethod), method
+
+
+def test_settling_names_the_hash_of_the_preimage() -> None:
+    preimage = bytes(range(32))
+    settle = SettleHoldInvoiceParams(preimage.hex())
+    assert settle.payment_hash == hashlib.sha256(preimage).hexdigest()
 
 
 def test_encode_request_round_trips() -> None:
@@ -249,6 +277,15 @@ INT_FIELDS = [
     ("make_invoice", {}, "amount", "amount_msat", 0, MAX_AMOUNT_MSAT),
     ("pay_keysend", {"pubkey": PUBKEY}, "amount", "amount_msat", 1, MAX_AMOUNT_MSAT),
     ("make_invoice", {"amount": 1000}, "expiry", "expiry", 1, MAX_EXPIRY_SECONDS),
+    ("make_hold_invoice", {"payment_hash": HASH}, "amount", "amount_msat", 0, MAX_AMOUNT_MSAT),
+    (
+        "make_hold_invoice",
+        {"amount": 1, "payment_hash": HASH},
+        "min_cltv_expiry_delta",
+        "min_cltv_expiry_delta",
+        1,
+        MAX_CLTV_DELTA,
+    ),
     ("list_transactions", {}, "from", "from_time", 0, MAX_UNIX_TIME),
     ("list_transactions", {}, "until", "until", 0, MAX_UNIX_TIME),
     ("list_transactions", {}, "limit", "limit", 0, MAX_LIST_LIMIT),
@@ -405,6 +442,12 @@ def test_tlv_type_outside_u64_is_refused(tlv_type: object) -> None:
         ("list_transactions", {"unpaid": 1}, "unpaid"),
         ("list_transactions", {"type": "sideways"}, "type"),
         ("sign_message", {}, "message"),
+        ("make_hold_invoice", {"amount": 1}, "payment_hash"),
+        ("make_hold_invoice", {"amount": 1, "payment_hash": "ab"}, "payment_hash"),
+        ("make_hold_invoice", {"payment_hash": HASH}, "amount"),
+        ("settle_hold_invoice", {}, "preimage"),
+        ("settle_hold_invoice", {"preimage": "zz" * 32}, "preimage"),
+        ("cancel_hold_invoice", {"payment_hash": 7}, "payment_hash"),
     ],
 )
 def test_bad_params_name_the_field(method: str, params: dict[str, Any], field: str) -> None:
@@ -595,7 +638,7 @@ def test_bad_keysend_item_is_a_problem_of_that_item_only(item: dict[str, Any], f
 # -- unknown methods and malformed envelopes ----------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["make_hold_invoice", "PAY_INVOICE", "pay"])
+@pytest.mark.parametrize("method", ["hold_invoice", "PAY_INVOICE", "pay"])
 def test_unknown_method(method: str) -> None:
     assert decode(method, {}) == Request(method, UnknownMethod(method))
 

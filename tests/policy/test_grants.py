@@ -65,7 +65,8 @@ def test_get_budget_comes_with_any_payment_method(
         (["read"], READ),
         (["receive"], {"make_invoice"}),
         (["sign"], {"sign_message"}),
-        (["pay", "read", "receive", "sign"], set(ALL) - {"get_budget"}),
+        (["hold"], {"make_hold_invoice", "settle_hold_invoice", "cancel_hold_invoice"}),
+        (["pay", "read", "receive", "sign", "hold"], set(ALL) - {"get_budget"}),
         (["pay", "get_budget"], PAY | {"get_budget"}),
         (["get_info"], {"get_info"}),
         (["read", "make_invoice", "get_info"], READ | {"make_invoice"}),
@@ -79,13 +80,13 @@ def test_expand_methods(words: list[str], expected: set[str]) -> None:
     assert result == expected
 
 
-@pytest.mark.parametrize("word", ["bogus", "PAY", "pay_invoices", "make_hold_invoice", "pay read"])
+@pytest.mark.parametrize("word", ["bogus", "PAY", "pay_invoices", "hold_invoice", "pay read"])
 def test_expand_methods_rejects_unknown_words(word: str) -> None:
     with pytest.raises(ValueError, match="unknown method or scope") as info:
         expand_methods(["get_info", word])
     message = str(info.value)
     assert repr(word.strip()) in message
-    assert "scopes: pay, receive, read, sign" in message
+    assert "scopes: pay, receive, read, sign, hold" in message
     assert "pay_invoice" in message
 
 
@@ -124,7 +125,7 @@ def test_allowed_methods_are_filtered_by_the_grant_and_the_backend() -> None:
 
 
 def test_allowed_methods_ignore_unknown_backend_methods() -> None:
-    backend = {"make_hold_invoice", "get_balance", "get_info"}
+    backend = {"pay_bolt12_offer", "get_balance", "get_info"}
     assert connection(None).allowed_methods(backend) == ["get_balance", "get_info", "get_budget"]
 
 
@@ -140,7 +141,7 @@ def test_allowed_methods_empty_grant() -> None:
         (frozenset(), "none"),
         (SCOPES["pay"], "pay"),
         (SCOPES["pay"] | SCOPES["read"], "pay,read"),
-        (frozenset(ALL), "pay,receive,read,sign,get_budget"),
+        (frozenset(ALL), "pay,receive,read,sign,hold,get_budget"),
         (SCOPES["read"] | {"pay_invoice"}, "read,pay_invoice"),
         (frozenset({"get_info", "make_invoice"}), "receive,get_info"),
         (frozenset({"multi_pay_invoice", "pay_invoice"}), "pay_invoice,multi_pay_invoice"),

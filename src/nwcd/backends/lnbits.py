@@ -71,7 +71,13 @@ from nwcd.errors import (
     RequestError,
 )
 from nwcd.lru import BoundedSet
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method, TlvRecord
+from nwcd.nip47.methods import (
+    ListTransactionsParams,
+    MakeHoldInvoiceParams,
+    MakeInvoiceParams,
+    Method,
+    TlvRecord,
+)
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.ports import NOT_FOUND, Failed, PaymentOutcome, Pending, Succeeded
 
@@ -240,6 +246,10 @@ def _network_of(text: str) -> str | None:
         if lowered.startswith(prefix):
             return network
     return None
+
+
+def _no_hold_invoices() -> RequestError:
+    return RequestError(ErrorCode.NOT_IMPLEMENTED, "LNbits does not support hold invoices")
 
 
 class LnbitsBackend:
@@ -456,6 +466,18 @@ class LnbitsBackend:
     async def sign_message(self, message: str) -> str:
         """Not served: LNbits' wallet API cannot sign (not in :attr:`methods`)."""
         raise RequestError(ErrorCode.NOT_IMPLEMENTED, "LNbits does not support sign_message")
+
+    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
+        """Not served: LNbits' wallet API has no hold invoices (not in :attr:`methods`)."""
+        raise _no_hold_invoices()
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        """Not served (see :meth:`make_hold_invoice`)."""
+        raise _no_hold_invoices()
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        """Not served (see :meth:`make_hold_invoice`)."""
+        raise _no_hold_invoices()
 
     # --- invoices and transactions --------------------------------------------------------
 

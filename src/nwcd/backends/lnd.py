@@ -50,10 +50,16 @@ from nwcd.errors import (
     InvalidInvoice,
     RequestError,
 )
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, TlvRecord
+from nwcd.nip47.methods import (
+    ListTransactionsParams,
+    MakeHoldInvoiceParams,
+    MakeInvoiceParams,
+    TlvRecord,
+)
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.ports import (
     BACKEND_METHODS,
+    HOLD_METHODS,
     NOT_FOUND,
     Failed,
     LightningBackend,
@@ -327,7 +333,7 @@ def _outgoing(payment: Mapping[str, Any]) -> Transaction:
 class LndBackend:
     """``LightningBackend`` over LND's REST API; build it with :meth:`open`."""
 
-    methods: frozenset[str] = BACKEND_METHODS
+    methods: frozenset[str] = BACKEND_METHODS - HOLD_METHODS
     max_concurrent_payments: int | None = None
 
     def __init__(self, config: LndConfig, client: httpx.AsyncClient) -> None:
@@ -610,6 +616,15 @@ class LndBackend:
             raise
         with _edge("lookup invoice"):
             return _incoming(invoice, time.time())
+
+    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
+        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
 
     async def lookup_invoice(
         self, *, payment_hash: str | None, invoice: str | None

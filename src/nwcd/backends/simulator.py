@@ -69,10 +69,16 @@ from nwcd import bolt11
 from nwcd.bolt11 import Invoice, Network
 from nwcd.clock import SYSTEM_CLOCK, Clock
 from nwcd.errors import BackendUnavailable, ErrorCode, NwcdError, RequestError
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, TlvRecord
+from nwcd.nip47.methods import (
+    ListTransactionsParams,
+    MakeHoldInvoiceParams,
+    MakeInvoiceParams,
+    TlvRecord,
+)
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.ports import (
     BACKEND_METHODS,
+    HOLD_METHODS,
     NOT_FOUND,
     Failed,
     LightningBackend,
@@ -630,7 +636,7 @@ class SimulatedBackend:
     a simulated outage; the simulator's own commands use :meth:`_run` directly.
     """
 
-    methods: frozenset[str] = BACKEND_METHODS
+    methods: frozenset[str] = BACKEND_METHODS - HOLD_METHODS
     max_concurrent_payments: int | None = None
 
     def __init__(
@@ -1360,6 +1366,15 @@ class SimulatedBackend:
         row = await self._call(insert)
         assert row is not None
         return _transaction(row, now)
+
+    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
+        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
 
     async def lookup_invoice(
         self, *, payment_hash: str | None, invoice: str | None

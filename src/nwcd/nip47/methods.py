@@ -24,6 +24,7 @@ cannot be trusted (docs/design.md, section 1).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any, Final
 from nwcd.errors import ErrorCode, RequestError
 
 __all__ = [
+    "CancelHoldInvoiceParams",
     "GetBalanceParams",
     "GetBudgetParams",
     "GetInfoParams",
@@ -40,6 +42,7 @@ __all__ = [
     "KeysendItem",
     "ListTransactionsParams",
     "LookupInvoiceParams",
+    "MakeHoldInvoiceParams",
     "MakeInvoiceParams",
     "Method",
     "MultiPayInvoiceParams",
@@ -48,6 +51,7 @@ __all__ = [
     "PayInvoiceParams",
     "PayKeysendParams",
     "Request",
+    "SettleHoldInvoiceParams",
     "SignMessageParams",
     "TlvRecord",
     "UnknownMethod",
@@ -61,6 +65,8 @@ MAX_METADATA_CHARS: Final = 4096
 MAX_AMOUNT_MSAT: Final = 2_100_000_000_000_000_000
 # One year in seconds: longer-lived invoices are a mistake, and it fits any store.
 MAX_EXPIRY_SECONDS: Final = 365 * 24 * 60 * 60
+# BOLT 11 final CLTV deltas are a few dozen blocks; two weeks of blocks is already absurd.
+MAX_CLTV_DELTA: Final = 2016
 # Unix seconds, about the year 36800: any real ``from``/``until``, and it fits any store.
 MAX_UNIX_TIME: Final = 2**40
 # Far more transactions than one relay event can carry (the default page is 50).
@@ -86,6 +92,9 @@ class Method(StrEnum):
     GET_INFO = "get_info"
     GET_BUDGET = "get_budget"
     SIGN_MESSAGE = "sign_message"
+    MAKE_HOLD_INVOICE = "make_hold_invoice"
+    SETTLE_HOLD_INVOICE = "settle_hold_invoice"
+    CANCEL_HOLD_INVOICE = "cancel_hold_invoice"
 
 
 def _bad(message: str) -> RequestError:
@@ -134,6 +143,12 @@ def _hex(value: str | None, name: str, length: int) -> str | None:
     if len(lowered) != length or not _HEX.issuperset(lowered):
         raise _bad(f"{name} must be {length} hex characters")
     return lowered
+
+
+def _required_hex(params: Mapping[str, Any], name: str, length: int = 64) -> str:
+    value = _hex(_required_str(params, name), name, length)
+    assert value is not None  # a required string is never None
+    return value
 
 
 def _metadata(params: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -231,6 +246,38 @@ class MakeInvoiceParams:
 
 
 @dataclass(frozen=True, slots=True)
+class MakeHoldInvoiceParams:
+    """``make_hold_invoice``: the app chose the preimage and gives only its hash; the
+    payer's HTLC is held until the app settles (with the preimage) or cancels."""
+
+    amount_msat: int
+    payment_hash: str
+    description: str | None = None
+    description_hash: str | None = None
+    expiry: int | None = None
+    min_cltv_expiry_delta: int | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettleHoldInvoiceParams:
+    """``settle_hold_invoice``: the preimage releases the held payment."""
+
+    preimage: str
+
+    @property
+    def payment_hash(self) -> str:
+        return hashlib.sha256(bytes.fromhex(self.preimage)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CancelHoldInvoiceParams:
+    """``cancel_hold_invoice``: the held payment goes back to the payer."""
+
+    payment_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class LookupInvoiceParams:
     """``lookup_invoice``: by payment hash or by invoice."""
 
@@ -291,6 +338,9 @@ Params = (
     | GetInfoParams
     | GetBudgetParams
     | SignMessageParams
+    | MakeHoldInvoiceParams
+    | SettleHoldInvoiceParams
+    | CancelHoldInvoiceParams
     | UnknownMethod
 )
 
@@ -406,25 +456,30 @@ def _parse_params(method: str, params: Mapping[str, Any], max_items: int) -> Par
                 tuple(_keysend_item(i, raw) for i, raw in enumerate(items))
             )
         case Method.MAKE_INVOICE:
-            if "amount" not in params:
-                raise _bad("amount is required")
-            expiry = params.get("expiry")
-            if expiry is not None:
-                expiry = _int_in(
-                    expiry,
-                    "expiry",
-                    1,
-                    MAX_EXPIRY_SECONDS,
-                    "a whole number of seconds",
-                    " (one year)",
-                )
+            amount, description, description_hash, expiry = _invoice_fields(params)
             return MakeInvoiceParams(
-                _msat(params["amount"], "amount"),
-                _optional_str(params, "description"),
-                _hex(_optional_str(params, "description_hash"), "description_hash", 64),
+                amount, description, description_hash, expiry, _metadata(params)
+            )
+        case Method.MAKE_HOLD_INVOICE:
+            amount, description, description_hash, expiry = _invoice_fields(params)
+            delta = params.get("min_cltv_expiry_delta")
+            if delta is not None:
+                delta = _int_in(
+                    delta, "min_cltv_expiry_delta", 1, MAX_CLTV_DELTA, "a whole number of blocks"
+                )
+            return MakeHoldInvoiceParams(
+                amount,
+                _required_hex(params, "payment_hash"),
+                description,
+                description_hash,
                 expiry,
+                delta,
                 _metadata(params),
             )
+        case Method.SETTLE_HOLD_INVOICE:
+            return SettleHoldInvoiceParams(_required_hex(params, "preimage"))
+        case Method.CANCEL_HOLD_INVOICE:
+            return CancelHoldInvoiceParams(_required_hex(params, "payment_hash"))
         case Method.LOOKUP_INVOICE:
             payment_hash = _hex(_optional_str(params, "payment_hash"), "payment_hash", 64)
             invoice = _optional_str(params, "invoice")
@@ -443,6 +498,23 @@ def _parse_params(method: str, params: Mapping[str, Any], max_items: int) -> Par
             return SignMessageParams(_required_str(params, "message"))
         case _:
             return UnknownMethod(method)
+
+
+def _invoice_fields(params: Mapping[str, Any]) -> tuple[int, str | None, str | None, int | None]:
+    """``amount``, ``description``, ``description_hash`` and ``expiry`` of a new invoice."""
+    if "amount" not in params:
+        raise _bad("amount is required")
+    expiry = params.get("expiry")
+    if expiry is not None:
+        expiry = _int_in(
+            expiry, "expiry", 1, MAX_EXPIRY_SECONDS, "a whole number of seconds", " (one year)"
+        )
+    return (
+        _msat(params["amount"], "amount"),
+        _optional_str(params, "description"),
+        _hex(_optional_str(params, "description_hash"), "description_hash", 64),
+        expiry,
+    )
 
 
 def _list_params(params: Mapping[str, Any]) -> ListTransactionsParams:

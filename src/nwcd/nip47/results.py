@@ -73,6 +73,7 @@ class Transaction:
     expires_at: int | None = None
     settled_at: int | None = None
     metadata: Mapping[str, Any] | None = None
+    settle_deadline: int | None = None  # a block height: settle or cancel a held payment before
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -88,6 +89,7 @@ class Transaction:
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "settled_at": self.settled_at,
+            "settle_deadline": self.settle_deadline,
         }
         if self.metadata is not None:
             out["metadata"] = dict(self.metadata)
@@ -115,6 +117,7 @@ class Transaction:
                 expires_at=data.get("expires_at"),
                 settled_at=data.get("settled_at"),
                 metadata=data.get("metadata"),
+                settle_deadline=data.get("settle_deadline"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidMessage(f"malformed transaction: {exc}") from None

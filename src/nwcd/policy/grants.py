@@ -37,6 +37,9 @@ SCOPES: dict[str, frozenset[str]] = {
         {Method.GET_BALANCE, Method.GET_INFO, Method.LOOKUP_INVOICE, Method.LIST_TRANSACTIONS}
     ),
     "sign": frozenset({Method.SIGN_MESSAGE}),
+    "hold": frozenset(
+        {Method.MAKE_HOLD_INVOICE, Method.SETTLE_HOLD_INVOICE, Method.CANCEL_HOLD_INVOICE}
+    ),
 }
 
 PAY_METHODS = SCOPES["pay"]
