@@ -9,6 +9,7 @@ Commands (``-v``, ``--data-dir`` and ``--config`` also go before the command)::
     nwcd wallet balance | history                the backend's own view (no relay involved)
     nwcd sim invoice --amount-msat N ...         an invoice the simulator can pay
     nwcd sim release HASH --outcome ...          end a hanging simulated payment
+    nwcd sim pay BOLT11 [--amount-msat N]        pay the wallet's invoice from outside
     nwcd pay URI INVOICE...                      pay through a wallet (the client as a CLI)
     nwcd balance | info | invoice | lookup | history | keysend | watch | call URI ...
                                                  the other NIP-47 requests, as an app sends them
@@ -645,6 +646,26 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument(
         "--outcome", choices=["succeed", "fail"], required=True, help="how the payment ends"
     )
+    sim_pay = sim_commands.add_parser(
+        "pay",
+        parents=[common],
+        help="pay one of the wallet's invoices from outside (as a payer would)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pay an invoice the simulated wallet made (make_invoice or\n"
+        "make_hold_invoice), as a payer elsewhere on the network would: an ordinary invoice\n"
+        "settles at once (the app gets payment_received); a hold invoice's payment is held\n"
+        "(hold_invoice_accepted) until the app settles or cancels it.",
+        epilog="examples:\n"
+        "  nwcd sim pay lnbcrt10u1p...\n"
+        "  nwcd sim pay lnbcrt1p... --amount-msat 2100\n",
+    )
+    sim_pay.add_argument("invoice", metavar="BOLT11", help="an invoice of the simulated wallet")
+    sim_pay.add_argument(
+        "--amount-msat",
+        type=int,
+        metavar="N",
+        help="the amount to pay (required for an invoice without an amount)",
+    )
     outage = sim_commands.add_parser(
         "outage",
         parents=[common],
@@ -1208,6 +1229,28 @@ async def _sim_release(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _sim_pay(args: argparse.Namespace) -> int:
+    from nwcd import bolt11
+    from nwcd.backends.simulator import SimulatorError
+    from nwcd.bootstrap import open_simulator
+    from nwcd.errors import InvalidInvoice
+
+    try:
+        payment_hash = bolt11.decode(args.invoice.strip()).payment_hash
+    except InvalidInvoice as exc:
+        raise CliError(f"not a valid invoice: {exc}") from None
+    backend = await open_simulator(_settings(args))
+    try:
+        tx = await backend.receive(payment_hash, args.amount_msat)
+    except SimulatorError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await backend.close()
+    held = " (held: the app settles or cancels it)" if tx.state == "accepted" else ""
+    print(f"paid {tx.amount_msat} msat to {payment_hash}: {tx.state}{held}")
+    return 0
+
+
 async def _sim_outage(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_simulator
 
@@ -1318,6 +1361,7 @@ _COMMANDS: dict[
     ("sim", "invoice"): _sim_invoice,
     ("sim", "release"): _sim_release,
     ("sim", "outage"): _sim_outage,
+    ("sim", "pay"): _sim_pay,
     ("wallet", "balance"): _wallet_balance,
     ("wallet", "history"): _wallet_history,
     ("demo", None): _demo,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import coincurve
 import pytest
@@ -25,7 +27,12 @@ from nwcd.backends.simulator import (
 )
 from nwcd.bolt11 import Network, decode, encode
 from nwcd.errors import BackendUnavailable, ErrorCode, RequestError
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method
+from nwcd.nip47.methods import (
+    ListTransactionsParams,
+    MakeHoldInvoiceParams,
+    MakeInvoiceParams,
+    Method,
+)
 from nwcd.nip47.results import Transaction
 from nwcd.ports import Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
 
@@ -518,6 +525,159 @@ async def test_incoming_stream_sees_payments_from_another_process(
         assert await anext(stream, None) is None  # the stream ends with the backend
 
 
+# --- hold invoices ------------------------------------------------------------------------------
+
+
+def hold_params(amount_msat: int = 5_000, **extra: Any) -> tuple[MakeHoldInvoiceParams, str]:
+    preimage = os.urandom(32).hex()
+    digest = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    return MakeHoldInvoiceParams(amount_msat, digest, **extra), preimage
+
+
+async def test_a_hold_invoice_holds_the_payment_until_settled(sim: SimulatedBackend) -> None:
+    params, preimage = hold_params(5_000, description="held", min_cltv_expiry_delta=40)
+    made = await sim.make_hold_invoice(params)
+    assert (made.payment_hash, made.state, made.amount_msat) == (
+        params.payment_hash,
+        "pending",
+        5_000,
+    )
+    assert made.invoice is not None
+    decoded = decode(made.invoice)
+    assert (decoded.payment_hash, decoded.min_final_cltv_expiry) == (params.payment_hash, 40)
+    assert made.preimage is None
+    before = await sim.get_balance()
+    with pytest.raises(RequestError, match="no payment yet"):
+        await sim.settle_hold_invoice(preimage)
+
+    held = await sim.receive(made.payment_hash)
+    height = (await sim.get_info()).block_height
+    assert (held.state, held.settle_deadline, held.preimage) == ("accepted", height + 40, None)
+    assert await sim.get_balance() == before  # held, not received
+    with pytest.raises(SimulatorError, match="already paid"):
+        await sim.receive(made.payment_hash)
+
+    await sim.settle_hold_invoice(preimage.upper())
+    settled = await sim.lookup_invoice(payment_hash=made.payment_hash, invoice=None)
+    assert settled is not None
+    assert (settled.state, settled.preimage, settled.settle_deadline) == ("settled", preimage, None)
+    assert await sim.get_balance() == before + 5_000
+    with pytest.raises(RequestError, match="already settled"):
+        await sim.settle_hold_invoice(preimage)
+    with pytest.raises(RequestError, match="already settled") as refused:
+        await sim.cancel_hold_invoice(made.payment_hash)
+    assert refused.value.code is ErrorCode.OTHER
+
+
+async def test_a_canceled_hold_invoice_fails_and_takes_no_payment(sim: SimulatedBackend) -> None:
+    params, preimage = hold_params()
+    made = await sim.make_hold_invoice(params)
+    await sim.receive(made.payment_hash)
+    before = await sim.get_balance()
+    await sim.cancel_hold_invoice(made.payment_hash)
+    await sim.cancel_hold_invoice(made.payment_hash)  # twice is no error
+    found = await sim.lookup_invoice(payment_hash=made.payment_hash, invoice=None)
+    assert found is not None
+    assert found.state == "failed"
+    with pytest.raises(RequestError, match="canceled"):
+        await sim.settle_hold_invoice(preimage)
+    assert await sim.get_balance() == before
+
+    unpaid = await sim.make_hold_invoice(hold_params()[0])
+    await sim.cancel_hold_invoice(unpaid.payment_hash)
+    with pytest.raises(SimulatorError, match="canceled"):
+        await sim.receive(unpaid.payment_hash)
+
+
+async def test_hold_invoice_errors(sim: SimulatedBackend) -> None:
+    params, preimage = hold_params()
+    with pytest.raises(RequestError) as unknown:
+        await sim.settle_hold_invoice(preimage)
+    assert unknown.value.code is ErrorCode.NOT_FOUND
+    ordinary = await sim.make_invoice(MakeInvoiceParams(1_000))
+    with pytest.raises(RequestError) as not_hold:
+        await sim.cancel_hold_invoice(ordinary.payment_hash)
+    assert not_hold.value.code is ErrorCode.NOT_FOUND
+    await sim.make_hold_invoice(params)
+    with pytest.raises(RequestError, match="already exists"):
+        await sim.make_hold_invoice(params)
+
+
+async def test_incoming_stream_reports_held_then_settled(config: SimulatorConfig) -> None:
+    async with opened(config) as server, opened(config) as cli:
+        stream = server.incoming_payments()
+        params, preimage = hold_params(3_000)
+        made = await server.make_hold_invoice(params)
+        await cli.receive(made.payment_hash)
+        held = await asyncio.wait_for(anext(stream), 1)
+        assert (held.payment_hash, held.state, held.amount_msat) == (
+            made.payment_hash,
+            "accepted",
+            3_000,
+        )
+        assert held.settle_deadline is not None
+        await server.settle_hold_invoice(preimage)
+        settled = await asyncio.wait_for(anext(stream), 1)
+        assert (settled.payment_hash, settled.state, settled.preimage) == (
+            made.payment_hash,
+            "settled",
+            preimage,
+        )
+
+
+def as_version_2(path: Path) -> None:
+    """Turn a simulator file back into version 2: the same invoices, without hold invoices."""
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(
+            "SELECT payment_hash, invoice, node, payee_index, preimage, payment_secret,"
+            " amount_msat, created_at, expires_at, outcome, received_msat, settled_at,"
+            " event_seq FROM invoices"
+        ).fetchall()
+        db.executescript(
+            "DROP VIEW wallet_transactions; DROP TABLE invoices;"
+            "CREATE TABLE invoices (payment_hash TEXT PRIMARY KEY, invoice TEXT NOT NULL UNIQUE,"
+            " node TEXT NOT NULL, payee_index INTEGER, preimage TEXT NOT NULL,"
+            " payment_secret TEXT NOT NULL, amount_msat INTEGER, description TEXT,"
+            " description_hash TEXT, metadata TEXT, created_at REAL NOT NULL,"
+            " expires_at INTEGER NOT NULL, latency_ms INTEGER NOT NULL DEFAULT 0,"
+            " outcome TEXT NOT NULL DEFAULT 'succeed', fee_msat INTEGER NOT NULL DEFAULT 0,"
+            " release_outcome TEXT, released_at REAL, received_msat INTEGER, settled_at REAL,"
+            " settle_seq INTEGER UNIQUE);"
+            "CREATE VIEW wallet_transactions AS SELECT 1;"
+            "PRAGMA user_version = 2;"
+        )
+        db.executemany(
+            "INSERT INTO invoices (payment_hash, invoice, node, payee_index, preimage,"
+            " payment_secret, amount_msat, created_at, expires_at, outcome, received_msat,"
+            " settled_at, settle_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
+async def test_a_version_2_file_is_upgraded_with_its_invoices(config: SimulatorConfig) -> None:
+    async with opened(config) as sim:
+        paid = await sim.make_invoice(MakeInvoiceParams(1_000))
+        await sim.receive(paid.payment_hash)
+        open_invoice = await sim.make_invoice(MakeInvoiceParams(2_000))
+        balance = await sim.get_balance()
+    as_version_2(config.path)
+    async with opened(config) as sim:
+        assert await sim.get_balance() == balance
+        found = await sim.lookup_invoice(payment_hash=paid.payment_hash, invoice=None)
+        assert found is not None
+        assert found.state == "settled"
+        assert (
+            await sim.lookup_invoice(payment_hash=open_invoice.payment_hash, invoice=None)
+            == open_invoice
+        )
+        await sim.receive(open_invoice.payment_hash)
+        assert await sim.get_balance() == balance + 2_000
+
+
 # --- listing ----------------------------------------------------------------------------------
 
 
@@ -966,8 +1126,9 @@ async def test_version_1_file_is_migrated(config: SimulatorConfig) -> None:
         node = sim.node_pubkey
         invoice = await sim.create_invoice(1_000)
         await pay(sim, invoice)
+    as_version_2(config.path)
     db = sqlite3.connect(config.path, isolation_level=None)
-    try:  # back to version 1: the same schema without the attempts log
+    try:  # back to version 1: version 2 without the attempts log
         db.execute("DROP TABLE attempts")
         db.execute("PRAGMA user_version = 1")
     finally:
@@ -984,6 +1145,6 @@ async def test_version_1_file_is_migrated(config: SimulatorConfig) -> None:
             await sim.get_balance()
     db = sqlite3.connect(config.path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     finally:
         db.close()

@@ -6,15 +6,19 @@ SDK picks from our info event (NIP-44 v2) and once with NIP-04 forced through th
 private setting (``client._encryptionType = 'nip04'``). Each method is a subtest, so a failure
 names the method and the encryption.
 
-Methods nwcd does not implement (hold invoices, ``create_connection``)
-must come back as a clean ``NOT_IMPLEMENTED`` wallet error. ``multiPayInvoice`` rejects
-the whole call on the first error response (js-sdk ``executeMultiNip47Request``): the
-test checks that, and that nwcd still pays and answers every other item.
+Hold invoices go the whole way: made by the SDK, paid from outside (the simulator's
+payer), announced with ``hold_invoice_accepted``, then settled or canceled by the SDK.
+The one method nwcd does not implement (``create_connection``) must come back as a clean
+``NOT_IMPLEMENTED`` wallet error. ``multiPayInvoice`` rejects the whole call on the first
+error response (js-sdk ``executeMultiNip47Request``): the test checks that, and that nwcd
+still pays and answers every other item.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 from typing import Any
 
@@ -32,9 +36,6 @@ pytestmark = pytest.mark.relay
 
 ENCRYPTIONS = ["nip44_v2", "nip04"]
 NOT_IMPLEMENTED_CALLS: list[tuple[str, dict[str, Any] | None]] = [
-    ("makeHoldInvoice", {"amount": 1000, "payment_hash": "11" * 32}),
-    ("settleHoldInvoice", {"preimage": "22" * 32}),
-    ("cancelHoldInvoice", {"payment_hash": "11" * 32}),
     ("createConnection", {"pubkey": "33" * 32, "name": "x", "request_methods": ["get_info"]}),
 ]
 
@@ -48,6 +49,19 @@ def failed(reply: dict[str, Any]) -> dict[str, Any]:
     assert not reply["ok"], f"expected an error, got {reply.get('result')}"
     error: dict[str, Any] = reply["error"]
     return error
+
+
+async def notified(alby: NodeProcess, kind: str, payment_hash: str) -> dict[str, Any]:
+    """The notification of type ``kind`` about ``payment_hash`` the SDK handed its callback."""
+    message = await alby.wait_for(
+        lambda m: (
+            m.get("notification", {}).get("notification_type") == kind
+            and m["notification"].get("notification", {}).get("payment_hash") == payment_hash
+        ),
+        10,
+    )
+    body: dict[str, Any] = message["notification"]["notification"]
+    return body
 
 
 async def paid(sim: SimulatedBackend, payment_hash: str, timeout: float = 10.0) -> Succeeded:
@@ -77,7 +91,11 @@ async def test_every_alby_client_method(
             assert {"pay_invoice", "multi_pay_invoice", "get_info", "notifications"} <= set(
                 info["capabilities"]
             )
-            assert set(info["notifications"]) == {"payment_received", "payment_sent"}
+            assert set(info["notifications"]) == {
+                "payment_received",
+                "payment_sent",
+                "hold_invoice_accepted",
+            }
 
         with subtests.test("subscribeNotifications"):
             assert ok(await alby.call("subscribeNotifications", {}))
@@ -181,6 +199,45 @@ async def test_every_alby_client_method(
                 if m["notification"]["notification"]["payment_hash"] == paid_hash
             ]
             assert [n["notification_type"] for n in sent] == ["payment_sent"]
+
+        with subtests.test("makeHoldInvoice, held, settleHoldInvoice"):
+            preimage = os.urandom(32).hex()
+            payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+            hold = ok(
+                await alby.call(
+                    "makeHoldInvoice",
+                    {"amount": 8_000, "payment_hash": payment_hash, "description": "held"},
+                )
+            )
+            assert hold["payment_hash"] == payment_hash
+            assert bolt11.decode(hold["invoice"]).payment_hash == payment_hash
+            await sim.receive(payment_hash)  # a payer elsewhere pays: the HTLC is held
+            accepted = await notified(alby, "hold_invoice_accepted", payment_hash)
+            assert accepted["state"] == "accepted"
+            assert accepted["amount"] == 8_000
+            height = (await sim.get_info()).block_height
+            assert accepted["settle_deadline"] == height + bolt11.DEFAULT_CLTV_EXPIRY
+            looked = ok(await alby.call("lookupInvoice", {"payment_hash": payment_hash}))
+            assert looked["state"] == "accepted"
+            assert ok(await alby.call("settleHoldInvoice", {"preimage": preimage})) == {}
+            received = await notified(alby, "payment_received", payment_hash)
+            assert (received["state"], received["preimage"]) == ("settled", preimage)
+            looked = ok(await alby.call("lookupInvoice", {"payment_hash": payment_hash}))
+            assert (looked["state"], looked["preimage"]) == ("settled", preimage)
+
+        with subtests.test("cancelHoldInvoice"):
+            preimage = os.urandom(32).hex()
+            payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+            ok(await alby.call("makeHoldInvoice", {"amount": 9_000, "payment_hash": payment_hash}))
+            await sim.receive(payment_hash)
+            await notified(alby, "hold_invoice_accepted", payment_hash)
+            assert ok(await alby.call("cancelHoldInvoice", {"payment_hash": payment_hash})) == {}
+            looked = ok(await alby.call("lookupInvoice", {"payment_hash": payment_hash}))
+            assert looked["state"] == "failed"
+            error = failed(await alby.call("settleHoldInvoice", {"preimage": preimage}))
+            assert (error["code"], error["message"]) == ("OTHER", "the hold invoice was canceled")
+            unknown = failed(await alby.call("cancelHoldInvoice", {"payment_hash": "44" * 32}))
+            assert unknown["code"] == "NOT_FOUND"
 
         with subtests.test("listTransactions"):
             listed = ok(await alby.call("listTransactions", {"limit": 20}))["transactions"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from nwcd.nip47.info import HOLD_INVOICE_ACCEPTED as HELD
+from nwcd.nip47.info import PAYMENT_RECEIVED as RECEIVED
 from nwcd.ports import PaymentState, Reserved, Store
 from tests.store.conftest import SharedStores
 from tests.store.helpers import NOW, OTHER_WALLET, WALLET, hash_of, intent, reserve
@@ -44,24 +46,27 @@ async def test_a_failed_payment_stays_visible_to_its_payer(store: Store) -> None
 # -- settlement notifications -------------------------------------------------------------------
 
 
-async def test_a_settlement_is_claimed_once(store: Store) -> None:
+async def test_each_notification_of_an_invoice_is_claimed_once(store: Store) -> None:
     made, other = hash_of(6), hash_of(7)
     await store.add_invoice(made, WALLET, NOW)
     await store.add_invoice(other, OTHER_WALLET, NOW)
-    assert await store.claim_settlement(made) is True
-    assert await store.claim_settlement(made) is False
-    assert await store.claim_settlement(made) is False
-    assert await store.claim_settlement(other) is True  # each invoice on its own
+    assert await store.claim_notification(made, HELD) is True
+    assert await store.claim_notification(made, HELD) is False
+    assert await store.claim_notification(made, RECEIVED) is True  # each type on its own
+    assert await store.claim_notification(made, RECEIVED) is False
+    assert await store.claim_notification(made, HELD) is False
+    assert await store.claim_notification(other, RECEIVED) is True  # each invoice on its own
     await store.add_invoice(made, WALLET, NOW + 1)  # added again: still notified
-    assert await store.claim_settlement(made) is False
+    assert await store.claim_notification(made, RECEIVED) is False
+    assert await store.claim_notification(other, HELD) is True
     assert await store.invoice_owner(made) == WALLET
 
 
 async def test_the_settlement_of_an_unknown_invoice_is_not_claimed(store: Store) -> None:
-    assert await store.claim_settlement(hash_of(8)) is False
+    assert await store.claim_notification(hash_of(8), RECEIVED) is False
     [paid] = await reserve(store, [intent(payment_hash=hash_of(9))])
     assert isinstance(paid, Reserved)
-    assert await store.claim_settlement(hash_of(9)) is False  # paid, not made here
+    assert await store.claim_notification(hash_of(9), RECEIVED) is False  # paid, not made here
 
 
 async def test_concurrent_settlement_claims_have_one_winner(
@@ -72,7 +77,7 @@ async def test_concurrent_settlement_claims_have_one_winner(
         for payment_hash in hashes:
             await stores[0].add_invoice(payment_hash, WALLET, NOW)
         claims = await asyncio.gather(
-            *(s.claim_settlement(h) for h in hashes for s in stores for _ in range(2))
+            *(s.claim_notification(h, RECEIVED) for h in hashes for s in stores for _ in range(2))
         )
         per_hash = [claims[i : i + 8] for i in range(0, len(claims), 8)]
         assert [sum(c) for c in per_hash] == [1] * len(hashes)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from nwcd.nip47.info import PAYMENT_RECEIVED as RECEIVED
 from nwcd.nostr.event import sign_event
 from nwcd.ports import Claim, Orphans, PaymentState, RequestRecord, Store
 from nwcd.store.sqlite import SqliteStore
@@ -200,8 +201,8 @@ async def test_migration_4_old_requests_belong_to_nobody_until_the_first_start(
         assert record is not None
         assert await store.claim(record, "someone") == Claim(False, "", NOW)
         # An invoice from before was never notified.
-        assert await store.claim_settlement(hash_of(98)) is True
-        assert await store.claim_settlement(hash_of(98)) is False
+        assert await store.claim_notification(hash_of(98), RECEIVED) is True
+        assert await store.claim_notification(hash_of(98), RECEIVED) is False
 
         # The first start (one instance at a time: every other owner's work) takes them over.
         first = instance("first", NOW)

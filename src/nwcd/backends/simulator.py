@@ -78,7 +78,6 @@ from nwcd.nip47.methods import (
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.ports import (
     BACKEND_METHODS,
-    HOLD_METHODS,
     NOT_FOUND,
     Failed,
     LightningBackend,
@@ -107,7 +106,7 @@ ReleaseOutcome = Literal["succeed", "fail"]
 OutageMode = Literal["error", "hang"]
 AttemptResult = Literal["started", "already_paid", "in_transition", "refused"]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 PAYEE_COUNT: Final = 3
 DEFAULT_INITIAL_BALANCE_MSAT: Final = 100_000_000_000
 
@@ -144,16 +143,20 @@ _ATTEMPTS_TABLE: Final = """CREATE TABLE attempts (
     result TEXT NOT NULL
 )"""
 
-# The current schema, for a new file (an older one is brought up by _UPGRADES).
-_SCHEMA: Final = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    # Invoices of the wallet's own node (node = 'wallet') and of the simulated payees.
-    """CREATE TABLE invoices (
+
+def _invoices_table(name: str) -> str:
+    """Invoices of the wallet's own node (node = 'wallet') and of the simulated payees.
+
+    A hold invoice (``hold``) has no preimage until the app settles it; the payer's
+    payment is ``accepted_at`` (held) first. ``event_seq`` orders what an incoming
+    payment stream reports: it moves when a payment is accepted and when it settles.
+    """
+    return f"""CREATE TABLE {name} (
         payment_hash TEXT PRIMARY KEY,
         invoice TEXT NOT NULL UNIQUE,
         node TEXT NOT NULL CHECK (node IN ('wallet', 'payee')),
         payee_index INTEGER,
-        preimage TEXT NOT NULL,
+        preimage TEXT,
         payment_secret TEXT NOT NULL,
         amount_msat INTEGER,
         description TEXT,
@@ -168,8 +171,35 @@ _SCHEMA: Final = (
         released_at REAL,
         received_msat INTEGER,
         settled_at REAL,
-        settle_seq INTEGER UNIQUE
-    )""",
+        event_seq INTEGER UNIQUE,
+        hold INTEGER NOT NULL DEFAULT 0,
+        accepted_at REAL,
+        canceled_at REAL,
+        settle_deadline INTEGER
+    )"""
+
+
+# The wallet's transactions as NIP-47 sees them: its own invoices and its payments.
+_TRANSACTIONS_VIEW: Final = """CREATE VIEW wallet_transactions AS
+    SELECT 'incoming' AS type, payment_hash, invoice, description, description_hash,
+           preimage, COALESCE(received_msat, amount_msat, 0) AS amount_msat,
+           0 AS fee_msat, created_at, expires_at, settled_at, metadata,
+           CASE WHEN settled_at IS NOT NULL THEN 'settled'
+                WHEN canceled_at IS NOT NULL THEN 'canceled'
+                WHEN accepted_at IS NOT NULL THEN 'accepted'
+                ELSE 'pending' END AS status,
+           event_seq, settle_deadline
+    FROM invoices WHERE node = 'wallet'
+    UNION ALL
+    SELECT 'outgoing', p.payment_hash, p.invoice, i.description, i.description_hash,
+           p.preimage, p.amount_msat, p.fee_msat, p.created_at, i.expires_at,
+           p.settled_at, NULL, p.status, NULL, NULL
+    FROM payments p LEFT JOIN invoices i ON i.payment_hash = p.payment_hash"""
+
+# The current schema, for a new file (an older one is brought up by _UPGRADES).
+_SCHEMA: Final = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    _invoices_table("invoices"),
     # Outgoing payments; status is persisted once resolved (lazily, by whoever asks).
     """CREATE TABLE payments (
         payment_hash TEXT PRIMARY KEY,
@@ -187,24 +217,29 @@ _SCHEMA: Final = (
     )""",
     "CREATE INDEX payments_status ON payments (status)",
     "CREATE INDEX payments_invoice ON payments (invoice)",
-    # The wallet's transactions as NIP-47 sees them: its own invoices and its payments.
-    """CREATE VIEW wallet_transactions AS
-        SELECT 'incoming' AS type, payment_hash, invoice, description, description_hash,
-               preimage, COALESCE(received_msat, amount_msat, 0) AS amount_msat,
-               0 AS fee_msat, created_at, expires_at, settled_at, metadata,
-               CASE WHEN settled_at IS NULL THEN 'pending' ELSE 'settled' END AS status,
-               settle_seq
-        FROM invoices WHERE node = 'wallet'
-        UNION ALL
-        SELECT 'outgoing', p.payment_hash, p.invoice, i.description, i.description_hash,
-               p.preimage, p.amount_msat, p.fee_msat, p.created_at, i.expires_at,
-               p.settled_at, NULL, p.status, NULL
-        FROM payments p LEFT JOIN invoices i ON i.payment_hash = p.payment_hash""",
+    _TRANSACTIONS_VIEW,
     _ATTEMPTS_TABLE,
 )
+_V2_INVOICE_COLUMNS: Final = (
+    "payment_hash, invoice, node, payee_index, preimage, payment_secret, amount_msat,"
+    " description, description_hash, metadata, created_at, expires_at, latency_ms, outcome,"
+    " fee_msat, release_outcome, released_at, received_msat, settled_at"
+)
 # The statements that take a file from version ``v`` to ``v + 1``, by ``v``; the
-# outage's meta rows need none (absent: no outage).
-_UPGRADES: Final[dict[int, tuple[str, ...]]] = {1: (_ATTEMPTS_TABLE,)}
+# outage's meta rows need none (absent: no outage). SQLite cannot drop a NOT NULL
+# constraint in place: version 3 (hold invoices) rebuilds the invoices table.
+_UPGRADES: Final[dict[int, tuple[str, ...]]] = {
+    1: (_ATTEMPTS_TABLE,),
+    2: (
+        "DROP VIEW wallet_transactions",
+        _invoices_table("invoices_v3"),
+        f"INSERT INTO invoices_v3 ({_V2_INVOICE_COLUMNS}, event_seq)"  # noqa: S608 - constants
+        f" SELECT {_V2_INVOICE_COLUMNS}, settle_seq FROM invoices",
+        "DROP TABLE invoices",
+        "ALTER TABLE invoices_v3 RENAME TO invoices",
+        _TRANSACTIONS_VIEW,
+    ),
+}
 
 _PAYMENT_SQL: Final = """
     SELECT p.*, i.outcome, i.release_outcome, i.released_at
@@ -364,11 +399,37 @@ def _outcome(status: str, row: sqlite3.Row, reason: str | None) -> PaymentOutcom
     return Pending()
 
 
+# NIP-47 has no "canceled": a canceled hold invoice failed (as Alby Hub reports it).
+_INCOMING_STATES: Final = {"settled": "settled", "accepted": "accepted", "canceled": "failed"}
+
+
+def _payable(row: sqlite3.Row, amount_msat: int | None, now: float) -> int:
+    """The amount an outside payer pays a wallet invoice, if it can be paid at all.
+
+    Raises:
+        SimulatorError: paid (or held) already, canceled, expired, or the wrong amount.
+    """
+    payment_hash = row["payment_hash"]
+    if row["settled_at"] is not None or row["accepted_at"] is not None:
+        raise SimulatorError(f"invoice {payment_hash} is already paid")
+    if row["canceled_at"] is not None:
+        raise SimulatorError(f"invoice {payment_hash} was canceled")
+    if now >= row["expires_at"]:
+        raise SimulatorError(f"invoice {payment_hash} has expired")
+    expected = row["amount_msat"]
+    amount = expected if amount_msat is None else amount_msat
+    if amount is None or amount <= 0 or (expected is not None and amount != expected):
+        raise SimulatorError(f"invoice {payment_hash} cannot be paid {amount} msat")
+    return int(amount)
+
+
 def _transaction(row: sqlite3.Row, now: float) -> Transaction:
     """A ``wallet_transactions`` row as a NIP-47 transaction."""
     status: str = row["status"]
     if row["type"] == "incoming":
-        state = status if status == "settled" or now < row["expires_at"] else "expired"
+        state = _INCOMING_STATES.get(status) or (
+            "pending" if now < row["expires_at"] else "expired"
+        )
     else:
         state = {"in_flight": "pending", "succeeded": "settled", "failed": "failed"}[status]
     settled = state == "settled"
@@ -387,6 +448,7 @@ def _transaction(row: sqlite3.Row, now: float) -> Transaction:
         expires_at=row["expires_at"],
         settled_at=int(row["settled_at"]) if settled else None,
         metadata=json.loads(metadata) if metadata else None,
+        settle_deadline=row["settle_deadline"] if state == "accepted" else None,
     )
 
 
@@ -636,7 +698,7 @@ class SimulatedBackend:
     a simulated outage; the simulator's own commands use :meth:`_run` directly.
     """
 
-    methods: frozenset[str] = BACKEND_METHODS - HOLD_METHODS
+    methods: frozenset[str] = BACKEND_METHODS
     max_concurrent_payments: int | None = None
 
     def __init__(
@@ -887,7 +949,9 @@ class SimulatedBackend:
                 self._poll_wake.set()
 
     async def receive(self, payment_hash: str, amount_msat: int | None = None) -> Transaction:
-        """Settle one of the wallet's own invoices as if an outside payer paid it.
+        """Pay one of the wallet's own invoices as an outside payer would: an ordinary
+        invoice settles at once, a hold invoice's payment is held (``accepted``) until
+        the app settles or cancels it.
 
         ``amount_msat`` is needed for an amountless invoice (else it must match).
 
@@ -896,48 +960,138 @@ class SimulatedBackend:
         """
         payment_hash = payment_hash.lower()
 
-        def receive() -> tuple[sqlite3.Row, float]:
+        def receive() -> sqlite3.Row:
             db = self._db
             with _Transaction(db, self._ledger):
                 now = self._clock.now()
-                row = _one(
-                    db,
-                    "SELECT * FROM invoices WHERE payment_hash = ? AND node = 'wallet'",
-                    (payment_hash,),
-                )
+                row = self._own_invoice(payment_hash)
                 if row is None:
                     raise SimulatorError(
                         f"the wallet has no invoice with payment hash {payment_hash}"
                     )
-                if row["settled_at"] is not None:
-                    raise SimulatorError(f"invoice {payment_hash} is already paid")
-                if now >= row["expires_at"]:
-                    raise SimulatorError(f"invoice {payment_hash} has expired")
-                expected = row["amount_msat"]
-                amount = expected if amount_msat is None else amount_msat
-                if amount is None or amount <= 0 or (expected is not None and amount != expected):
-                    raise SimulatorError(f"invoice {payment_hash} cannot be paid {amount} msat")
-                seq = _one(db, "SELECT COALESCE(MAX(settle_seq), 0) + 1 FROM invoices")
-                assert seq is not None
-                db.execute(
-                    "UPDATE invoices SET received_msat = ?, settled_at = ?, settle_seq = ?"
-                    " WHERE payment_hash = ?",
-                    (amount, now, seq[0], payment_hash),
-                )
-                self._ledger.move(amount)
-                settled = _one(
-                    db,
-                    "SELECT * FROM wallet_transactions"
-                    " WHERE type = 'incoming' AND payment_hash = ?",
-                    (payment_hash,),
-                )
-                assert settled is not None
-            return settled, now
+                amount = _payable(row, amount_msat, now)
+                if row["hold"]:
+                    deadline = (
+                        self._info().block_height
+                        + bolt11.decode(row["invoice"]).min_final_cltv_expiry
+                    )
+                    self._record_event(
+                        payment_hash,
+                        "received_msat = ?, accepted_at = ?, settle_deadline = ?",
+                        (amount, now, deadline),
+                    )
+                else:
+                    self._record_event(
+                        payment_hash, "received_msat = ?, settled_at = ?", (amount, now)
+                    )
+                    self._ledger.move(amount)
+                return self._incoming_row(payment_hash)
 
-        settled, now = await self._run(receive)
+        return await self._incoming_change(receive)
+
+    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
+        """An invoice of the wallet's own node for the app's payment hash; paying it
+        (``nwcd sim pay``) holds the payment until it is settled or canceled.
+
+        Raises:
+            RequestError: ``OTHER`` when the hash is taken or the invoice cannot be encoded.
+        """
+        return await self._new_invoice(
+            MakeInvoiceParams(
+                params.amount_msat,
+                params.description,
+                params.description_hash,
+                params.expiry,
+                params.metadata,
+            ),
+            payment_hash=params.payment_hash,
+            preimage=None,
+            min_final_cltv_expiry=params.min_cltv_expiry_delta or bolt11.DEFAULT_CLTV_EXPIRY,
+        )
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        """Take the held payment: the invoice is settled with the app's preimage."""
+        payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+
+        def settle() -> sqlite3.Row:
+            with _Transaction(self._db, self._ledger):
+                row = self._hold_invoice(payment_hash)
+                if row["settled_at"] is not None:
+                    raise RequestError(ErrorCode.OTHER, "the hold invoice is already settled")
+                if row["canceled_at"] is not None:
+                    raise RequestError(ErrorCode.OTHER, "the hold invoice was canceled")
+                if row["accepted_at"] is None:
+                    raise RequestError(ErrorCode.OTHER, "the hold invoice holds no payment yet")
+                self._record_event(
+                    payment_hash,
+                    "preimage = ?, settled_at = ?",
+                    (preimage.lower(), self._clock.now()),
+                )
+                self._ledger.move(row["received_msat"])
+                return self._incoming_row(payment_hash)
+
+        await self._incoming_change(settle, answer_lost=True)
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        """Give a held payment back to its payer (or make an unpaid hold invoice
+        unpayable); canceling twice is no error."""
+        payment_hash = payment_hash.lower()
+
+        def cancel() -> None:
+            with _Transaction(self._db):
+                row = self._hold_invoice(payment_hash)
+                if row["settled_at"] is not None:
+                    raise RequestError(ErrorCode.OTHER, "the hold invoice is already settled")
+                self._db.execute(
+                    "UPDATE invoices SET canceled_at = COALESCE(canceled_at, ?)"
+                    " WHERE payment_hash = ?",
+                    (self._clock.now(), payment_hash),
+                )
+
+        await self._call(cancel, answer_lost=True)
+
+    def _own_invoice(self, payment_hash: str) -> sqlite3.Row | None:
+        return _one(
+            self._db,
+            "SELECT * FROM invoices WHERE payment_hash = ? AND node = 'wallet'",
+            (payment_hash,),
+        )
+
+    def _hold_invoice(self, payment_hash: str) -> sqlite3.Row:
+        row = self._own_invoice(payment_hash)
+        if row is None or not row["hold"]:
+            raise RequestError(ErrorCode.NOT_FOUND, "no such hold invoice")
+        return row
+
+    def _record_event(self, payment_hash: str, assignments: str, values: Sequence[Any]) -> None:
+        """Update an invoice of the wallet and move it to the end of the incoming stream."""
+        self._db.execute(
+            f"UPDATE invoices SET {assignments},"  # noqa: S608 - fixed assignments, bound values
+            " event_seq = (SELECT COALESCE(MAX(event_seq), 0) + 1 FROM invoices)"
+            " WHERE payment_hash = ?",
+            (*values, payment_hash),
+        )
+
+    def _incoming_row(self, payment_hash: str) -> sqlite3.Row:
+        row = _one(
+            self._db,
+            "SELECT * FROM wallet_transactions WHERE type = 'incoming' AND payment_hash = ?",
+            (payment_hash,),
+        )
+        assert row is not None
+        return row
+
+    async def _incoming_change(
+        self, change: Callable[[], sqlite3.Row], *, answer_lost: bool = False
+    ) -> Transaction:
+        """Run a change of an incoming payment and wake the streams that report them."""
+        if answer_lost:
+            row = await self._call(change, answer_lost=True)
+        else:
+            row = await self._run(change)
         for event in self._incoming_wakeups:
             event.set()
-        return _transaction(settled, now)
+        return _transaction(row, self._clock.now())
 
     async def set_outage(self, mode: OutageMode | None, seconds: float = 0) -> None:
         """Make the port fail as ``mode`` says for ``seconds``; None ends any outage at once.
@@ -1316,7 +1470,23 @@ class SimulatedBackend:
             RequestError: ``OTHER`` when the invoice cannot be encoded (e.g. too long).
         """
         preimage = os.urandom(32)
-        payment_hash = hashlib.sha256(preimage).hexdigest()
+        return await self._new_invoice(
+            params,
+            payment_hash=hashlib.sha256(preimage).hexdigest(),
+            preimage=preimage.hex(),
+            min_final_cltv_expiry=bolt11.DEFAULT_CLTV_EXPIRY,
+        )
+
+    async def _new_invoice(
+        self,
+        params: MakeInvoiceParams,
+        *,
+        payment_hash: str,
+        preimage: str | None,
+        min_final_cltv_expiry: int,
+    ) -> Transaction:
+        """Store and return a new invoice of the wallet; without a preimage it is a hold
+        invoice (the app keeps the preimage until it settles)."""
         payment_secret = os.urandom(32).hex()
         expiry = params.expiry or bolt11.DEFAULT_EXPIRY
         now = self._clock.now()
@@ -1332,6 +1502,7 @@ class SimulatedBackend:
                 description=None if params.description_hash else (description or ""),
                 description_hash=params.description_hash,
                 expiry=expiry,
+                min_final_cltv_expiry=min_final_cltv_expiry,
             )
         except ValueError as exc:
             raise RequestError(ErrorCode.OTHER, f"cannot make the invoice: {exc}") from None
@@ -1339,7 +1510,7 @@ class SimulatedBackend:
         values = (
             payment_hash,
             text,
-            preimage.hex(),
+            preimage,
             payment_secret,
             params.amount_msat or None,
             description,
@@ -1347,34 +1518,25 @@ class SimulatedBackend:
             metadata,
             now,
             int(now) + expiry,
+            int(preimage is None),
         )
 
-        def insert() -> sqlite3.Row | None:
-            self._db.execute(
-                """INSERT INTO invoices (payment_hash, invoice, node, preimage, payment_secret,
-                    amount_msat, description, description_hash, metadata, created_at,
-                    expires_at)
-                VALUES (?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?)""",
-                values,
-            )
-            return _one(
-                self._db,
-                "SELECT * FROM wallet_transactions WHERE type = 'incoming' AND payment_hash = ?",
-                (payment_hash,),
-            )
+        def insert() -> sqlite3.Row:
+            try:
+                self._db.execute(
+                    """INSERT INTO invoices (payment_hash, invoice, node, preimage,
+                        payment_secret, amount_msat, description, description_hash, metadata,
+                        created_at, expires_at, hold)
+                    VALUES (?, ?, 'wallet', ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    values,
+                )
+            except sqlite3.IntegrityError:
+                raise RequestError(
+                    ErrorCode.OTHER, "an invoice with this payment hash already exists"
+                ) from None
+            return self._incoming_row(payment_hash)
 
-        row = await self._call(insert)
-        assert row is not None
-        return _transaction(row, now)
-
-    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
-        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
-
-    async def settle_hold_invoice(self, preimage: str) -> None:
-        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
-
-    async def cancel_hold_invoice(self, payment_hash: str) -> None:
-        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
+        return _transaction(await self._call(insert), now)
 
     async def lookup_invoice(
         self, *, payment_hash: str | None, invoice: str | None
@@ -1461,7 +1623,8 @@ class SimulatedBackend:
         return zbase32(bytes((31 + signature[64],)) + signature[:64])
 
     def incoming_payments(self) -> AsyncIterator[Transaction]:
-        """Incoming payments settled from now on, in any process sharing the file.
+        """Incoming payments settled (or held, for hold invoices) from now on, in any
+        process sharing the file.
 
         Ends when the backend is closed.
         """
@@ -1476,14 +1639,14 @@ class SimulatedBackend:
                 wake.clear()
                 try:
                     now, cursor, rows = await self._run(
-                        functools.partial(self._settled_incoming, since, cursor)
+                        functools.partial(self._incoming_events, since, cursor)
                     )
                 except BackendUnavailable:
                     if self._closed:
                         return
                     raise
                 for row in rows:
-                    cursor = int(row["settle_seq"])
+                    cursor = int(row["event_seq"])
                     yield _transaction(row, now)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._config.poll_interval):
@@ -1491,15 +1654,17 @@ class SimulatedBackend:
         finally:
             self._incoming_wakeups.discard(wake)
 
-    def _settled_incoming(
+    def _incoming_events(
         self, since: float, cursor: int | None
     ) -> tuple[float, int, list[sqlite3.Row]]:
-        """Incoming payments settled after ``cursor`` (first: after ``since``), on the thread."""
+        """Incoming payments settled or held after ``cursor`` (first: after ``since``), on
+        the thread."""
         now = self._clock.now()
         if cursor is None:
             first = _one(
                 self._db,
-                "SELECT COALESCE(MAX(settle_seq), 0) FROM invoices WHERE settled_at < ?",
+                "SELECT COALESCE(MAX(event_seq), 0) FROM invoices"
+                " WHERE COALESCE(settled_at, accepted_at) < ?",
                 (since,),
             )
             assert first is not None
@@ -1507,7 +1672,7 @@ class SimulatedBackend:
         rows = _rows(
             self._db,
             "SELECT * FROM wallet_transactions"
-            " WHERE type = 'incoming' AND settle_seq > ? ORDER BY settle_seq",
+            " WHERE type = 'incoming' AND event_seq > ? ORDER BY event_seq",
             (cursor,),
         )
         return now, cursor, rows

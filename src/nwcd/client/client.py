@@ -406,6 +406,36 @@ class NWCClient:
             params["expiry"] = expiry
         return Transaction.from_json(await self.call("make_invoice", params, timeout=timeout))
 
+    async def make_hold_invoice(
+        self,
+        amount_msat: int,
+        payment_hash: str,
+        *,
+        description: str | None = None,
+        expiry: int | None = None,
+        min_cltv_expiry_delta: int | None = None,
+        timeout: float | None = None,
+    ) -> Transaction:
+        """An invoice for ``payment_hash`` (you keep its preimage): its payment is held
+        (a ``hold_invoice_accepted`` notification) until you settle or cancel it."""
+        params: dict[str, Any] = {"amount": amount_msat, "payment_hash": payment_hash}
+        if description is not None:
+            params["description"] = description
+        if expiry is not None:
+            params["expiry"] = expiry
+        if min_cltv_expiry_delta is not None:
+            params["min_cltv_expiry_delta"] = min_cltv_expiry_delta
+        result = await self.call("make_hold_invoice", params, timeout=timeout)
+        return Transaction.from_json(result)
+
+    async def settle_hold_invoice(self, preimage: str, *, timeout: float | None = None) -> None:
+        """Take the held payment of a hold invoice by revealing its preimage."""
+        await self.call("settle_hold_invoice", {"preimage": preimage}, timeout=timeout)
+
+    async def cancel_hold_invoice(self, payment_hash: str, *, timeout: float | None = None) -> None:
+        """Give a held payment back to its payer (or make the invoice unpayable)."""
+        await self.call("cancel_hold_invoice", {"payment_hash": payment_hash}, timeout=timeout)
+
     async def lookup_invoice(
         self,
         *,

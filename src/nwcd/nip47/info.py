@@ -10,13 +10,37 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nwcd.nip47.encryption import SUPPORTED, Scheme
+from nwcd.nip47.methods import Method
+from nwcd.nip47.results import Transaction
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import SecretKey
 from nwcd.nostr.kinds import Kind
 
-__all__ = ["NOTIFICATION_TYPES", "build_info_event", "parse_info_event"]
+__all__ = [
+    "NOTIFICATION_TYPES",
+    "build_info_event",
+    "incoming_notification",
+    "notification_types",
+    "parse_info_event",
+]
 
-NOTIFICATION_TYPES: tuple[str, ...] = ("payment_received", "payment_sent")
+PAYMENT_RECEIVED = "payment_received"
+PAYMENT_SENT = "payment_sent"
+HOLD_INVOICE_ACCEPTED = "hold_invoice_accepted"
+NOTIFICATION_TYPES: tuple[str, ...] = (PAYMENT_RECEIVED, PAYMENT_SENT)
+
+
+def notification_types(methods: Iterable[str]) -> tuple[str, ...]:
+    """What a connection allowed ``methods`` is told: payments always, held payments
+    when it may make hold invoices (nothing else could make it one)."""
+    if Method.MAKE_HOLD_INVOICE in set(methods):
+        return (*NOTIFICATION_TYPES, HOLD_INVOICE_ACCEPTED)
+    return NOTIFICATION_TYPES
+
+
+def incoming_notification(tx: Transaction) -> str | None:
+    """The notification an incoming payment reported by the backend is, if any."""
+    return {"settled": PAYMENT_RECEIVED, "accepted": HOLD_INVOICE_ACCEPTED}.get(tx.state or "")
 
 
 def build_info_event(

@@ -35,7 +35,7 @@ from typing import Any
 from nwcd.clock import SYSTEM_CLOCK, Clock
 from nwcd.errors import BackendError
 from nwcd.nip47.encryption import Scheme, seal_content
-from nwcd.nip47.info import NOTIFICATION_TYPES, build_info_event
+from nwcd.nip47.info import build_info_event, incoming_notification, notification_types
 from nwcd.nip47.results import PayResult, Transaction
 from nwcd.nostr.event import Event, parse_event, sign_event
 from nwcd.nostr.filters import Filter
@@ -413,26 +413,30 @@ class WalletDaemon:
                 connection.wallet_key,
                 methods if active else [],
                 created_at=stamp,
-                notifications=NOTIFICATION_TYPES if active else (),
+                notifications=notification_types(methods) if active else (),
                 app_pubkey=connection.app_pubkey,
             )
             events.append((event, connection.relays or tuple(self._pool.relays)))
         return events
 
     async def _watch_incoming(self) -> None:
-        """``payment_received`` goes only to the app that made the invoice."""
+        """``payment_received`` and ``hold_invoice_accepted`` go only to the app that made
+        the invoice."""
         delay = 1.0
         while True:
             try:
                 async for tx in self._backend.incoming_payments():
                     delay = 1.0
+                    notification = incoming_notification(tx)
+                    if notification is None:
+                        continue
                     owner = await self._store.invoice_owner(tx.payment_hash)
                     connection = self.pipeline.connections.get(owner or "")
                     if connection is None or connection.revoked_at is not None:
                         continue
                     # Every instance sees the payment; one of them tells the app.
-                    if await self._store.claim_settlement(tx.payment_hash):
-                        self._notify(connection, "payment_received", tx)
+                    if await self._store.claim_notification(tx.payment_hash, notification):
+                        self._notify(connection, notification, tx)
                 return  # the backend closed its stream: it is shutting down
             except Exception:
                 log.exception("incoming payments watcher: will retry")

@@ -31,7 +31,9 @@ from nwcd import bolt11
 from nwcd.clock import Clock
 from nwcd.errors import BackendError, DecryptionError, ErrorCode, InvalidInvoice, RequestError
 from nwcd.nip47.encryption import Scheme, open_content, scheme_of, seal_content
+from nwcd.nip47.info import notification_types
 from nwcd.nip47.methods import (
+    CancelHoldInvoiceParams,
     GetBalanceParams,
     GetBudgetParams,
     GetInfoParams,
@@ -39,6 +41,7 @@ from nwcd.nip47.methods import (
     KeysendItem,
     ListTransactionsParams,
     LookupInvoiceParams,
+    MakeHoldInvoiceParams,
     MakeInvoiceParams,
     Method,
     MultiPayInvoiceParams,
@@ -46,11 +49,12 @@ from nwcd.nip47.methods import (
     PayInvoiceParams,
     PayKeysendParams,
     Request,
+    SettleHoldInvoiceParams,
     SignMessageParams,
     UnknownMethod,
     decode_request,
 )
-from nwcd.nip47.results import PayResult, encode_response, error_response
+from nwcd.nip47.results import PayResult, Transaction, encode_response, error_response
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import PublicKey
 from nwcd.nostr.kinds import Kind
@@ -506,14 +510,20 @@ class Pipeline:
                 info = await self._backend.get_info()
                 result = info.to_json()
                 result["methods"] = ctx.connection.allowed_methods(self._backend.methods)
-                result["notifications"] = ["payment_received", "payment_sent"]
+                result["notifications"] = list(notification_types(result["methods"]))
                 await self._ok(ctx, result)
             case MakeInvoiceParams():
-                tx = await self._backend.make_invoice(params)
-                await self._store.add_invoice(
-                    tx.payment_hash, ctx.connection.wallet_pubkey, self._now()
-                )
-                await self._ok(ctx, tx.to_json())
+                await self._made(ctx, await self._backend.make_invoice(params))
+            case MakeHoldInvoiceParams():
+                await self._made(ctx, await self._backend.make_hold_invoice(params))
+            case SettleHoldInvoiceParams():
+                await self._own_hold_invoice(ctx, params.payment_hash)
+                await self._backend.settle_hold_invoice(params.preimage)
+                await self._ok(ctx, {})
+            case CancelHoldInvoiceParams():
+                await self._own_hold_invoice(ctx, params.payment_hash)
+                await self._backend.cancel_hold_invoice(params.payment_hash)
+                await self._ok(ctx, {})
             case LookupInvoiceParams():
                 await self._lookup(ctx, params)
             case ListTransactionsParams():
@@ -521,6 +531,18 @@ class Pipeline:
             case SignMessageParams():
                 signature = await self._backend.sign_message(params.message)
                 await self._ok(ctx, {"message": params.message, "signature": signature})
+
+    async def _made(self, ctx: RequestContext, tx: Transaction) -> None:
+        """A new invoice belongs to the connection that made it (lookups, notifications,
+        settling a hold invoice): recorded before the app can learn of it."""
+        await self._store.add_invoice(tx.payment_hash, ctx.connection.wallet_pubkey, self._now())
+        await self._ok(ctx, tx.to_json())
+
+    async def _own_hold_invoice(self, ctx: RequestContext, payment_hash: str) -> None:
+        """Only the connection that made a hold invoice may settle or cancel it; to any
+        other it does not exist."""
+        if await self._store.invoice_owner(payment_hash) != ctx.connection.wallet_pubkey:
+            raise RequestError(ErrorCode.NOT_FOUND, "hold invoice not found")
 
     async def _capped(self, connection: Connection, balance: int) -> int:
         """With ``cap_balance_to_budget``: at most what this app may still spend."""

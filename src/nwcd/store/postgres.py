@@ -374,8 +374,9 @@ class PostgresStore:
     async def owned_hashes(self, wallet_pubkey: str) -> set[str]:
         return {row[0] for row in await self._fetch(sql.OWNED_HASHES, wallet_pubkey, wallet_pubkey)}
 
-    async def claim_settlement(self, payment_hash: str) -> bool:
-        return await self._execute(sql.CLAIM_SETTLEMENT, payment_hash) == 1
+    async def claim_notification(self, payment_hash: str, notification_type: str) -> bool:
+        claim = sql.notification_claim(payment_hash, notification_type)
+        return await self._execute(sql.CLAIM_NOTIFICATION, *claim) == 1
 
     # -- instances -----------------------------------------------------------------------
 

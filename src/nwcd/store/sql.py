@@ -155,7 +155,18 @@ OWNED_HASHES = (
     "SELECT payment_hash FROM invoices WHERE wallet_pubkey = ?"
     " UNION SELECT payment_hash FROM payments WHERE wallet_pubkey = ?"
 )
-CLAIM_SETTLEMENT = "UPDATE invoices SET notified = 1 WHERE payment_hash = ? AND notified = 0"
+# ``notified`` is a bit set: each notification of an invoice is claimed once.
+NOTIFIED_BITS = {"payment_received": 1, "hold_invoice_accepted": 2}
+CLAIM_NOTIFICATION = (
+    "UPDATE invoices SET notified = notified | ? WHERE payment_hash = ? AND (notified & ?) = 0"
+)
+
+
+def notification_claim(payment_hash: str, notification_type: str) -> tuple[int, str, int]:
+    """The parameters of :data:`CLAIM_NOTIFICATION`."""
+    bit = NOTIFIED_BITS[notification_type]
+    return bit, payment_hash, bit
+
 
 # -- instances and their work ------------------------------------------------------------------
 

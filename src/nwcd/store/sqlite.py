@@ -431,10 +431,9 @@ class SqliteStore:
         rows = await self._read(sql.OWNED_HASHES, (wallet_pubkey, wallet_pubkey))
         return {row[0] for row in rows}
 
-    async def claim_settlement(self, payment_hash: str) -> bool:
-        return await self._write(
-            lambda tx: tx.execute(sql.CLAIM_SETTLEMENT, (payment_hash,)).rowcount == 1
-        )
+    async def claim_notification(self, payment_hash: str, notification_type: str) -> bool:
+        claim = sql.notification_claim(payment_hash, notification_type)
+        return await self._write(lambda tx: tx.execute(sql.CLAIM_NOTIFICATION, claim).rowcount == 1)
 
     # -- instances -----------------------------------------------------------------------
 
