@@ -274,10 +274,14 @@ class NWCClient:
 
     # -- requests ------------------------------------------------------------------------
 
-    def _request_event(self, method: str, params: Mapping[str, Any]) -> Event:
+    def _request_event(
+        self, method: str, params: Mapping[str, Any], expiration: int | None = None
+    ) -> Event:
         tags = [["p", self._wallet.hex]]
         if self.scheme is Scheme.NIP44_V2:
             tags.append(["encryption", self.scheme.value])
+        if expiration is not None:
+            tags.append(["expiration", str(expiration)])
         return sign_event(
             self._secret,
             kind=Kind.NWC_REQUEST,
@@ -297,13 +301,15 @@ class NWCClient:
             log.info("ignoring an unreadable response %s: %s", event.id, exc)
             return None
 
-    async def _send(self, method: str, params: Mapping[str, Any]) -> AsyncGenerator[Event, None]:
+    async def _send(
+        self, method: str, params: Mapping[str, Any], expiration: int | None = None
+    ) -> AsyncGenerator[Event, None]:
         """Subscribe for the responses, publish the request, and yield the response events.
 
         Never waits for the relays' ``OK`` before listening (some relays never send
         one for ephemeral kinds), but fails at once if every relay refuses the request.
         """
-        request = self._request_event(method, params)
+        request = self._request_event(method, params, expiration)
         subscription = await self._pool.subscribe(
             [
                 Filter(
@@ -333,15 +339,24 @@ class NWCClient:
             await subscription.close()
 
     async def call(
-        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        expiration: int | None = None,
     ) -> Mapping[str, Any]:
         """Send one request and return its ``result``.
+
+        ``expiration`` (unix seconds) is sent as the NIP-47 ``expiration`` tag: a wallet
+        that honours it never acts on the request after then, so a request whose answer
+        was lost cannot be carried out later than that.
 
         Raises:
             NWCError: the wallet answered with an error.
             TimeoutError: no answer within ``timeout`` seconds.
         """
-        responses = self._send(method, params or {})
+        responses = self._send(method, params or {}, expiration)
         try:
             async with asyncio.timeout(timeout or self.timeout):
                 async for event in responses:
@@ -579,7 +594,7 @@ class NWCClient:
 
     async def notifications(
         self, *, on_subscribed: Callable[[], object] | None = None
-    ) -> AsyncIterator[Notification]:
+    ) -> AsyncGenerator[Notification, None]:
         """``payment_received`` / ``payment_sent`` notifications from now on.
 
         ``on_subscribed`` is called once the relays confirmed the subscription (their
