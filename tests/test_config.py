@@ -176,3 +176,33 @@ async def test_a_store_from_a_newer_nwcd_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(ConfigError, match=r"newer nwcd \(schema 999"):
         await open_store(settings)
+
+
+async def test_the_nwc_table_takes_its_uri_from_the_environment(tmp_path: Path) -> None:
+    from nwcd.bootstrap import open_backend
+    from nwcd.errors import BackendUnavailable
+    from nwcd.nip47.uri import ConnectionUri
+    from nwcd.nostr.keys import SecretKey
+    from tests.support.relays import free_port
+
+    secret = SecretKey.generate()
+    relay = f"ws://127.0.0.1:{free_port()}"  # nothing listens: refused at once
+    uri = ConnectionUri(SecretKey.generate().public_key, (relay,), secret).format()
+    config = write(tmp_path, '[backend]\nkind = "nwc"\n[backend.nwc]\npayment_timeout = 5\n')
+    with pytest.raises(ConfigError, match=r"backend.nwc.uri is required"):
+        load_settings(config_file=config, data_dir=tmp_path, environ={})
+    settings = load_settings(config_file=config, data_dir=tmp_path, environ={"NWCD_NWC_URI": uri})
+    assert settings.backend == {"uri": uri, "payment_timeout": 5}
+    with pytest.raises(BackendUnavailable) as unreachable:
+        await open_backend(settings)
+    assert secret.reveal_hex() not in str(unreachable.value)
+    assert "connection refused" in str(unreachable.value)
+
+    bad = load_settings(
+        config_file=config,
+        data_dir=tmp_path,
+        environ={"NWCD_NWC_URI": uri.replace("secret=", "secret=00")},
+    )
+    with pytest.raises(ConfigError, match=r"^backend.nwc: bad secret") as refused:
+        await open_backend(bad)
+    assert secret.reveal_hex() not in str(refused.value)

@@ -133,6 +133,16 @@ async def _open_backend(settings: Settings) -> LightningBackend:
             from nwcd.backends.lnd import LndBackend
 
             return await LndBackend.open(_lnd_config(table))
+        case "nwc":
+            from nwcd.backends.nwc import NwcBackend, NwcConfig
+
+            return await NwcBackend.open(
+                NwcConfig(
+                    uri=str(table["uri"]),
+                    timeout=float(table.get("timeout", 30.0)),
+                    payment_timeout=float(table.get("payment_timeout", 60.0)),
+                )
+            )
     raise ConfigError(f"unknown backend {settings.backend_kind!r}")  # pragma: no cover
 
 

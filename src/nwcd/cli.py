@@ -515,9 +515,17 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run the wallet service",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the wallet service. The Lightning backend is [backend] kind in the\n"
+        "config file, or NWCD_BACKEND:\n"
+        "  simulator  a simulated wallet in the data dir (the default)\n"
+        "  lnbits     one LNbits wallet ([backend.lnbits]; NWCD_LNBITS_ADMIN_KEY)\n"
+        "  lnd        an LND node over REST ([backend.lnd]; NWCD_LND_MACAROON)\n"
+        "  nwc        another NWC wallet, nwcd being one of its apps\n"
+        "             ([backend.nwc] uri; NWCD_NWC_URI)",
         epilog="examples:\n"
         "  nwcd serve --relay wss://relay.example.com\n"
-        "  NWCD_RELAYS=wss://a.example.com,wss://b.example.com nwcd serve\n",
+        "  NWCD_RELAYS=wss://a.example.com,wss://b.example.com nwcd serve\n"
+        "  NWCD_BACKEND=nwc NWCD_NWC_URI='nostr+walletconnect://...' nwcd serve --relay wss://...\n",
     )
     serve.add_argument(
         "--relay",

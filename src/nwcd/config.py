@@ -26,7 +26,7 @@ Example ``nwcd.toml``::
                                     # work is taken over by another
 
     [backend]
-    kind = "simulator"              # the embedded default; or "lnbits", "lnd"
+    kind = "simulator"              # the embedded default; or "lnbits", "lnd", "nwc"
 
     [backend.simulator]
     initial_balance_msat = 100000000000
@@ -41,9 +41,15 @@ Example ``nwcd.toml``::
     macaroon_path = "/home/me/.lnd/data/chain/bitcoin/mainnet/admin.macaroon"
     tls_cert = "/home/me/.lnd/tls.cert"   # macaroon = "<hex>" or NWCD_LND_MACAROON also work
 
+    [backend.nwc]                   # another NWC wallet (Alby Hub, another nwcd, ...)
+    uri = "nostr+walletconnect://..."   # or NWCD_NWC_URI (a secret: it spends)
+    timeout = 30                    # seconds to wait for an answer
+    payment_timeout = 60            # seconds to wait for a payment's answer
+
 Environment: ``NWCD_DATA_DIR``, ``NWCD_CONFIG``, ``NWCD_RELAYS`` (comma-separated),
 ``NWCD_STORE_URL``,
-``NWCD_BACKEND`` (backend kind), ``NWCD_LNBITS_ADMIN_KEY``, ``NWCD_LND_MACAROON``.
+``NWCD_BACKEND`` (backend kind), ``NWCD_LNBITS_ADMIN_KEY``, ``NWCD_LND_MACAROON``,
+``NWCD_NWC_URI``.
 """
 
 from __future__ import annotations
@@ -85,7 +91,7 @@ _SERVICE_RANGES = {
 }
 _TYPE_NAMES = {int: "whole number", bool: "boolean (true or false)", str: "string"}
 # Each backend's table: key -> accepted types. Secrets may come from the environment
-# instead (NWCD_LNBITS_ADMIN_KEY, NWCD_LND_MACAROON), so they stay out of files.
+# instead (NWCD_LNBITS_ADMIN_KEY, NWCD_LND_MACAROON, NWCD_NWC_URI), so they stay out of files.
 _BACKEND_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
     "simulator": {"initial_balance_msat": (int,)},
     "lnbits": {
@@ -103,11 +109,17 @@ _BACKEND_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
         "timeout": (int, float),
         "payment_timeout": (int, float),
     },
+    "nwc": {
+        "uri": (str,),
+        "timeout": (int, float),
+        "payment_timeout": (int, float),
+    },
 }
-_BACKEND_REQUIRED = {"lnbits": ("url", "admin_key"), "lnd": ("url",)}
+_BACKEND_REQUIRED = {"lnbits": ("url", "admin_key"), "lnd": ("url",), "nwc": ("uri",)}
 _SECRET_ENV = {
     "lnbits": ("admin_key", "NWCD_LNBITS_ADMIN_KEY"),
     "lnd": ("macaroon", "NWCD_LND_MACAROON"),
+    "nwc": ("uri", "NWCD_NWC_URI"),
 }
 _BACKEND_KINDS = tuple(_BACKEND_KEYS)
 
