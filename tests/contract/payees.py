@@ -16,7 +16,12 @@ backend    payee                                    failing invoice
 simulator  a simulated payee (``create_invoice``)   ``outcome="fail"`` (payee rejects)
 lnbits     another wallet of the same LNbits        a mainnet invoice of an unknown node
 lnd        node C, two hops (A -> B -> C: a fee)    a regtest invoice of an unknown node
+nwc        the upstream nwcd's simulated payee      ``outcome="fail"`` (payee rejects)
 =========  =======================================  =====================================
+
+The NWC backend's upstream is nwcd itself: a wallet service on the simulator
+(:class:`~tests.service.harness.WalletHarness`) on nwcd's own relay, in the test's
+event loop; the backend is one of its apps.
 """
 
 from __future__ import annotations
@@ -35,18 +40,21 @@ from typing import Final, Protocol, TypeVar
 from nwcd import bolt11
 from nwcd.backends.lnbits import LnbitsBackend, LnbitsConfig
 from nwcd.backends.lnd import LndBackend, LndConfig
+from nwcd.backends.nwc import NwcBackend, NwcConfig
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.bolt11 import Invoice
 from nwcd.nip47.methods import Method
-from nwcd.ports import LightningBackend
+from nwcd.ports import BACKEND_METHODS, HOLD_METHODS, LightningBackend
+from nwcd.relay.server import LocalRelay
 from tests.backends.lnbits_server import LnbitsServer
 from tests.backends.lnd_network import LndNetwork, LndNode
+from tests.service.harness import WalletHarness
 from tests.support.relays import free_port
 
 T = TypeVar("T")
 
 # Every method but get_budget, which the service answers from its own ledger.
-ALL_METHODS: Final = frozenset(method.value for method in Method) - {"get_budget"}
+ALL_METHODS: Final = BACKEND_METHODS
 CORE_METHODS: Final = frozenset(
     {
         Method.PAY_INVOICE,
@@ -279,7 +287,46 @@ async def lnd_subject(network: LndNetwork) -> AsyncIterator[Subject]:
             name="lnd",
             backend=backend,
             payee=LndPayee(network.c),
-            expected_methods=ALL_METHODS,
+            expected_methods=ALL_METHODS - HOLD_METHODS,  # not served by the adapter yet
             fee_limit_msat=100_000,
             unreachable=unreachable,
         )
+
+
+# --- NWC (nwcd itself as the upstream wallet) ----------------------------------------------
+
+
+@asynccontextmanager
+async def nwc_subject(tmp_path: Path) -> AsyncIterator[Subject]:
+    """The NWC backend in front of nwcd on the simulator; the upstream's payee pays.
+
+    The upstream also listens on a second relay, which ``unreachable`` stops once a
+    backend connected through it alone is open.
+    """
+    upstream_dir = tmp_path / "upstream"
+    upstream_dir.mkdir()
+    async with (
+        LocalRelay() as relay,
+        LocalRelay() as doomed,
+        WalletHarness(upstream_dir, [relay.url, doomed.url]) as upstream,
+    ):
+        uri = await upstream.connect("nwcd", relays=(relay.url,))
+        spare = await upstream.connect("unreachable", relays=(doomed.url,))
+        await upstream.start()
+
+        async def unreachable() -> LightningBackend:
+            config = NwcConfig(spare.format(), timeout=2, payment_timeout=2)
+            backend = await NwcBackend.open(config)
+            await doomed.stop()
+            return backend
+
+        config = NwcConfig(uri.format(), timeout=10, payment_timeout=5)
+        async with await NwcBackend.open(config) as backend:
+            yield Subject(
+                name="nwc",
+                backend=backend,
+                payee=SimulatorPayee(upstream.backend),
+                expected_methods=ALL_METHODS,
+                fee_limit_msat=1_000,
+                unreachable=unreachable,
+            )

@@ -1,8 +1,9 @@
 """The ``LightningBackend`` contract, one suite run against every adapter.
 
 Architecture principle 11: the same cases, with the same assertions, for the
-simulator, LNbits (a real LNbits 1.6.2 with FakeWallet) and LND (a real regtest
-network; node A is the backend). Each parameter gives a :class:`Subject`: the
+simulator, LNbits (a real LNbits 1.6.2 with FakeWallet), LND (a real regtest
+network; node A is the backend) and NWC (nwcd itself on the simulator as the
+upstream wallet, over nwcd's relay). Each parameter gives a :class:`Subject`: the
 backend under test plus a small payee adapter (``payees.py``) that makes payable,
 failing and (where the payee can) held invoices.
 
@@ -35,10 +36,16 @@ from nwcd import bolt11
 from nwcd.backends.lnbits import LnbitsBackend, LnbitsConfig
 from nwcd.backends.lnd import LndBackend, LndConfig
 from nwcd.errors import BackendError, BackendUnavailable, ErrorCode, RequestError
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, Method
+from nwcd.nip47.methods import (
+    ListTransactionsParams,
+    MakeHoldInvoiceParams,
+    MakeInvoiceParams,
+    Method,
+)
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.ports import (
     BACKEND_METHODS,
+    HOLD_METHODS,
     NOT_FOUND,
     Failed,
     LightningBackend,
@@ -56,6 +63,7 @@ from tests.contract.payees import (
     foreign_invoice,
     lnbits_subject,
     lnd_subject,
+    nwc_subject,
     simulator_subject,
 )
 
@@ -63,7 +71,7 @@ pytestmark = pytest.mark.timeout(180)
 
 AMOUNT_MSAT: Final = 21_000  # whole satoshis: LNbits makes no others
 
-BACKENDS: Final = ("simulator", "lnbits", "lnd")
+BACKENDS: Final = ("simulator", "lnbits", "lnd", "nwc")
 
 
 def not_applicable(kind: str, slug: str, reason: str) -> Any:
@@ -80,6 +88,7 @@ HOLD_BACKENDS: Final = (
         " LNbits' wallet API has no hold invoices, so no payment can be kept in flight",
     ),
     "lnd",
+    "nwc",
 )
 
 
@@ -90,6 +99,8 @@ async def subject(
     """The backend under contract, with its payee (servers started only when needed)."""
     if kind == "simulator":
         opened = simulator_subject(tmp_path)
+    elif kind == "nwc":
+        opened = nwc_subject(tmp_path)
     elif kind == "lnbits":
         server: LnbitsServer = request.getfixturevalue("lnbits")
         opened = lnbits_subject(server)
@@ -190,12 +201,39 @@ async def _exercise(subject: Subject, method: str) -> None:
         assert isinstance(info, NodeInfo)
         assert info.network in NETWORKS
         assert info.block_height >= 0
+    elif method in HOLD_METHODS:
+        await _exercise_hold(backend, method)
     elif method == Method.SIGN_MESSAGE:
         signature = await backend.sign_message("nwcd contract")
         assert isinstance(signature, str)
         assert signature
     else:  # a method the contract does not know yet: extend _exercise
         raise AssertionError(f"no contract case exercises {method!r}")
+
+
+async def _exercise_hold(backend: LightningBackend, method: str) -> None:
+    """A hold invoice for our own hash; settling it before a payment is held, or
+    an unknown one, is refused (a held payment needs a payer: the backends' own tests)."""
+    preimage = os.urandom(32).hex()
+    payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    tx = await backend.make_hold_invoice(
+        MakeHoldInvoiceParams(AMOUNT_MSAT, payment_hash, description="hold")
+    )
+    assert tx.type == "incoming"
+    assert tx.payment_hash == payment_hash
+    assert tx.amount_msat == AMOUNT_MSAT
+    if method == Method.SETTLE_HOLD_INVOICE:
+        with pytest.raises(RequestError) as refused:
+            await backend.settle_hold_invoice(preimage)  # no payment held yet
+        assert refused.value.code is ErrorCode.OTHER
+        with pytest.raises(RequestError) as unknown:
+            await backend.settle_hold_invoice(os.urandom(32).hex())
+        assert unknown.value.code is ErrorCode.NOT_FOUND
+    elif method == Method.CANCEL_HOLD_INVOICE:
+        await backend.cancel_hold_invoice(payment_hash)
+        with pytest.raises(RequestError) as unknown:
+            await backend.cancel_hold_invoice(os.urandom(32).hex())
+        assert unknown.value.code is ErrorCode.NOT_FOUND
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
