@@ -1,0 +1,175 @@
+"""The NWC backend against a real upstream: nwcd itself on the simulator, over nwcd's relay.
+
+What the contract suite cannot show: a payment whose answer never comes (the upstream
+stops mid-payment) is Pending and then resolved by ``payment_status``; a request
+that never reached the upstream stays Pending until its expiration has passed; the
+upstream's notifications become incoming payments; the URI never shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nwcd import bolt11
+from nwcd.backends import nwc
+from nwcd.backends.nwc import NwcBackend, NwcConfig
+from nwcd.errors import BackendError, BackendUnavailable
+from nwcd.nip47.methods import MakeHoldInvoiceParams, MakeInvoiceParams
+from nwcd.nip47.uri import ConnectionUri
+from nwcd.nostr.keys import SecretKey
+from nwcd.ports import NOT_FOUND, Failed, PaymentOutcome, Pending, Succeeded
+from nwcd.relay.server import LocalRelay
+from nwcd.service.daemon import DaemonOptions
+from tests.contract.payees import eventually
+from tests.service.harness import WalletHarness
+from tests.support.relays import free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+AMOUNT_MSAT = 21_000
+
+
+@dataclass
+class Upstream:
+    """nwcd on the simulator, serving one connection: the URI the backend is given."""
+
+    wallet: WalletHarness
+    uri: ConnectionUri
+    relay: LocalRelay
+
+    @property
+    def text(self) -> str:
+        return self.uri.format()
+
+
+@pytest.fixture
+async def upstream(tmp_path: Path) -> AsyncIterator[Upstream]:
+    async with LocalRelay() as relay:
+        options = DaemonOptions(
+            relays=(relay.url,), connections_poll_interval=0.2, shutdown_grace=0.5
+        )
+        async with WalletHarness(tmp_path, [relay.url], options=options) as wallet:
+            uri = await wallet.connect("nwcd")
+            await wallet.start()
+            yield Upstream(wallet, uri, relay)
+
+
+async def settled(backend: NwcBackend, payment_hash: str) -> PaymentOutcome | None:
+    status = await backend.payment_status(payment_hash)
+    return None if isinstance(status, Pending) else status
+
+
+async def test_no_answer_is_pending_and_payment_status_resolves_it(upstream: Upstream) -> None:
+    """The upstream stops while it pays: no answer. Once it is back (and the payment
+    went through), the lookup tells."""
+    sim = upstream.wallet.backend
+    made = await sim.create_invoice(AMOUNT_MSAT, outcome="hang")
+    invoice = bolt11.decode(made.invoice)
+    config = NwcConfig(upstream.text, timeout=5, payment_timeout=3)
+    async with await NwcBackend.open(config) as backend:
+        paying = asyncio.create_task(
+            backend.pay_invoice(invoice, amount_msat=AMOUNT_MSAT, fee_limit_msat=1_000)
+        )
+
+        async def in_flight() -> bool:
+            status = await backend.payment_status(invoice.payment_hash)
+            return isinstance(status, Pending) and "state" in status.reason
+
+        await eventually("the upstream paying", in_flight)
+        await upstream.wallet.stop()  # mid-payment: the answer never comes
+        outcome = await paying
+        assert isinstance(outcome, Pending), outcome
+        with pytest.raises(BackendError):  # nobody answers the lookup either
+            await backend.payment_status(invoice.payment_hash)
+
+        await sim.release(invoice.payment_hash, "succeed")
+        await upstream.wallet.start()  # its recovery settles its own payment
+        resolved = await eventually("the outcome", lambda: settled(backend, made.payment_hash))
+        assert resolved == Succeeded(made.preimage, resolved.fee_msat)
+        assert [a for a in await sim.attempts() if a.payment_hash == made.payment_hash]
+        assert len(await sim.attempts()) == 1  # paid once, never retried
+
+
+async def test_a_request_the_upstream_never_saw_stays_pending_until_it_expires(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not found means nothing while our request may still reach the upstream; once its
+    ``expiration`` (plus the clock skew) has passed, it is final."""
+    monkeypatch.setattr(nwc, "CLOCK_SKEW", 3)
+    sim = upstream.wallet.backend
+    made = await sim.create_invoice(AMOUNT_MSAT)
+    invoice = bolt11.decode(made.invoice)
+    config = NwcConfig(upstream.text, timeout=5, payment_timeout=1)
+    async with await NwcBackend.open(config) as backend:
+        await upstream.wallet.stop()
+        outcome = await backend.pay_invoice(invoice, amount_msat=AMOUNT_MSAT, fee_limit_msat=1_000)
+        assert isinstance(outcome, Pending), outcome
+        await upstream.wallet.start()
+        early = await backend.payment_status(invoice.payment_hash)
+        assert isinstance(early, Pending), early
+        final = await eventually("not found", lambda: settled(backend, made.payment_hash))
+        assert final == Failed(NOT_FOUND)
+        assert await sim.attempts() == []  # the expired request was never carried out
+
+
+async def test_upstream_notifications_are_incoming_payments(upstream: Upstream) -> None:
+    sim = upstream.wallet.backend
+    async with await NwcBackend.open(NwcConfig(upstream.text, timeout=5)) as backend:
+        incoming = backend.incoming_payments()
+        first = asyncio.ensure_future(anext(incoming))
+        await asyncio.sleep(0.5)  # the notification subscription is on the relay
+        tx = await backend.make_invoice(MakeInvoiceParams(AMOUNT_MSAT, description="in"))
+        await sim.receive(tx.payment_hash)
+        received = await asyncio.wait_for(first, 10)
+        assert (received.payment_hash, received.state) == (tx.payment_hash, "settled")
+
+        preimage = os.urandom(32).hex()
+        payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+        await backend.make_hold_invoice(MakeHoldInvoiceParams(AMOUNT_MSAT, payment_hash))
+        await sim.receive(payment_hash)
+        held = await asyncio.wait_for(anext(incoming), 10)
+        assert (held.payment_hash, held.state) == (payment_hash, "accepted")
+        await backend.settle_hold_invoice(preimage)
+        taken = await asyncio.wait_for(anext(incoming), 10)
+        assert (taken.payment_hash, taken.state) == (payment_hash, "settled")
+
+        waiting = asyncio.ensure_future(anext(incoming, None))
+        await backend.close()
+        assert await asyncio.wait_for(waiting, 5) is None  # closing ends the stream
+
+
+async def test_the_uri_never_shows_in_logs_or_reprs(
+    upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = upstream.uri.secret.reveal_hex()
+    caplog.set_level(logging.DEBUG)
+    config = NwcConfig(upstream.text, timeout=2, payment_timeout=2)
+    async with await NwcBackend.open(config) as backend:
+        failing = await upstream.wallet.backend.create_invoice(AMOUNT_MSAT, outcome="fail")
+        invoice = bolt11.decode(failing.invoice)
+        outcome = await backend.pay_invoice(invoice, amount_msat=AMOUNT_MSAT, fee_limit_msat=0)
+        assert isinstance(outcome, Failed), outcome
+        texts = [repr(backend), repr(config), str(config), outcome.reason]
+        await upstream.wallet.stop()
+        outcome = await backend.pay_invoice(invoice, amount_msat=AMOUNT_MSAT, fee_limit_msat=0)
+        assert isinstance(outcome, Pending)
+        texts.append(outcome.reason)
+    dead = ConnectionUri(
+        SecretKey.generate().public_key, (f"ws://127.0.0.1:{free_port()}",), SecretKey.generate()
+    )
+    with pytest.raises(BackendUnavailable) as unreachable:
+        await NwcBackend.open(NwcConfig(dead.format(), connect_timeout=2))
+    texts.append(str(unreachable.value))
+    assert caplog.records  # the run was logged, at DEBUG
+    for text in [caplog.text, *texts]:
+        assert secret not in text
+        assert dead.secret.reveal_hex() not in text
+        assert "secret=" not in text
