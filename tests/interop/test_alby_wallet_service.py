@@ -11,17 +11,14 @@ batch with one ``pay_invoice`` per item and give the same result shape.
 from __future__ import annotations
 
 import hashlib
-import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from nwcd import bolt11
 from nwcd.client.client import InvoiceRequest, NWCClient, NWCError
 from nwcd.nip47.encryption import Scheme
+from tests.interop.alby import payee_invoice, requests_seen
 from tests.interop.node import NodeProcess
 
 pytestmark = pytest.mark.relay
@@ -31,31 +28,6 @@ pytestmark = pytest.mark.relay
 async def alby_wallet(scripts: Path, relay_url: str) -> AsyncIterator[NodeProcess]:
     async with NodeProcess(scripts, "alby_wallet_service.mjs", relay_url) as service:
         yield service
-
-
-async def payee_invoice(
-    service: NodeProcess, amount_msat: int | None, outcome: str = "succeed"
-) -> tuple[str, str]:
-    """A real signed regtest invoice the fake wallet knows how to pay: (invoice, preimage)."""
-    preimage = os.urandom(32)
-    invoice = bolt11.encode(
-        secret=os.urandom(32),
-        payment_hash=hashlib.sha256(preimage).digest(),
-        payment_secret=os.urandom(32),
-        timestamp=int(time.time()),
-        network=bolt11.Network.REGTEST,
-        amount_msat=amount_msat,
-        description="alby payee",
-    )
-    await service.send(
-        {"op": "payee", "invoice": invoice, "preimage": preimage.hex(), "outcome": outcome}
-    )
-    await service.wait_for(lambda m: m.get("payee") == invoice, 10)
-    return invoice, preimage.hex()
-
-
-def requests_seen(service: NodeProcess) -> list[dict[str, Any]]:
-    return service.seen("request")
 
 
 @pytest.mark.parametrize("scheme", [Scheme.NIP44_V2, Scheme.NIP04], ids=lambda s: s.value)

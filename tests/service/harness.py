@@ -25,6 +25,7 @@ from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import SecretKey
 from nwcd.nostr.kinds import Kind
 from nwcd.policy.grants import Connection
+from nwcd.ports import LightningBackend
 from nwcd.relay.pool import RelayPool
 from nwcd.service.daemon import DaemonOptions, WalletDaemon
 from nwcd.service.pipeline import ServiceSettings
@@ -33,12 +34,17 @@ from nwcd.store.sqlite import SqliteStore
 
 @dataclass
 class WalletHarness:
-    """``async with WalletHarness(tmp_path, [relay_url]) as wallet: ...``."""
+    """``async with WalletHarness(tmp_path, [relay_url]) as wallet: ...``.
+
+    ``serving``: a backend the service runs on instead of the simulator (its owner
+    closes it; ``backend`` is then the simulator nobody pays through).
+    """
 
     data_dir: Path
     relays: Sequence[str]
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     options: DaemonOptions | None = None
+    serving: LightningBackend | None = None
     store: SqliteStore = field(init=False)
     backend: SimulatedBackend = field(init=False)
     daemon: WalletDaemon = field(init=False)
@@ -56,7 +62,10 @@ class WalletHarness:
             relays=tuple(self.relays), connections_poll_interval=0.2
         )
         self.daemon = WalletDaemon(
-            store=self.store, backend=self.backend, settings=self.settings, options=options
+            store=self.store,
+            backend=self.serving or self.backend,
+            settings=self.settings,
+            options=options,
         )
         ready = asyncio.Event()
         self._task = asyncio.create_task(self.daemon.run(ready.set))
