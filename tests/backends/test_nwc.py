@@ -9,6 +9,7 @@ upstream's notifications become incoming payments; the URI never shows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -130,6 +131,22 @@ async def test_upstream_notifications_are_incoming_payments(upstream: Upstream) 
         await sim.receive(tx.payment_hash)
         received = await asyncio.wait_for(first, 10)
         assert (received.payment_hash, received.state) == (tx.payment_hash, "settled")
+
+        before = upstream.relay.connection_count
+        await upstream.relay.drop_connections()  # both pools reconnect and resubscribe
+
+        async def reconnected() -> bool:
+            if upstream.relay.connection_count < before:
+                return False
+            with contextlib.suppress(BackendError):  # a request sent before it resubscribed
+                return await backend.get_balance() > 0
+            return False
+
+        await eventually("the upstream and the backend back on the relay", reconnected)
+        again = await backend.make_invoice(MakeInvoiceParams(AMOUNT_MSAT, description="again"))
+        await sim.receive(again.payment_hash)
+        after_loss = await asyncio.wait_for(anext(incoming), 10)
+        assert (after_loss.payment_hash, after_loss.state) == (again.payment_hash, "settled")
 
         preimage = os.urandom(32).hex()
         payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()

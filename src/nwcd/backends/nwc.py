@@ -45,13 +45,18 @@ window has passed (or the upstream answered), not found is final. This is
 on top of the service's own grace (``not_found_grace``, 120 s after an
 ambiguous send), so it also holds with a longer ``payment_timeout``. Wallets
 that ignore ``expiration`` (Alby Hub acts on requests up to 6 h old) are
-covered only by the service's grace.
+covered only by the service's grace. After a restart this memory is gone and
+the service's recovery takes not found as final at once: the window left is a
+request the upstream had received but not yet recorded when nwcd stopped and
+was asked again within ``payment_timeout``.
 
 Notifications. :meth:`NwcBackend.incoming_payments` is the upstream's
 ``payment_received`` (state ``settled``) and ``hold_invoice_accepted``
 (state ``accepted``) notifications to this connection; the relay pool
 reconnects and resubscribes on its own after a relay is lost, and a
-notification seen twice (relays that replay) is yielded once.
+notification seen twice (relays that replay) is yielded once. Notifications
+are ephemeral events: one sent while no relay connection was up is missed
+(the app can still look its invoice up).
 
 The URI is a secret (its ``secret`` spends the upstream's money): it is never
 logged, and neither :class:`NwcConfig`'s ``repr`` nor any exception shows it.
@@ -366,6 +371,9 @@ class NwcBackend:
             await client.__aexit__(None, None, None)
             raise
         methods = served_methods(offered)
+        if not methods:
+            await client.__aexit__(None, None, None)
+            raise BackendUnavailable("the upstream wallet offers nwcd's connection no method")
         if Method.PAY_INVOICE in methods and Method.LOOKUP_INVOICE not in methods:
             log.warning(
                 "the upstream wallet offers no lookup_invoice: a payment whose answer is"
@@ -491,6 +499,13 @@ class NwcBackend:
                 method, params, timeout=self._config.payment_timeout, expiration=expiration
             )
         except NWCError as exc:
+            if exc.wallet_code in _REFUSED_CONNECTION:
+                log.error(
+                    "payment %s: the upstream wallet refused nwcd's connection (%s):"
+                    " check [backend.nwc] uri",
+                    payment_hash,
+                    exc.wallet_code[:40],
+                )
             outcome = pay_outcome(exc.wallet_code, exc.message)
         except TimeoutError:
             return Pending(
@@ -503,8 +518,6 @@ class NwcBackend:
             return Pending(f"cannot tell: {type(exc).__name__}")
         else:
             outcome = paid_outcome(result, payment_hash)
-        if isinstance(outcome, Failed) and outcome.reason.startswith("the upstream wallet refused"):
-            log.error("payment %s: %s: check [backend.nwc] uri", payment_hash, outcome.reason)
         if not isinstance(outcome, Pending):
             self._unanswered.pop(payment_hash, None)  # answered: its books are final
         if isinstance(outcome, RequestError):
