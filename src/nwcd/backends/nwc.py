@@ -122,7 +122,11 @@ MAX_CONCURRENT_PAYMENTS: Final = 16
 REQ per relay, ``#e`` = its request), and public relays cap subscriptions per
 connection (strfry: 20 by default): 16 leaves room for the notification subscription
 and reads. A refused subscription would lose the answer of a payment that was still
-sent (Pending, resolved only by lookups), so the cap is kept below the limit."""
+sent (Pending, resolved only by lookups), so the cap is kept below the limit. It costs
+little: a 50-invoice batch in front of the Alby JS SDK's wallet service
+(bench/nwc_backend.py) took 0.98 s with 16 at once and 0.89 s with all 50 (nostr-sdk
+relay; 1.37 s and 1.31 s on PyPI nostr-relay), against 0.69 s / 0.94 s for the same 50
+``pay_invoice`` sent straight to it at once."""
 
 CLOCK_SKEW: Final = 30
 """Seconds the upstream's clock may be behind ours when it checks ``expiration``."""
