@@ -22,11 +22,12 @@ import pytest
 from nwcd import bolt11
 from nwcd.backends import nwc
 from nwcd.backends.nwc import NwcBackend, NwcConfig
+from nwcd.client.client import NWCClient
 from nwcd.errors import BackendError, BackendUnavailable
 from nwcd.nip47.methods import MakeHoldInvoiceParams, MakeInvoiceParams
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.keys import SecretKey
-from nwcd.ports import NOT_FOUND, Failed, PaymentOutcome, Pending, Succeeded
+from nwcd.ports import NOT_FOUND, Failed, PaymentOutcome, PaymentState, Pending, Succeeded
 from nwcd.relay.server import LocalRelay
 from nwcd.service.daemon import DaemonOptions
 from tests.contract.payees import eventually
@@ -190,3 +191,62 @@ async def test_the_uri_never_shows_in_logs_or_reprs(
         assert secret not in text
         assert dead.secret.reveal_hex() not in text
         assert "secret=" not in text
+
+
+# --- the whole chain: an app, nwcd on the NWC backend, nwcd upstream --------------------------
+
+
+async def test_an_app_paying_through_nwcd_in_front_gets_the_outcome_of_a_lost_answer(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """The upstream stops mid-payment: the front keeps the payment unknown, asks until
+    the upstream is back and knows, then answers the app; the invoice is paid once."""
+    sim = upstream.wallet.backend
+    made = await sim.create_invoice(AMOUNT_MSAT, outcome="hang")
+    (tmp_path / "front").mkdir()
+    config = NwcConfig(upstream.text, timeout=3, payment_timeout=2)
+    async with (
+        await NwcBackend.open(config) as backend,
+        WalletHarness(tmp_path / "front", [upstream.relay.url], serving=backend) as front,
+    ):
+        uri = await front.connect("app")
+        await front.start()
+        async with NWCClient(uri, timeout=90) as app:
+            paying = asyncio.ensure_future(app.pay_invoice(made.invoice))
+
+            async def unknown() -> bool:
+                wallet = uri.wallet_pubkey.hex
+                found = await front.store.payments_by_hashes(wallet, [made.payment_hash])
+                record = found.get(made.payment_hash)
+                return record is not None and record.state is PaymentState.UNKNOWN
+
+            await eventually("the upstream paying", sim.attempts)
+            await upstream.wallet.stop()
+            await eventually("the front not knowing", unknown)
+            await sim.release(made.payment_hash, "succeed")
+            await upstream.wallet.start()
+            result = await asyncio.wait_for(paying, 60)
+    assert result["preimage"] == made.preimage
+    assert len(await sim.attempts()) == 1
+
+
+async def test_an_app_of_nwcd_in_front_is_told_of_payments_the_upstream_received(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    (tmp_path / "front").mkdir()
+    async with (
+        await NwcBackend.open(NwcConfig(upstream.text, timeout=5)) as backend,
+        WalletHarness(tmp_path / "front", [upstream.relay.url], serving=backend) as front,
+    ):
+        uri = await front.connect("app")
+        await front.start()
+        async with NWCClient(uri, timeout=10) as app:
+            subscribed = asyncio.Event()
+            notifications = app.notifications(on_subscribed=subscribed.set)
+            first = asyncio.ensure_future(anext(notifications))
+            await asyncio.wait_for(subscribed.wait(), 10)
+            tx = await app.make_invoice(AMOUNT_MSAT, description="through the front")
+            await upstream.wallet.backend.receive(tx.payment_hash)
+            note = await asyncio.wait_for(first, 15)
+            await notifications.aclose()
+    assert (note.type, note.transaction.payment_hash) == ("payment_received", tx.payment_hash)
