@@ -3,7 +3,9 @@
 What the contract suite cannot show: a payment whose answer never comes (the upstream
 stops mid-payment) is Pending and then resolved by ``payment_status``; a request
 that never reached the upstream stays Pending until its expiration has passed; the
-upstream's notifications become incoming payments; the URI never shows.
+upstream's notifications become incoming payments; the URI never shows. Then the
+whole chain, an app of nwcd in front of the upstream: a lost answer still reaches the
+app once known, and the upstream's incoming payments reach it as notifications.
 """
 
 from __future__ import annotations

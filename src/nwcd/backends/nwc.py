@@ -8,17 +8,19 @@ request. ``methods`` are the ones the upstream grants this connection (its
 served when its single method is, since the service pays a batch one
 ``pay_*`` per item (concurrently, up to :data:`MAX_CONCURRENT_PAYMENTS`).
 
-Exactly once. A payment request is never sent twice by this adapter. What an
-answer means is decided by the pure :func:`pay_outcome` (error codes, table
-below) and :func:`status_outcome` (the upstream's ``lookup_invoice``); no
-answer in time, or an answer that does not say, is
-:class:`~nwcd.ports.Pending`, which the service resolves with
+Exactly once. A payment is one request, never sent again by this adapter (the
+relays may deliver that one event twice, or once per relay of the URI: NIP-47
+wallets act once per event id). What an answer means is decided by the pure
+:func:`pay_outcome` (error codes, table below) and :func:`status_outcome` (the
+upstream's ``lookup_invoice``); no answer in time, or an answer that does not
+say, is :class:`~nwcd.ports.Pending`, which the service resolves with
 :meth:`NwcBackend.payment_status`.
 
 =======================  ===============  ==========================================
 upstream answer to pay   outcome          why
 =======================  ===============  ==========================================
-result with preimage     Succeeded
+result, right preimage   Succeeded        the preimage of the payment's hash
+result, no such preimage Pending          proves nothing
 PAYMENT_FAILED           Failed           NIP-47: "the payment failed"
 INSUFFICIENT_BALANCE     RequestError     refused before paying (same code to the app)
 QUOTA_EXCEEDED           RequestError     refused before paying (same code to the app)
@@ -421,11 +423,14 @@ class NwcBackend:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _offers(self, method: str) -> None:
+    def _can_send(self, method: str) -> None:
+        """Refuse a method the upstream does not offer, or any once closed."""
         if method not in self.methods:
             raise RequestError(
                 ErrorCode.NOT_IMPLEMENTED, f"the upstream wallet does not offer {method}"
             )
+        if self._closed:
+            raise BackendUnavailable("the upstream wallet's connection is closed")
 
     async def _call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """One request; its result. Errors are mapped here, at the edge.
@@ -434,9 +439,7 @@ class NwcBackend:
             RequestError: the upstream refused it for a reason the app should see.
             BackendUnavailable / BackendTimeout: the upstream failed or did not answer.
         """
-        self._offers(method)
-        if self._closed:
-            raise BackendUnavailable("the upstream wallet's connection is closed")
+        self._can_send(method)
         try:
             return await self._client.call(method, params, timeout=self._config.timeout)
         except NWCError as exc:
@@ -491,9 +494,7 @@ class NwcBackend:
         Raises:
             RequestError: the upstream refused before paying (or does not offer it).
         """
-        self._offers(method)
-        if self._closed:
-            raise BackendUnavailable("the upstream wallet's connection is closed")
+        self._can_send(method)
         now = self._clock.now()
         expiration = int(now + self._config.payment_timeout)
         self._forget_expired(now)
