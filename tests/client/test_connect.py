@@ -127,3 +127,19 @@ async def test_notifications_report_when_subscribed(tmp_path: Path, nwcd_relay: 
             await stream.aclose()
     assert note.type == "payment_sent"
     assert note.transaction.payment_hash == made.payment_hash
+
+
+async def test_a_request_past_its_expiration_is_not_acted_on(
+    tmp_path: Path, nwcd_relay: object
+) -> None:
+    """``call(expiration=...)`` sends the NIP-47 tag; nwcd ignores a request received later."""
+    url = nwcd_relay.url  # type: ignore[attr-defined]
+    async with WalletHarness(tmp_path, [url]) as wallet:
+        uri = await wallet.connect()
+        await wallet.start()
+        async with NWCClient(uri, timeout=10) as client:
+            now = int(time.time())
+            result = await client.call("get_balance", expiration=now + 60)
+            assert result["balance"] == 100_000_000_000
+            with pytest.raises(TimeoutError):
+                await client.call("get_balance", expiration=now - 1, timeout=1)
