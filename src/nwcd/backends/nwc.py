@@ -162,6 +162,8 @@ _REFUSED_CONNECTION: Final = frozenset(
 _UPSTREAM_FAULTS: Final = frozenset(
     {"INTERNAL", "UNAUTHORIZED", "RESTRICTED", "UNSUPPORTED_ENCRYPTION", "EXPIRED"}
 )
+"""Codes that are the upstream's failure or its refusal of nwcd's connection: nothing the
+app did, so it is told ``INTERNAL`` (as for any backend failure), not the code."""
 
 
 def served_methods(offered: Iterable[str]) -> frozenset[str]:
@@ -192,7 +194,7 @@ def call_error(code: str, message: str) -> NwcdError:
     :class:`RequestError` with the nearest code, the upstream's (or nwcd's connection
     to it) as :class:`BackendUnavailable`."""
     if code in _UPSTREAM_FAULTS:
-        return BackendUnavailable(f"the upstream wallet answered {code}")
+        return BackendUnavailable(f"the upstream wallet answered {code[:40]}")
     try:
         nearest = ErrorCode(code)
     except ValueError:
