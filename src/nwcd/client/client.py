@@ -161,7 +161,7 @@ class PaymentResult:
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """A ``payment_received`` / ``payment_sent`` notification."""
+    """A notification: ``type`` is e.g. ``payment_received`` or ``hold_invoice_accepted``."""
 
     type: str
     transaction: Transaction
@@ -580,7 +580,8 @@ class NWCClient:
     async def notifications(
         self, *, on_subscribed: Callable[[], object] | None = None
     ) -> AsyncIterator[Notification]:
-        """``payment_received`` / ``payment_sent`` notifications from now on.
+        """Notifications (``payment_received``, ``payment_sent``, ``hold_invoice_accepted``)
+        from now on.
 
         ``on_subscribed`` is called once the relays confirmed the subscription (their
         end of stored events), or after ``info_timeout``: notifications sent from then
