@@ -123,6 +123,8 @@ class Subject:
     expected_methods: frozenset[str]
     fee_limit_msat: int
     unreachable: Callable[[], Awaitable[LightningBackend]]  # a backend that cannot be reached
+    # A payer elsewhere starts paying one of the backend's invoices (where one can).
+    pay_us: Callable[[str], Awaitable[None]] | None = None
 
 
 # --- simulator ---------------------------------------------------------------------------
@@ -168,6 +170,7 @@ async def simulator_subject(tmp_path: Path) -> AsyncIterator[Subject]:
             expected_methods=ALL_METHODS,
             fee_limit_msat=1_000,
             unreachable=unreachable,
+            pay_us=lambda invoice: sim.receive(bolt11.decode(invoice).payment_hash),
         )
 
 
@@ -274,6 +277,14 @@ async def lnd_subject(network: LndNetwork) -> AsyncIterator[Subject]:
         )
         return await LndBackend.open(closed)
 
+    payments: set[asyncio.Task[object]] = set()
+
+    async def pay_us(invoice: str) -> None:
+        """Node B pays A's invoice; the payment goes on (a held one until released)."""
+        payment = asyncio.create_task(asyncio.to_thread(network.b.pay, invoice))
+        payments.add(payment)
+        payment.add_done_callback(payments.discard)
+
     async with await LndBackend.open(node.config(timeout=10, payment_timeout=30)) as backend:
         yield Subject(
             name="lnd",
@@ -282,4 +293,6 @@ async def lnd_subject(network: LndNetwork) -> AsyncIterator[Subject]:
             expected_methods=ALL_METHODS,
             fee_limit_msat=100_000,
             unreachable=unreachable,
+            pay_us=pay_us,
         )
+        await asyncio.gather(*payments, return_exceptions=True)
