@@ -367,11 +367,20 @@ class NWCClient:
         return Budget.from_json(await self.call("get_budget", timeout=timeout))
 
     async def pay_invoice(
-        self, invoice: str, *, amount_msat: int | None = None, timeout: float | None = None
+        self,
+        invoice: str,
+        *,
+        amount_msat: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Mapping[str, Any]:
+        """Pay an invoice; ``metadata`` (yours, at most 4096 characters of JSON) is kept
+        with the payment and comes back in lookups and lists."""
         params: dict[str, Any] = {"invoice": invoice}
         if amount_msat is not None:
             params["amount"] = amount_msat
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
         return await self.call("pay_invoice", params, timeout=timeout)
 
     async def pay_keysend(
@@ -381,6 +390,7 @@ class NWCClient:
         *,
         preimage: str | None = None,
         tlv_records: Sequence[tuple[int, str]] = (),
+        metadata: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Mapping[str, Any]:
         """A keysend; ``tlv_records`` as ``(type, hex value)`` pairs."""
@@ -389,6 +399,8 @@ class NWCClient:
             params["preimage"] = preimage
         if tlv_records:
             params["tlv_records"] = [{"type": t, "value": v} for t, v in tlv_records]
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
         return await self.call("pay_keysend", params, timeout=timeout)
 
     async def make_invoice(
@@ -397,6 +409,7 @@ class NWCClient:
         *,
         description: str | None = None,
         expiry: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Transaction:
         params: dict[str, Any] = {"amount": amount_msat}
@@ -404,6 +417,8 @@ class NWCClient:
             params["description"] = description
         if expiry is not None:
             params["expiry"] = expiry
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
         return Transaction.from_json(await self.call("make_invoice", params, timeout=timeout))
 
     async def make_hold_invoice(

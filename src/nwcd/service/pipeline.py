@@ -53,6 +53,7 @@ from nwcd.nip47.methods import (
     SignMessageParams,
     UnknownMethod,
     decode_request,
+    metadata_text,
 )
 from nwcd.nip47.results import PayResult, Transaction, encode_response, error_response
 from nwcd.nostr.event import Event, sign_event
@@ -513,9 +514,10 @@ class Pipeline:
                 result["notifications"] = list(notification_types(result["methods"]))
                 await self._ok(ctx, result)
             case MakeInvoiceParams():
-                await self._made(ctx, await self._backend.make_invoice(params))
+                await self._made(ctx, await self._backend.make_invoice(params), params.metadata)
             case MakeHoldInvoiceParams():
-                await self._made(ctx, await self._backend.make_hold_invoice(params))
+                tx = await self._backend.make_hold_invoice(params)
+                await self._made(ctx, tx, params.metadata)
             case SettleHoldInvoiceParams():
                 await self._own_hold_invoice(ctx, params.payment_hash)
                 await self._backend.settle_hold_invoice(params.preimage)
@@ -532,11 +534,30 @@ class Pipeline:
                 signature = await self._backend.sign_message(params.message)
                 await self._ok(ctx, {"message": params.message, "signature": signature})
 
-    async def _made(self, ctx: RequestContext, tx: Transaction) -> None:
+    async def _made(
+        self, ctx: RequestContext, tx: Transaction, metadata: Mapping[str, Any] | None
+    ) -> None:
         """A new invoice belongs to the connection that made it (lookups, notifications,
-        settling a hold invoice): recorded before the app can learn of it."""
-        await self._store.add_invoice(tx.payment_hash, ctx.connection.wallet_pubkey, self._now())
-        await self._ok(ctx, tx.to_json())
+        settling a hold invoice), with the app's metadata: recorded before the app can
+        learn of it."""
+        text = None if metadata is None else metadata_text(metadata)
+        wallet = ctx.connection.wallet_pubkey
+        await self._store.add_invoice(tx.payment_hash, wallet, self._now(), text)
+        await self._ok(ctx, replace(tx, metadata=metadata).to_json())
+
+    async def _with_metadata(
+        self, connection: Connection, txs: list[Transaction]
+    ) -> list[Transaction]:
+        """The app's own metadata on its transactions, whatever the backend keeps."""
+        stored = await self._store.metadata_of(
+            connection.wallet_pubkey, [tx.payment_hash for tx in txs]
+        )
+        return [
+            replace(tx, metadata=json.loads(stored[tx.payment_hash]))
+            if tx.payment_hash in stored
+            else tx
+            for tx in txs
+        ]
 
     async def _own_hold_invoice(self, ctx: RequestContext, payment_hash: str) -> None:
         """Only the connection that made a hold invoice may settle or cancel it; to any
@@ -612,6 +633,7 @@ class Pipeline:
                         params.amount_msat,
                         params.preimage,
                         params.tlv_records,
+                        metadata=params.metadata,
                     ),
                 )
                 planned = plan_keysends(
@@ -652,6 +674,7 @@ class Pipeline:
             tx = await self._backend.lookup_invoice(payment_hash=payment_hash, invoice=None)
         if tx is None:
             raise RequestError(ErrorCode.NOT_FOUND, "invoice not found")
+        [tx] = await self._with_metadata(ctx.connection, [tx])
         await self._ok(ctx, tx.to_json())
 
     async def _list(self, ctx: RequestContext, params: ListTransactionsParams) -> None:
@@ -663,7 +686,9 @@ class Pipeline:
         )
         mine = [tx for tx in everything if tx.payment_hash in owned]
         limit = params.limit if params.limit is not None else 50
-        page = mine[params.offset : params.offset + limit]
+        page = await self._with_metadata(
+            ctx.connection, mine[params.offset : params.offset + limit]
+        )
         await self._ok(ctx, {"transactions": [tx.to_json() for tx in page]})
 
 
