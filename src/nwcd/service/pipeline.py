@@ -62,6 +62,7 @@ from nwcd.nostr.kinds import Kind
 from nwcd.policy.authorize import authorize
 from nwcd.policy.budget import FeeReserve, budget_status, window_start
 from nwcd.policy.grants import SERVICE_METHODS, Connection
+from nwcd.policy.rate import APP_RATE, SERVICE_RATE, RateLimit, RateLimiter
 from nwcd.ports import Claim, LightningBackend, NotOwner, PaymentState, RequestRecord, Store
 from nwcd.service.payments import (
     ItemResult,
@@ -118,6 +119,8 @@ class ServiceSettings:
     cap_balance_to_budget: bool = False
     subscribe_margin: int = 60
     retention: int = 3600
+    app_rate: RateLimit = APP_RATE
+    service_rate: RateLimit = SERVICE_RATE
 
     @property
     def horizon(self) -> int:
@@ -170,6 +173,7 @@ class Pipeline:
         self.connections: dict[str, Connection] = {}
         self._touched: dict[str, int] = {}
         self._network: bolt11.Network | None = None
+        self._rate = RateLimiter(settings.app_rate, settings.service_rate)
         self.payments = PaymentEngine(
             store,
             backend,
@@ -258,7 +262,8 @@ class Pipeline:
                 await self.republish(event.id, connection)
             return
         ctx = RequestContext(event, connection, app_key, scheme)
-        await self.process(ctx, scheme_error)
+        limited = self._rate.check(connection.wallet_pubkey, self._clock.monotonic())
+        await self.process(ctx, scheme_error, limited=limited)
 
     async def republish(self, request_id: str, connection: Connection) -> None:
         """A repeated request: send the stored responses again, do nothing else."""
@@ -271,8 +276,15 @@ class Pipeline:
         for response in responses:
             self._sink.publish(response, connection.relays)
 
-    async def process(self, ctx: RequestContext, scheme_error: RequestError | None = None) -> None:
-        """Everything after the claim (also used to finish requests after a restart)."""
+    async def process(
+        self,
+        ctx: RequestContext,
+        scheme_error: RequestError | None = None,
+        *,
+        limited: RequestError | None = None,
+    ) -> None:
+        """Everything after the claim (also used to finish requests after a restart);
+        ``limited``: answer this (``RATE_LIMITED``) instead of serving the request."""
         event, connection = ctx.event, ctx.connection
         now = self._now()
         try:
@@ -294,6 +306,8 @@ class Pipeline:
                     ErrorCode.OTHER, f"cannot decrypt the request with {ctx.scheme.value}"
                 ) from None
             ctx = ctx.with_method(_method_name(plaintext))
+            if limited is not None:
+                raise limited
             request = decode_request(plaintext, max_items=self._settings.max_batch_items)
             ctx = ctx.with_method(request.method)
             await self._execute(ctx, request)
