@@ -23,6 +23,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -178,10 +179,17 @@ class NWCClient:
         connect_timeout: float = 10.0,
         info_timeout: float = 5.0,
         max_batch_items: int = MAX_BATCH_ITEMS,
+        request_expiration: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``request_expiration``: seconds after which a request must not be executed
+        (NIP-47's ``expiration`` tag): with it no longer than ``timeout``, a payment the
+        client stopped waiting for cannot happen later (e.g. a wallet that was offline)."""
         if max_batch_items < 1:
             raise ValueError("max_batch_items must be positive")
+        if request_expiration is not None and request_expiration <= 0:
+            raise ValueError("request_expiration must be positive")
+        self.request_expiration = request_expiration
         self.uri = uri
         self.timeout = timeout
         self.max_batch_items = max_batch_items
@@ -275,9 +283,12 @@ class NWCClient:
     # -- requests ------------------------------------------------------------------------
 
     def _request_event(self, method: str, params: Mapping[str, Any]) -> Event:
+        now = int(self._clock.now())
         tags = [["p", self._wallet.hex]]
         if self.scheme is Scheme.NIP44_V2:
             tags.append(["encryption", self.scheme.value])
+        if self.request_expiration is not None:
+            tags.append(["expiration", str(now + math.ceil(self.request_expiration))])
         return sign_event(
             self._secret,
             kind=Kind.NWC_REQUEST,
@@ -285,7 +296,7 @@ class NWCClient:
                 self._secret, self._wallet, self.scheme, encode_request(method, params)
             ),
             tags=tags,
-            created_at=int(self._clock.now()),
+            created_at=now,
         )
 
     def _open(self, event: Event) -> Response | None:
