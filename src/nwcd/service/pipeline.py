@@ -7,7 +7,7 @@ The steps, in order, each in one place::
     -> ``expiration`` passed: drop (NIP-47); oversized content: drop
     -> durable claim of the event id (a repeat re-publishes stored responses)
     -> freshness window, app key, encryption scheme
-    -> decrypt -> decode params -> authorize
+    -> decrypt -> rate limits (answered RATE_LIMITED) -> decode params -> authorize
     -> execute (payments through :mod:`nwcd.service.payments`)
     -> encode, encrypt, sign -> store -> publish
 
