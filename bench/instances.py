@@ -80,7 +80,10 @@ async def instances(
     data_dir: Path, relay: str, url: str | None, count: int, lease: int = 10
 ) -> AsyncIterator[list[ServeProcess]]:
     config = data_dir / "nwcd.toml"
-    config.write_text(f"[store]\nlease = {lease}\n")
+    config.write_text(
+        f"[store]\nlease = {lease}\n"
+        "[service]\napp_requests_per_minute = 0\nrequests_per_second = 0\n"
+    )
     env = {"NWCD_STORE_URL": url} if url else {}
     services = [
         ServeProcess(

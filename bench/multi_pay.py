@@ -103,7 +103,8 @@ async def service(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``nwcd serve`` as its own process."""
     config = data_dir / "nwcd.toml"
-    lines = ["[service]"]
+    # Throughput is measured: no request rate limits (their defaults would be the figure).
+    lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
     if per_connection is not None:
         lines.append(f"max_payments_per_connection = {per_connection}")
     config.write_text("\n".join(lines) + "\n")

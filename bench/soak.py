@@ -60,7 +60,10 @@ async def main() -> None:
         async with relay_process(args.relay, root / "relay") as relay_url:
             data_dir = root / "data"
             data_dir.mkdir()
-            (data_dir / "nwcd.toml").write_text("[service]\nfreshness_window = 60\nretention = 0\n")
+            (data_dir / "nwcd.toml").write_text(
+                "[service]\nfreshness_window = 60\nretention = 0\n"
+                "app_requests_per_minute = 0\nrequests_per_second = 0\n"
+            )
             uri = await make_connection(data_dir, relay_url)
             service = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "nwcd", "serve", "--relay", relay_url,

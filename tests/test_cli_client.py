@@ -8,6 +8,7 @@ event loop), or as a real subprocess where the process boundary matters.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -213,6 +214,31 @@ async def test_invoice_and_lookup(cli: Cli, wallet: WalletHarness) -> None:
     assert "description:  coffee" in out
     assert (await cli.json("lookup", uri, f"lightning:{invoice}"))["payment_hash"] == payment_hash
     assert (await cli.json("lookup", uri, payment_hash.upper()))["invoice"] == invoice
+
+
+async def test_hold_invoice_settle_and_cancel(cli: Cli, wallet: WalletHarness) -> None:
+    uri = (await connect(wallet)).format()
+    run = await cli("hold-invoice", uri, "--amount-sat", "8", "--description", "held")
+    assert run.code == 0, run.err
+    assert run.out.strip().startswith("lnbcrt80n1")
+    payment_hash = run.err.split("payment hash ")[1].split()[0]
+    preimage = run.err.split("preimage ")[1].split()[0]
+    assert hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
+    assert "keep it: nwcd settle URI PREIMAGE" in run.err
+    await wallet.backend.receive(payment_hash)  # a payer pays: held
+    assert await cli.ok("settle", uri, preimage) == f"settled the hold invoice {payment_hash}\n"
+    assert (await cli.json("lookup", uri, payment_hash))["state"] == "settled"
+
+    chosen = hashlib.sha256(b"mine").hexdigest()
+    made = await cli.json("hold-invoice", uri, "--amount-msat", "1500", "--payment-hash", chosen)
+    assert (made["payment_hash"], made["amount"]) == (chosen, 1_500)
+    assert "preimage" not in made  # the caller keeps its own
+    assert await cli.ok("cancel", uri, chosen) == f"canceled the hold invoice {chosen}\n"
+    assert (await cli.json("lookup", uri, chosen))["state"] == "failed"
+    err = await cli.fails("settle", uri, "00" * 32, code=1)
+    assert err == "nwcd: error: the wallet answered NOT_FOUND: hold invoice not found"
+    err = await cli.fails("cancel", uri, "xyz")
+    assert err == "nwcd: error: 'xyz' is not a payment hash (64 hex digits)"
 
 
 async def test_history(cli: Cli, wallet: WalletHarness) -> None:

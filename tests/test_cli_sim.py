@@ -1,4 +1,4 @@
-"""``nwcd sim outage``: an outage set from the command line reaches a backend on the data dir."""
+"""``nwcd sim outage`` and ``nwcd sim pay`` reach a backend on the same data dir."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.cli import main
 from nwcd.errors import BackendUnavailable
+from nwcd.nip47.methods import MakeHoldInvoiceParams, MakeInvoiceParams
 
 ENV_NAMES = ("NWCD_DATA_DIR", "NWCD_CONFIG", "NWCD_RELAYS", "NWCD_BACKEND", "NWC_URI")
 
@@ -90,3 +91,44 @@ def test_bad_arguments_are_one_line_and_exit_2(
     assert ": error: " in err
     assert expected in err
     assert not data_dir.exists()  # refused before the simulator was opened
+
+
+async def test_sim_pay_pays_the_wallets_invoices_from_outside(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    assert nwcd(data_dir, "sim", "outage", "--end").returncode == 0  # makes the data dir
+    backend = await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite"))
+    try:
+        ordinary = await backend.make_invoice(MakeInvoiceParams(21_000))
+        held = await backend.make_hold_invoice(MakeHoldInvoiceParams(5_000, "ab" * 32))
+        amountless = await backend.make_invoice(MakeInvoiceParams(0))
+        assert ordinary.invoice is not None
+        assert held.invoice is not None
+        assert amountless.invoice is not None
+        done = nwcd(data_dir, "sim", "pay", ordinary.invoice)
+        assert (done.returncode, done.stderr) == (0, "")
+        assert done.stdout == f"paid 21000 msat to {ordinary.payment_hash}: settled\n"
+        done = nwcd(data_dir, "sim", "pay", held.invoice)
+        assert done.stdout == (
+            f"paid 5000 msat to {held.payment_hash}: accepted"
+            " (held: the app settles or cancels it)\n"
+        )
+        done = nwcd(data_dir, "sim", "pay", amountless.invoice, "--amount-msat", "777")
+        assert done.returncode == 0
+        states = [
+            await backend.lookup_invoice(payment_hash=tx.payment_hash, invoice=None)
+            for tx in (ordinary, held, amountless)
+        ]
+        assert [(tx.state, tx.amount_msat) for tx in states if tx] == [
+            ("settled", 21_000),
+            ("accepted", 5_000),
+            ("settled", 777),
+        ]
+        again = nwcd(data_dir, "sim", "pay", ordinary.invoice)
+        garbage = nwcd(data_dir, "sim", "pay", "lnbcrt1garbage")
+        for refused, reason in ((again, "already paid"), (garbage, "not a valid invoice")):
+            assert refused.returncode != 0
+            assert refused.stdout == ""
+            assert refused.stderr.count("\n") == 1
+            assert reason in refused.stderr
+    finally:
+        await backend.close()

@@ -8,6 +8,7 @@ import pytest
 
 from nwcd.bootstrap import service_settings
 from nwcd.config import ConfigError, load_settings
+from nwcd.policy.rate import RateLimit
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -25,6 +26,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert service.max_batch_items == 100
     assert service.limits.in_flight == 256
     assert service.limits.per_connection == 100
+    assert service.app_rate == RateLimit(per_second=20, burst=200)
+    assert service.service_rate == RateLimit(per_second=1000, burst=2000)
 
 
 def test_file_values(tmp_path: Path) -> None:
@@ -32,6 +35,7 @@ def test_file_values(tmp_path: Path) -> None:
         tmp_path,
         'relays = ["wss://a.example"]\n[service]\nmax_batch_items = 5\n'
         'max_payments_per_connection = 7\nfee_reserve_ppm = 5000\ntimezone = "Europe/Berlin"\n'
+        "app_requests_per_minute = 90\napp_request_burst = 3\nrequests_per_second = 0\n"
         '[backend]\nkind = "simulator"\n[backend.simulator]\ninitial_balance_msat = 42\n',
     )
     settings = load_settings(config_file=config, data_dir=tmp_path, environ={})
@@ -42,6 +46,8 @@ def test_file_values(tmp_path: Path) -> None:
     assert service.limits.per_connection == 7
     assert service.fee_reserve.ppm == 5000
     assert str(service.timezone) == "Europe/Berlin"
+    assert service.app_rate == RateLimit(per_second=1.5, burst=3)
+    assert service.service_rate.unlimited
 
 
 def test_precedence_flags_then_environment_then_file(tmp_path: Path) -> None:

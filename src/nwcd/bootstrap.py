@@ -15,6 +15,7 @@ from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.config import ConfigError, Settings
 from nwcd.datadir import create_private_file, secure_data_dir
 from nwcd.policy.budget import FeeReserve
+from nwcd.policy.rate import RateLimit
 from nwcd.ports import LightningBackend, Store
 from nwcd.service.payments import PaymentLimits
 from nwcd.service.pipeline import ServiceSettings
@@ -179,6 +180,15 @@ def service_settings(settings: Settings) -> ServiceSettings:
         payment_hash_tag=bool(s.get("payment_hash_tag", defaults.payment_hash_tag)),
         cap_balance_to_budget=bool(s.get("cap_balance_to_budget", defaults.cap_balance_to_budget)),
         timezone=settings.timezone(),
+        app_rate=RateLimit(
+            per_second=int(s.get("app_requests_per_minute", defaults.app_rate.per_second * 60))
+            / 60,
+            burst=int(s.get("app_request_burst", defaults.app_rate.burst)),
+        ),
+        service_rate=RateLimit(
+            per_second=int(s.get("requests_per_second", defaults.service_rate.per_second)),
+            burst=int(s.get("request_burst", defaults.service_rate.burst)),
+        ),
     )
 
 

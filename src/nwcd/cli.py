@@ -394,6 +394,47 @@ def _client_commands(commands: Any) -> None:
     )
     _timeout_argument(invoice, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
 
+    hold = add(
+        "hold-invoice",
+        "ask the wallet for a hold invoice: the payment waits for you to settle or cancel it",
+        '  nwcd hold-invoice "$NWC_URI" --amount-sat 21     # prints the preimage to keep\n'
+        "  nwcd hold-invoice --amount-msat 1500 --payment-hash 3f2a...64 hex digits --json\n",
+        description="Ask the wallet for a hold invoice. Without --payment-hash a new preimage\n"
+        "is made and shown once on stderr (with --json: in the output): settling needs it.\n"
+        "When a payer pays, the payment is held (nwcd watch shows hold_invoice_accepted)\n"
+        "until `nwcd settle URI PREIMAGE` or `nwcd cancel URI PAYMENT_HASH`.",
+    )
+    _amount_arguments(hold)
+    hold.add_argument(
+        "--payment-hash", metavar="HASH", help="the hash of a preimage you keep (64 hex digits)"
+    )
+    hold.add_argument("--description", metavar="TEXT", help="what the payment is for")
+    hold.add_argument(
+        "--expiry",
+        type=_count(1, 365 * 86400, "the expiry in seconds"),
+        metavar="SECONDS",
+        help="how long the invoice can be paid (default: the wallet's)",
+    )
+    _timeout_argument(hold, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    settle = add(
+        "settle",
+        "take the payment held by a hold invoice (reveals the preimage)",
+        '  nwcd settle "$NWC_URI" 9c1e...64 hex digits\n',
+    )
+    settle.add_argument("preimage", metavar="PREIMAGE", help="the preimage (64 hex digits)")
+    _timeout_argument(settle, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+    cancel = add(
+        "cancel",
+        "give the payment held by a hold invoice back to its payer",
+        '  nwcd cancel "$NWC_URI" 3f2a...64 hex digits\n',
+    )
+    cancel.add_argument(
+        "payment_hash", metavar="PAYMENT_HASH", help="the hold invoice's payment hash"
+    )
+    _timeout_argument(cancel, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
     lookup = add(
         "lookup",
         "look up an invoice or payment of this connection",
@@ -435,8 +476,8 @@ def _client_commands(commands: Any) -> None:
         "print the wallet's notifications as they arrive",
         '  nwcd watch "$NWC_URI"\n'
         "  nwcd watch --count 1 --timeout 60 --json   # one JSON line each\n",
-        description="Print payment_received / payment_sent notifications as they arrive,\n"
-        "until Ctrl-C (or --count / --timeout).",
+        description="Print notifications (payments sent and received, held payments) as they\n"
+        "arrive, until Ctrl-C (or --count / --timeout).",
     )
     watch.add_argument(
         "--count",
@@ -494,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  nwcd serve --relay wss://relay.example.com\n"
         '  nwcd pay "$NWC_URI" lnbc1...                 # as an app would, through the relay\n'
         '  nwcd balance "$NWC_URI"                       # also info, invoice, lookup, history,\n'
-        "                                                # keysend, watch, call\n"
+        "                                                # keysend, hold-invoice, settle,\n"
+        "                                                # cancel, watch, call\n"
         "  nwcd wallet balance                           # the backend itself, no relay\n",
     )
     parser.add_argument("--version", action="version", version=f"nwcd {__version__}")
@@ -1348,6 +1390,9 @@ _CLIENT_COMMANDS = (
     "budget",
     "info",
     "invoice",
+    "hold-invoice",
+    "settle",
+    "cancel",
     "lookup",
     "history",
     "keysend",

@@ -18,6 +18,10 @@ Example ``nwcd.toml``::
     timezone = "UTC"                # budget periods follow this calendar
     cap_balance_to_budget = false   # true: get_balance answers min(balance, budget left)
                                     # for connections with a budget
+    app_requests_per_minute = 1200  # per connection, on average (0: no limit) ...
+    app_request_burst = 200         # ... and at once; more are answered RATE_LIMITED
+    requests_per_second = 1000      # the whole service (each instance), on average ...
+    request_burst = 2000            # ... and at once (0 per second: no limit)
 
     [store]                         # default: SQLite in the data dir (one nwcd serve)
     url = "postgresql://nwcd@db.example.com:5432/nwcd"   # or NWCD_STORE_URL: several
@@ -77,6 +81,10 @@ _SERVICE_KEYS = {
     "payment_hash_tag": bool,
     "timezone": str,
     "cap_balance_to_budget": bool,
+    "app_requests_per_minute": int,
+    "app_request_burst": int,
+    "requests_per_second": int,
+    "request_burst": int,
 }
 # The allowed range of each integer key of [service] (a zero or negative limit would stall
 # every payment or answer nothing).
@@ -88,6 +96,10 @@ _SERVICE_RANGES = {
     "max_payments_per_connection": (1, 100_000),
     "fee_reserve_ppm": (0, 1_000_000),
     "fee_reserve_floor_msat": (0, 2_100_000_000_000_000_000),
+    "app_requests_per_minute": (0, 10_000_000),
+    "app_request_burst": (1, 1_000_000),
+    "requests_per_second": (0, 1_000_000),
+    "request_burst": (1, 10_000_000),
 }
 _TYPE_NAMES = {int: "whole number", bool: "boolean (true or false)", str: "string"}
 # Each backend's table: key -> accepted types. Secrets may come from the environment

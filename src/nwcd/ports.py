@@ -226,6 +226,7 @@ class PaymentIntent:
     invoice: str | None
     amount_msat: int
     fee_reserve_msat: int
+    metadata: str | None = None  # the app's metadata, as JSON text
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,7 +413,19 @@ class PaymentLedger(Protocol):
 class InvoiceBook(Protocol):
     """Which connection made which invoice: only that app sees it."""
 
-    async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None: ...
+    async def add_invoice(
+        self, payment_hash: str, wallet_pubkey: str, now: int, metadata: str | None = None
+    ) -> None:
+        """Record who made an invoice, with the app's metadata (JSON text)."""
+        ...
+
+    async def metadata_of(
+        self, wallet_pubkey: str, payment_hashes: Sequence[str]
+    ) -> dict[str, str]:
+        """The app's metadata (JSON text) of its invoices and payments among the hashes
+        (of several payments of one hash, the latest's)."""
+        ...
+
     async def invoice_owner(self, payment_hash: str) -> str | None: ...
     async def owned_hashes(self, wallet_pubkey: str) -> set[str]: ...
     async def claim_notification(self, payment_hash: str, notification_type: str) -> bool:

@@ -29,7 +29,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -37,7 +37,9 @@ from typing import IO, Any, TypeVar
 import httpx
 import pytest
 
-from nwcd.backends.lnd import LndConfig
+from nwcd.backends.lnd import LndBackend, LndConfig
+from nwcd.store.sqlite import SqliteStore
+from tests.service.harness import WalletHarness
 
 LND_VERSION = "v0.21.3-beta"
 BTCD_VERSION = "v0.26.2"
@@ -488,3 +490,25 @@ def lnd_network() -> Iterator[LndNetwork]:
             yield network
         finally:
             network.stop()
+
+
+@dataclass
+class LndHarness(WalletHarness):
+    """The in-process service of ``WalletHarness`` with node A as its backend."""
+
+    lnd: LndConfig | None = None
+
+    async def __aenter__(self) -> LndHarness:
+        assert self.lnd is not None
+        self.store = await SqliteStore.open(self.data_dir / "nwcd.sqlite")
+        self.backend = await LndBackend.open(self.lnd)  # type: ignore[assignment]
+        return self
+
+    async def crash_and_reopen(self, while_down: Callable[[], Awaitable[None]]) -> None:
+        """Cancel the daemon, drop backend and store, run ``while_down``, start again."""
+        await self.stop()
+        await self.backend.close()
+        await self.store.close()
+        await while_down()
+        await self.__aenter__()
+        await self.start()

@@ -22,7 +22,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,8 +30,13 @@ import pytest
 
 from nwcd import bolt11
 from nwcd.backends.lnd import LndBackend, LndConfig, LndError
-from nwcd.errors import BackendTimeout, BackendUnavailable
-from nwcd.nip47.methods import ListTransactionsParams, MakeInvoiceParams, TlvRecord
+from nwcd.errors import BackendTimeout, BackendUnavailable, ErrorCode, RequestError
+from nwcd.nip47.methods import (
+    ListTransactionsParams,
+    MakeHoldInvoiceParams,
+    MakeInvoiceParams,
+    TlvRecord,
+)
 from nwcd.nip47.results import Response
 from nwcd.nostr.event import Event
 from nwcd.nostr.filters import Filter
@@ -41,9 +45,8 @@ from nwcd.ports import NOT_FOUND, Failed, Pending, Succeeded
 from nwcd.relay.pool import RelayPool
 from nwcd.service.daemon import DaemonOptions
 from nwcd.service.pipeline import ServiceSettings
-from nwcd.store.sqlite import SqliteStore
-from tests.backends.lnd_network import LndNetwork, LndNode
-from tests.service.harness import RawApp, WalletHarness
+from tests.backends.lnd_network import LndHarness, LndNetwork, LndNode
+from tests.service.harness import RawApp
 
 log = logging.getLogger(__name__)
 
@@ -429,6 +432,96 @@ async def test_hold_invoice_is_pending_until_settled(network: LndNetwork) -> Non
         )
 
 
+async def test_hold_invoices_made_held_settled_and_canceled(
+    backend: LndBackend, network: LndNetwork
+) -> None:
+    """A's hold invoices paid by B: held (reported on the incoming stream with its
+    deadline), then settled or canceled; B's payment ends accordingly."""
+    stream = backend.incoming_payments()
+
+    async def next_about(payment_hash: str) -> Any:
+        async with asyncio.timeout(30):
+            while True:
+                tx = await anext(stream)
+                if tx.payment_hash == payment_hash:
+                    return tx
+
+    kept = os.urandom(32)
+    kept_hash = hashlib.sha256(kept).hexdigest()
+    made = await backend.make_hold_invoice(
+        MakeHoldInvoiceParams(
+            45_000, kept_hash, description="held", expiry=600, min_cltv_expiry_delta=40
+        )
+    )
+    assert (made.payment_hash, made.state, made.amount_msat) == (kept_hash, "pending", 45_000)
+    assert made.invoice is not None
+    invoice = decoded(made.invoice)
+    assert (invoice.payment_hash, invoice.min_final_cltv_expiry) == (kept_hash, 40)
+    with pytest.raises(RequestError) as early:
+        await backend.settle_hold_invoice(kept.hex())  # nothing held yet
+    assert early.value.code is ErrorCode.OTHER
+    paying = asyncio.create_task(on(network.b, "pay", made.invoice))
+    held = await next_about(kept_hash)
+    assert (held.state, held.amount_msat) == ("accepted", 45_000)
+    assert held.settle_deadline is not None
+    assert held.settle_deadline >= await on(network.a, "height") + 40
+    looked = await backend.lookup_invoice(payment_hash=kept_hash, invoice=None)
+    assert looked is not None
+    assert looked.state == "accepted"
+    await backend.settle_hold_invoice(kept.hex())
+    assert (await paying)["status"] == "SUCCEEDED"
+    settled = await next_about(kept_hash)
+    assert (settled.state, settled.preimage) == ("settled", kept.hex())
+    with pytest.raises(RequestError) as late:
+        await backend.cancel_hold_invoice(kept_hash)
+    assert late.value.code is ErrorCode.OTHER
+
+    given_back = hashlib.sha256(os.urandom(32)).hexdigest()
+    made = await backend.make_hold_invoice(MakeHoldInvoiceParams(46_000, given_back))
+    assert made.invoice is not None
+    paying = asyncio.create_task(on(network.b, "pay", made.invoice))
+    assert (await next_about(given_back)).state == "accepted"
+    await backend.cancel_hold_invoice(given_back)
+    await backend.cancel_hold_invoice(given_back)  # twice is fine
+    assert (await paying)["status"] == "FAILED"
+    looked = await backend.lookup_invoice(payment_hash=given_back, invoice=None)
+    assert looked is not None
+    assert looked.state == "failed"
+
+    with pytest.raises(RequestError, match="cannot make the invoice"):
+        await backend.make_hold_invoice(MakeHoldInvoiceParams(1_000, given_back))
+    with pytest.raises(RequestError) as unknown:
+        await backend.settle_hold_invoice(os.urandom(32).hex())
+    assert unknown.value.code is ErrorCode.NOT_FOUND
+    await stream.aclose()
+
+
+async def test_a_payment_held_before_the_stream_started_is_reported(
+    backend: LndBackend, network: LndNetwork
+) -> None:
+    """After a restart, hold invoices LND has open are watched: their held payment shows."""
+    preimage = os.urandom(32)
+    payment_hash = hashlib.sha256(preimage).hexdigest()
+    async with await LndBackend.open(network.a.config(timeout=10)) as before_restart:
+        made = await before_restart.make_hold_invoice(MakeHoldInvoiceParams(47_000, payment_hash))
+    assert made.invoice is not None
+    paying = asyncio.create_task(on(network.b, "pay", made.invoice))
+
+    async def held() -> bool:
+        return (await on(network.a, "invoice", payment_hash))["state"] == "ACCEPTED"
+
+    await eventually("A holding the HTLC", held)
+    stream = backend.incoming_payments()
+    async with asyncio.timeout(30):
+        tx = await anext(stream)
+        while tx.payment_hash != payment_hash:
+            tx = await anext(stream)
+    assert tx.state == "accepted"
+    await backend.settle_hold_invoice(preimage.hex())
+    assert (await paying)["status"] == "SUCCEEDED"
+    await stream.aclose()
+
+
 async def test_list_transactions(backend: LndBackend, network: LndNetwork) -> None:
     invoice = decoded((await on(network.b, "add_invoice", 4_000, "listed"))["payment_request"])
     paid = await backend.pay_invoice(invoice, amount_msat=4_000, fee_limit_msat=10_000)
@@ -475,28 +568,6 @@ async def test_bad_macaroon_is_a_backend_error_without_secrets(network: LndNetwo
 
 
 # --- the whole service on node A ---------------------------------------------------------------
-
-
-@dataclass
-class LndHarness(WalletHarness):
-    """The in-process service of ``WalletHarness`` with node A as its backend."""
-
-    lnd: LndConfig | None = None
-
-    async def __aenter__(self) -> LndHarness:
-        assert self.lnd is not None
-        self.store = await SqliteStore.open(self.data_dir / "nwcd.sqlite")
-        self.backend = await LndBackend.open(self.lnd)  # type: ignore[assignment]
-        return self
-
-    async def crash_and_reopen(self, while_down: Callable[[], Awaitable[None]]) -> None:
-        """Cancel the daemon, drop backend and store, run ``while_down``, start again."""
-        await self.stop()
-        await self.backend.close()
-        await self.store.close()
-        await while_down()
-        await self.__aenter__()
-        await self.start()
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ from nwcd.backends.nwc import NwcBackend, NwcConfig
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.bolt11 import Invoice
 from nwcd.nip47.methods import Method
-from nwcd.ports import BACKEND_METHODS, HOLD_METHODS, LightningBackend
+from nwcd.ports import BACKEND_METHODS, LightningBackend
 from nwcd.relay.server import LocalRelay
 from tests.backends.lnbits_server import LnbitsServer
 from tests.backends.lnd_network import LndNetwork, LndNode
@@ -131,6 +131,8 @@ class Subject:
     expected_methods: frozenset[str]
     fee_limit_msat: int
     unreachable: Callable[[], Awaitable[LightningBackend]]  # a backend that cannot be reached
+    # A payer elsewhere starts paying one of the backend's invoices (where one can).
+    pay_us: Callable[[str], Awaitable[None]] | None = None
 
 
 # --- simulator ---------------------------------------------------------------------------
@@ -176,6 +178,7 @@ async def simulator_subject(tmp_path: Path) -> AsyncIterator[Subject]:
             expected_methods=ALL_METHODS,
             fee_limit_msat=1_000,
             unreachable=unreachable,
+            pay_us=lambda invoice: sim.receive(bolt11.decode(invoice).payment_hash),
         )
 
 
@@ -282,15 +285,25 @@ async def lnd_subject(network: LndNetwork) -> AsyncIterator[Subject]:
         )
         return await LndBackend.open(closed)
 
+    payments: set[asyncio.Task[object]] = set()
+
+    async def pay_us(invoice: str) -> None:
+        """Node B pays A's invoice; the payment goes on (a held one until released)."""
+        payment = asyncio.create_task(asyncio.to_thread(network.b.pay, invoice))
+        payments.add(payment)
+        payment.add_done_callback(payments.discard)
+
     async with await LndBackend.open(node.config(timeout=10, payment_timeout=30)) as backend:
         yield Subject(
             name="lnd",
             backend=backend,
             payee=LndPayee(network.c),
-            expected_methods=ALL_METHODS - HOLD_METHODS,  # not served by the adapter yet
+            expected_methods=ALL_METHODS,
             fee_limit_msat=100_000,
             unreachable=unreachable,
+            pay_us=pay_us,
         )
+        await asyncio.gather(*payments, return_exceptions=True)
 
 
 # --- NWC (nwcd itself as the upstream wallet) ----------------------------------------------
@@ -329,4 +342,7 @@ async def nwc_subject(tmp_path: Path) -> AsyncIterator[Subject]:
                 expected_methods=ALL_METHODS,
                 fee_limit_msat=1_000,
                 unreachable=unreachable,
+                pay_us=lambda invoice: upstream.backend.receive(
+                    bolt11.decode(invoice).payment_hash
+                ),
             )

@@ -45,7 +45,6 @@ from nwcd.nip47.methods import (
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.ports import (
     BACKEND_METHODS,
-    HOLD_METHODS,
     NOT_FOUND,
     Failed,
     LightningBackend,
@@ -138,6 +137,53 @@ async def pay(subject: Subject, invoice: bolt11.Invoice) -> PaymentOutcome:
 # --- methods ------------------------------------------------------------------------------
 
 
+async def _hold_round(subject: Subject, *, settle: bool) -> None:
+    """A hold invoice paid from outside: held (on the incoming stream, with its
+    deadline), then settled (the stream says so) or canceled (lookups say failed)."""
+    backend = subject.backend
+    assert subject.pay_us is not None, "hold invoices need a payer of the backend's invoices"
+    stream = backend.incoming_payments()
+
+    async def next_about(payment_hash: str) -> Transaction:
+        async with asyncio.timeout(30):
+            async for tx in stream:
+                if tx.payment_hash == payment_hash:
+                    return tx
+        raise AssertionError("the incoming stream ended")
+
+    preimage = os.urandom(32).hex()
+    payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    try:
+        made = await backend.make_hold_invoice(MakeHoldInvoiceParams(AMOUNT_MSAT, payment_hash))
+        assert made.invoice is not None
+        with pytest.raises(RequestError):  # nothing is held yet
+            await backend.settle_hold_invoice(preimage)
+        await subject.pay_us(made.invoice)
+        held = await next_about(payment_hash)
+        assert (held.state, held.amount_msat) == ("accepted", AMOUNT_MSAT)
+        assert held.settle_deadline is not None
+        assert held.settle_deadline > (await backend.get_info()).block_height
+        if settle:
+            await backend.settle_hold_invoice(preimage)
+            settled = await next_about(payment_hash)
+            assert (settled.state, settled.preimage) == ("settled", preimage)
+        else:
+            await backend.cancel_hold_invoice(payment_hash)
+            found = await backend.lookup_invoice(payment_hash=payment_hash, invoice=None)
+            assert found is not None
+            assert found.state == "failed"
+        unknown = os.urandom(32).hex()
+        for refused in (
+            backend.settle_hold_invoice(unknown),
+            backend.cancel_hold_invoice(hashlib.sha256(bytes.fromhex(unknown)).hexdigest()),
+        ):
+            with pytest.raises(RequestError) as missing:
+                await refused
+            assert missing.value.code is ErrorCode.NOT_FOUND
+    finally:
+        await stream.aclose()
+
+
 async def _exercise(subject: Subject, method: str) -> None:
     """Use ``method`` once through the port and check what comes back."""
     backend = subject.backend
@@ -201,39 +247,25 @@ async def _exercise(subject: Subject, method: str) -> None:
         assert isinstance(info, NodeInfo)
         assert info.network in NETWORKS
         assert info.block_height >= 0
-    elif method in HOLD_METHODS:
-        await _exercise_hold(backend, method)
+    elif method in (Method.SETTLE_HOLD_INVOICE, Method.CANCEL_HOLD_INVOICE):
+        await _hold_round(subject, settle=method == Method.SETTLE_HOLD_INVOICE)
+    elif method == Method.MAKE_HOLD_INVOICE:
+        payment_hash = hashlib.sha256(os.urandom(32)).hexdigest()
+        tx = await backend.make_hold_invoice(
+            MakeHoldInvoiceParams(AMOUNT_MSAT, payment_hash, description="h", expiry=600)
+        )
+        assert (tx.type, tx.payment_hash, tx.state) == ("incoming", payment_hash, "pending")
+        assert tx.invoice is not None
+        assert bolt11.decode(tx.invoice).payment_hash == payment_hash
+        with pytest.raises(RequestError) as taken:
+            await backend.make_hold_invoice(MakeHoldInvoiceParams(AMOUNT_MSAT, payment_hash))
+        assert taken.value.code is ErrorCode.OTHER
     elif method == Method.SIGN_MESSAGE:
         signature = await backend.sign_message("nwcd contract")
         assert isinstance(signature, str)
         assert signature
     else:  # a method the contract does not know yet: extend _exercise
         raise AssertionError(f"no contract case exercises {method!r}")
-
-
-async def _exercise_hold(backend: LightningBackend, method: str) -> None:
-    """A hold invoice for our own hash; settling it before a payment is held, or
-    an unknown one, is refused (a held payment needs a payer: the backends' own tests)."""
-    preimage = os.urandom(32).hex()
-    payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
-    tx = await backend.make_hold_invoice(
-        MakeHoldInvoiceParams(AMOUNT_MSAT, payment_hash, description="hold")
-    )
-    assert tx.type == "incoming"
-    assert tx.payment_hash == payment_hash
-    assert tx.amount_msat == AMOUNT_MSAT
-    if method == Method.SETTLE_HOLD_INVOICE:
-        with pytest.raises(RequestError) as refused:
-            await backend.settle_hold_invoice(preimage)  # no payment held yet
-        assert refused.value.code is ErrorCode.OTHER
-        with pytest.raises(RequestError) as unknown:
-            await backend.settle_hold_invoice(os.urandom(32).hex())
-        assert unknown.value.code is ErrorCode.NOT_FOUND
-    elif method == Method.CANCEL_HOLD_INVOICE:
-        await backend.cancel_hold_invoice(payment_hash)
-        with pytest.raises(RequestError) as unknown:
-            await backend.cancel_hold_invoice(os.urandom(32).hex())
-        assert unknown.value.code is ErrorCode.NOT_FOUND
 
 
 @pytest.mark.parametrize("kind", BACKENDS)

@@ -219,3 +219,30 @@ class NodeProcess:
             raise NodeScriptError(
                 f"{self.name}: {op} gave no reply within {timeout} s; stderr:\n{self.stderr()}"
             ) from None
+
+
+# -- the Alby SDK client script (alby_client.mjs) ---------------------------------------------
+
+
+def ok(reply: dict[str, Any]) -> Any:
+    assert reply["ok"], f"the SDK call failed: {reply.get('error')}"
+    return reply["result"]
+
+
+def failed(reply: dict[str, Any]) -> dict[str, Any]:
+    assert not reply["ok"], f"expected an error, got {reply.get('result')}"
+    error: dict[str, Any] = reply["error"]
+    return error
+
+
+async def notified(alby: NodeProcess, kind: str, payment_hash: str) -> dict[str, Any]:
+    """The notification of type ``kind`` about ``payment_hash`` the SDK handed its callback."""
+    message = await alby.wait_for(
+        lambda m: (
+            m.get("notification", {}).get("notification_type") == kind
+            and m["notification"].get("notification", {}).get("payment_hash") == payment_hash
+        ),
+        10,
+    )
+    body: dict[str, Any] = message["notification"]["notification"]
+    return body

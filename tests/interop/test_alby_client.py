@@ -30,7 +30,7 @@ from nwcd.policy.budget import window_end, window_start
 from nwcd.policy.grants import BudgetPeriod
 from nwcd.ports import Succeeded
 from tests.interop.conftest import BUDGET_MSAT, Served
-from tests.interop.node import NodeProcess
+from tests.interop.node import NodeProcess, failed, notified, ok
 
 pytestmark = pytest.mark.relay
 
@@ -38,30 +38,6 @@ ENCRYPTIONS = ["nip44_v2", "nip04"]
 NOT_IMPLEMENTED_CALLS: list[tuple[str, dict[str, Any] | None]] = [
     ("createConnection", {"pubkey": "33" * 32, "name": "x", "request_methods": ["get_info"]}),
 ]
-
-
-def ok(reply: dict[str, Any]) -> Any:
-    assert reply["ok"], f"the SDK call failed: {reply.get('error')}"
-    return reply["result"]
-
-
-def failed(reply: dict[str, Any]) -> dict[str, Any]:
-    assert not reply["ok"], f"expected an error, got {reply.get('result')}"
-    error: dict[str, Any] = reply["error"]
-    return error
-
-
-async def notified(alby: NodeProcess, kind: str, payment_hash: str) -> dict[str, Any]:
-    """The notification of type ``kind`` about ``payment_hash`` the SDK handed its callback."""
-    message = await alby.wait_for(
-        lambda m: (
-            m.get("notification", {}).get("notification_type") == kind
-            and m["notification"].get("notification", {}).get("payment_hash") == payment_hash
-        ),
-        10,
-    )
-    body: dict[str, Any] = message["notification"]["notification"]
-    return body
 
 
 async def paid(sim: SimulatedBackend, payment_hash: str, timeout: float = 10.0) -> Succeeded:

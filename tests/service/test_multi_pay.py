@@ -314,3 +314,42 @@ async def test_forged_copy_of_a_verified_request_is_dropped() -> None:
             assert first.tags == genuine.tags
             await __import__("asyncio").sleep(0.2)
             assert subscription.get_nowait() is None
+
+
+async def test_the_apps_metadata_comes_back_in_lookups_and_lists(wallet: WalletHarness) -> None:
+    """Kept by the service for every backend: pay_invoice, pay_keysend, batch items and
+    make_invoice metadata, in lookup_invoice and list_transactions of the app that sent
+    it; metadata over 4096 characters is dropped, as NIP-47 says."""
+    uri = await wallet.connect()
+    await wallet.start()
+    sim = wallet.backend
+    single, batched, oversized = [await sim.create_invoice(1_000 + i) for i in range(3)]
+    async with NWCClient.from_uri(uri, timeout=10) as client:
+        await client.pay_invoice(single.invoice, metadata={"order": "A-1", "items": [1, 2]})
+        keysend = await client.pay_keysend(
+            sim.payee_pubkeys[0], 2_000, metadata={"comment": "zap ⚡"}
+        )
+        await client.call(
+            "multi_pay_invoice",
+            {
+                "invoices": [
+                    {"id": "b", "invoice": batched.invoice, "metadata": {"batch": 7}},
+                    {"id": "o", "invoice": oversized.invoice, "metadata": {"x": "y" * 5000}},
+                ]
+            },
+        )
+        made = await client.make_invoice(3_000, metadata={"cart": 42})
+        assert made.metadata == {"cart": 42}
+        keysend_hash = hashlib.sha256(bytes.fromhex(keysend["preimage"])).hexdigest()
+        expected = {
+            single.payment_hash: {"order": "A-1", "items": [1, 2]},
+            keysend_hash: {"comment": "zap ⚡"},
+            batched.payment_hash: {"batch": 7},
+            oversized.payment_hash: None,
+            made.payment_hash: {"cart": 42},
+        }
+        for payment_hash, metadata in expected.items():
+            found = await client.lookup_invoice(payment_hash=payment_hash)
+            assert found.metadata == metadata, payment_hash
+        listed = await client.list_transactions(unpaid=True)
+        assert {tx.payment_hash: tx.metadata for tx in listed} == expected

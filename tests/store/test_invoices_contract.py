@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 from nwcd.nip47.info import HOLD_INVOICE_ACCEPTED as HELD
@@ -32,6 +33,30 @@ async def test_adding_an_invoice_twice_is_harmless(store: Store) -> None:
     await store.add_invoice(made, WALLET, NOW + 1)
     assert await store.invoice_owner(made) == WALLET
     assert await store.owned_hashes(WALLET) == {made}
+
+
+async def test_metadata_is_kept_per_connection_and_the_latest_payment_wins(
+    store: Store,
+) -> None:
+    made, paid, retried, bare, theirs = (hash_of(i) for i in range(300, 305))
+    await store.add_invoice(made, WALLET, NOW, '{"order":1}')
+    await store.add_invoice(bare, WALLET, NOW)
+    await store.add_invoice(theirs, OTHER_WALLET, NOW, '{"secret":true}')
+    await reserve(store, [replace(intent(payment_hash=paid), metadata='{"tip":2}')])
+    [first] = await reserve(store, [replace(intent(payment_hash=retried), metadata='{"try":1}')])
+    assert isinstance(first, Reserved)
+    await store.settle(first.payment_id, PaymentState.FAILED, now=NOW)
+    await reserve(store, [replace(intent(payment_hash=retried), metadata='{"try":2}')])
+    everything = [made, paid, retried, bare, theirs, hash_of(399)]
+    assert await store.metadata_of(WALLET, everything) == {
+        made: '{"order":1}',
+        paid: '{"tip":2}',
+        retried: '{"try":2}',
+    }
+    assert await store.metadata_of(OTHER_WALLET, everything) == {theirs: '{"secret":true}'}
+    assert await store.metadata_of(WALLET, []) == {}
+    [record] = (await store.payments_by_hashes(WALLET, [paid])).values()
+    assert record.intent.metadata == '{"tip":2}'
 
 
 async def test_a_failed_payment_stays_visible_to_its_payer(store: Store) -> None:

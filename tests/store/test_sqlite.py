@@ -38,7 +38,7 @@ from tests.store.helpers import (
     stored,
 )
 
-LATEST_VERSION = 4
+LATEST_VERSION = 5
 
 
 @pytest.fixture

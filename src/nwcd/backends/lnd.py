@@ -31,7 +31,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -59,7 +59,6 @@ from nwcd.nip47.methods import (
 from nwcd.nip47.results import NodeInfo, Transaction
 from nwcd.ports import (
     BACKEND_METHODS,
-    HOLD_METHODS,
     NOT_FOUND,
     Failed,
     LightningBackend,
@@ -276,7 +275,7 @@ def _incoming(invoice: Mapping[str, Any], now: float) -> Transaction:
         case _:
             state = "pending" if now < expires_at else "expired"
     settled = state == "settled"
-    amount_msat = _int(invoice.get("amt_paid_msat")) if settled else 0
+    amount_msat = _int(invoice.get("amt_paid_msat")) if state in ("settled", "accepted") else 0
     if not amount_msat:
         amount_msat = _int(invoice.get("value_msat"))
     memo = invoice.get("memo")
@@ -292,7 +291,45 @@ def _incoming(invoice: Mapping[str, Any], now: float) -> Transaction:
         preimage=_b64_to_hex(invoice.get("r_preimage")) if settled else None,
         expires_at=expires_at,
         settled_at=_int(invoice.get("settle_date")) if settled else None,
+        settle_deadline=_settle_deadline(invoice) if state == "accepted" else None,
     )
+
+
+def _settle_deadline(invoice: Mapping[str, Any]) -> int | None:
+    """The block height by which a held payment must be settled or canceled: the
+    earliest expiry of its held HTLCs."""
+    heights = [
+        _int(htlc.get("expiry_height"))
+        for htlc in invoice.get("htlcs") or ()
+        if isinstance(htlc, dict) and htlc.get("state") == "ACCEPTED"
+    ]
+    return min(heights) if heights else None
+
+
+def _is_open_hold_invoice(invoice: Mapping[str, Any]) -> bool:
+    """A hold invoice not settled or canceled yet: LND knows no preimage for it."""
+    return invoice.get("state") in ("OPEN", "ACCEPTED") and not invoice.get("r_preimage")
+
+
+def _hold_error(exc: LndError) -> RequestError | None:
+    """What the app is told when LND refuses to settle or cancel (None: not a refusal)."""
+    if exc.status == 404 or exc.code == 5 or "unable to locate" in exc.message:
+        return RequestError(ErrorCode.NOT_FOUND, "hold invoice not found")
+    if 400 <= exc.status < 500 or exc.code in (2, 3, 9):
+        return RequestError(ErrorCode.OTHER, f"lnd refused: {exc.message[:_REASON_MAX]}")
+    return None
+
+
+def _invoice_body(params: MakeInvoiceParams) -> dict[str, Any]:
+    """The fields of a new LND invoice (``/v1/invoices`` and ``/v2/invoices/hodl``)."""
+    body: dict[str, Any] = {"value_msat": str(params.amount_msat)}
+    if params.description_hash:
+        body["description_hash"] = _b64(bytes.fromhex(params.description_hash))
+    elif params.description:
+        body["memo"] = params.description
+    if params.expiry:
+        body["expiry"] = str(params.expiry)
+    return body
 
 
 def _outgoing(payment: Mapping[str, Any]) -> Transaction:
@@ -333,13 +370,18 @@ def _outgoing(payment: Mapping[str, Any]) -> Transaction:
 class LndBackend:
     """``LightningBackend`` over LND's REST API; build it with :meth:`open`."""
 
-    methods: frozenset[str] = BACKEND_METHODS - HOLD_METHODS
+    methods: frozenset[str] = BACKEND_METHODS
     max_concurrent_payments: int | None = None
 
     def __init__(self, config: LndConfig, client: httpx.AsyncClient) -> None:
         self._config = config
         self._client = client
         self._closed = False
+        # Where held payments go: one queue per running incoming_payments stream, fed
+        # by one watcher per open hold invoice (LND's all-invoices subscription reports
+        # additions and settlements only, never a payment being held).
+        self._streams: set[asyncio.Queue[Transaction | None]] = set()
+        self._hold_watchers: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
     async def open(
@@ -378,6 +420,10 @@ class LndBackend:
     async def close(self) -> None:
         """Close the HTTP client; running streams end."""
         self._closed = True
+        for watcher in self._hold_watchers.values():
+            watcher.cancel()
+        for stream in self._streams:
+            stream.put_nowait(None)
         await self._client.aclose()
 
     async def __aenter__(self) -> LndBackend:
@@ -583,25 +629,60 @@ class LndBackend:
         Raises:
             RequestError: ``OTHER`` when LND refuses the invoice (its reason is shown).
         """
-        body: dict[str, Any] = {"value_msat": str(params.amount_msat)}
-        if params.description_hash:
-            body["description_hash"] = _b64(bytes.fromhex(params.description_hash))
-        elif params.description:
-            body["memo"] = params.description
-        if params.expiry:
-            body["expiry"] = str(params.expiry)
-        try:
-            added = await self._call("POST", "/v1/invoices", body=body)
-        except LndError as exc:
-            if 400 <= exc.status < 500 or exc.code in (2, 3):
-                raise RequestError(
-                    ErrorCode.OTHER, f"cannot make the invoice: {exc.message[:_REASON_MAX]}"
-                ) from None
-            raise
+        added = await self._add_invoice("/v1/invoices", _invoice_body(params))
         with _edge("add invoice"):
             payment_hash = _b64_to_hex(added.get("r_hash"))
         if payment_hash is None:
             raise BackendUnavailable("lnd add invoice: no r_hash in the answer")
+        return await self._new_invoice(payment_hash)
+
+    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
+        """``POST /v2/invoices/hodl`` for the app's payment hash; a payer's HTLC is then
+        held (``ACCEPTED``) until settled or canceled, and reported on the incoming stream.
+
+        Raises:
+            RequestError: ``OTHER`` when LND refuses (e.g. the hash is taken).
+        """
+        body = _invoice_body(
+            MakeInvoiceParams(
+                params.amount_msat, params.description, params.description_hash, params.expiry
+            )
+        )
+        body["hash"] = _b64(bytes.fromhex(params.payment_hash))
+        if params.min_cltv_expiry_delta is not None:
+            body["cltv_expiry"] = str(params.min_cltv_expiry_delta)
+        await self._add_invoice("/v2/invoices/hodl", body)
+        self._watch_hold(params.payment_hash)
+        return await self._new_invoice(params.payment_hash)
+
+    async def settle_hold_invoice(self, preimage: str) -> None:
+        """``POST /v2/invoices/settle``: LND takes the held HTLCs with the preimage."""
+        await self._hold_action("settle", {"preimage": _b64(bytes.fromhex(preimage))})
+
+    async def cancel_hold_invoice(self, payment_hash: str) -> None:
+        """``POST /v2/invoices/cancel``: the held HTLCs go back (canceling twice is fine)."""
+        await self._hold_action("cancel", {"payment_hash": _b64(bytes.fromhex(payment_hash))})
+
+    async def _hold_action(self, action: str, body: Mapping[str, Any]) -> None:
+        try:
+            await self._call("POST", f"/v2/invoices/{action}", body=body)
+        except LndError as exc:
+            refusal = _hold_error(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+
+    async def _add_invoice(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return await self._call("POST", path, body=body)
+        except LndError as exc:
+            if 400 <= exc.status < 500 or exc.code in (2, 3, 6):
+                raise RequestError(
+                    ErrorCode.OTHER, f"cannot make the invoice: {exc.message[:_REASON_MAX]}"
+                ) from None
+            raise
+
+    async def _new_invoice(self, payment_hash: str) -> Transaction:
         found = await self._invoice(payment_hash)
         if found is None:
             raise BackendUnavailable("lnd add invoice: the new invoice cannot be found")
@@ -616,15 +697,6 @@ class LndBackend:
             raise
         with _edge("lookup invoice"):
             return _incoming(invoice, time.time())
-
-    async def make_hold_invoice(self, params: MakeHoldInvoiceParams) -> Transaction:
-        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
-
-    async def settle_hold_invoice(self, preimage: str) -> None:
-        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
-
-    async def cancel_hold_invoice(self, payment_hash: str) -> None:
-        raise RequestError(ErrorCode.NOT_IMPLEMENTED, "hold invoices: not yet")
 
     async def lookup_invoice(
         self, *, payment_hash: str | None, invoice: str | None
@@ -745,23 +817,107 @@ class LndBackend:
         return signature
 
     def incoming_payments(self) -> AsyncIterator[Transaction]:
-        """Invoices settled from now on (``/v1/invoices/subscribe``), until closed.
+        """Invoices settled from now on (``/v1/invoices/subscribe``), and payments held
+        by open hold invoices (one ``/v2/invoices/subscribe/{hash}`` each), until closed.
 
         A dropped subscription is reopened (with backoff) from the last settle index
-        seen, so LND replays what was settled in between.
+        seen, so LND replays what was settled in between. Hold invoices open when the
+        stream starts are watched too (their current state first: a payment held
+        while nobody watched is reported).
         """
         return self._incoming()
 
     async def _incoming(self) -> AsyncIterator[Transaction]:
+        stream: asyncio.Queue[Transaction | None] = asyncio.Queue()
+        self._streams.add(stream)
+        settled = asyncio.create_task(self._pump_settled(stream))
+        try:
+            await self._watch_open_holds()
+            while not self._closed:
+                tx = await stream.get()
+                if tx is None:
+                    return
+                yield tx
+        finally:
+            self._streams.discard(stream)
+            settled.cancel()
+
+    async def _watch_open_holds(self) -> None:
+        """Watch the hold invoices LND has open (made before this stream started)."""
+        try:
+            listed = await self._call(
+                "GET",
+                "/v1/invoices",
+                params={"pending_only": "true", "num_max_invoices": str(_LIST_MAX)},
+            )
+        except BackendError as exc:
+            log.warning("lnd: open hold invoices not listed (%s)", exc)
+            return
+        for invoice in listed.get("invoices") or ():
+            invoice = _object(invoice)
+            payment_hash = _b64_to_hex(invoice.get("r_hash"))
+            if payment_hash is not None and _is_open_hold_invoice(invoice):
+                self._watch_hold(payment_hash)
+
+    def _watch_hold(self, payment_hash: str) -> None:
+        if not self._closed and payment_hash not in self._hold_watchers:
+            watcher = asyncio.create_task(self._watch_one_hold(payment_hash))
+            self._hold_watchers[payment_hash] = watcher
+            watcher.add_done_callback(lambda _: self._hold_watchers.pop(payment_hash, None))
+
+    async def _watch_one_hold(self, payment_hash: str) -> None:
+        """Report each time the hold invoice starts holding a payment; end when it is
+        settled or canceled (a settlement comes through the settled stream)."""
+        path = (
+            "/v2/invoices/subscribe/"
+            + base64.urlsafe_b64encode(bytes.fromhex(payment_hash)).decode()
+        )
+        held = False
+        async for invoice in self._subscription("hold invoice", path, dict):
+            state = invoice.get("state")
+            if state in ("SETTLED", "CANCELED"):
+                return
+            if state == "ACCEPTED" and not held:
+                self._report(invoice, self._streams)
+            held = state == "ACCEPTED"
+
+    async def _pump_settled(self, stream: asyncio.Queue[Transaction | None]) -> None:
+        """Settled invoices from ``/v1/invoices/subscribe`` into ``stream``; after a
+        reconnect LND replays from the last settle index seen."""
         settle_index = 0
+
+        def since() -> dict[str, str]:
+            return {"settle_index": str(settle_index)} if settle_index else {}
+
+        async for invoice in self._subscription("invoice", "/v1/invoices/subscribe", since):
+            index = _int(invoice.get("settle_index"))
+            if invoice.get("state") != "SETTLED" or (index and index <= settle_index):
+                continue  # not settled, or replayed after a reconnect
+            settle_index = max(settle_index, index)
+            self._report(invoice, (stream,))
+
+    @staticmethod
+    def _report(invoice: Mapping[str, Any], streams: Iterable[asyncio.Queue[Any]]) -> None:
+        try:
+            tx = _incoming(invoice, time.time())
+        except ValueError:
+            log.warning("lnd: an invoice update without a payment hash was ignored")
+            return
+        for stream in streams:
+            stream.put_nowait(tx)
+
+    async def _subscription(
+        self, what: str, path: str, params: Callable[[], Mapping[str, str]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The ``result`` objects of an LND stream, reopened with backoff when it drops
+        (``params`` is asked again each time), until the backend is closed."""
         delay = _RECONNECT_MIN
         while not self._closed:
-            params = {"settle_index": str(settle_index)} if settle_index else {}
             try:
                 async with self._client.stream(
                     "GET",
-                    "/v1/invoices/subscribe",
-                    params=params,
+                    path,
+                    params=params(),
                     timeout=httpx.Timeout(self._config.timeout, read=None),
                 ) as response:
                     if response.status_code != 200:
@@ -769,21 +925,15 @@ class LndBackend:
                         raise _response_error(response)
                     delay = _RECONNECT_MIN
                     async for line in response.aiter_lines():
-                        if not line.strip():
-                            continue
-                        invoice = _object(json.loads(line)).get("result")
-                        if not isinstance(invoice, dict) or invoice.get("state") != "SETTLED":
-                            continue
-                        index = _int(invoice.get("settle_index"))
-                        if index and index <= settle_index:
-                            continue  # replayed after a reconnect
-                        settle_index = max(settle_index, index)
-                        yield _incoming(invoice, time.time())
+                        result = _object(json.loads(line)).get("result") if line.strip() else None
+                        if isinstance(result, dict):
+                            yield result
             except (httpx.HTTPError, ValueError, LndError) as exc:
                 if self._closed:
                     return
                 log.warning(
-                    "lnd invoice subscription dropped (%s); again in %.1f s",
+                    "lnd %s subscription dropped (%s); again in %.1f s",
+                    what,
                     type(exc).__name__,
                     delay,
                 )

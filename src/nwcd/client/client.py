@@ -23,6 +23,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,7 +162,7 @@ class PaymentResult:
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """A ``payment_received`` / ``payment_sent`` notification."""
+    """A notification: ``type`` is e.g. ``payment_received`` or ``hold_invoice_accepted``."""
 
     type: str
     transaction: Transaction
@@ -178,10 +179,17 @@ class NWCClient:
         connect_timeout: float = 10.0,
         info_timeout: float = 5.0,
         max_batch_items: int = MAX_BATCH_ITEMS,
+        request_expiration: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``request_expiration``: seconds after which a request must not be executed
+        (NIP-47's ``expiration`` tag): with it no longer than ``timeout``, a payment the
+        client stopped waiting for cannot happen later (e.g. a wallet that was offline)."""
         if max_batch_items < 1:
             raise ValueError("max_batch_items must be positive")
+        if request_expiration is not None and request_expiration <= 0:
+            raise ValueError("request_expiration must be positive")
+        self.request_expiration = request_expiration
         self.uri = uri
         self.timeout = timeout
         self.max_batch_items = max_batch_items
@@ -277,6 +285,10 @@ class NWCClient:
     def _request_event(
         self, method: str, params: Mapping[str, Any], expiration: int | None = None
     ) -> Event:
+        """``expiration`` (unix seconds) for this request, else ``request_expiration``."""
+        now = int(self._clock.now())
+        if expiration is None and self.request_expiration is not None:
+            expiration = now + math.ceil(self.request_expiration)
         tags = [["p", self._wallet.hex]]
         if self.scheme is Scheme.NIP44_V2:
             tags.append(["encryption", self.scheme.value])
@@ -289,7 +301,7 @@ class NWCClient:
                 self._secret, self._wallet, self.scheme, encode_request(method, params)
             ),
             tags=tags,
-            created_at=int(self._clock.now()),
+            created_at=now,
         )
 
     def _open(self, event: Event) -> Response | None:
@@ -382,11 +394,20 @@ class NWCClient:
         return Budget.from_json(await self.call("get_budget", timeout=timeout))
 
     async def pay_invoice(
-        self, invoice: str, *, amount_msat: int | None = None, timeout: float | None = None
+        self,
+        invoice: str,
+        *,
+        amount_msat: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Mapping[str, Any]:
+        """Pay an invoice; ``metadata`` (yours, at most 4096 characters of JSON) is kept
+        with the payment and comes back in lookups and lists."""
         params: dict[str, Any] = {"invoice": invoice}
         if amount_msat is not None:
             params["amount"] = amount_msat
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
         return await self.call("pay_invoice", params, timeout=timeout)
 
     async def pay_keysend(
@@ -396,6 +417,7 @@ class NWCClient:
         *,
         preimage: str | None = None,
         tlv_records: Sequence[tuple[int, str]] = (),
+        metadata: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Mapping[str, Any]:
         """A keysend; ``tlv_records`` as ``(type, hex value)`` pairs."""
@@ -404,6 +426,8 @@ class NWCClient:
             params["preimage"] = preimage
         if tlv_records:
             params["tlv_records"] = [{"type": t, "value": v} for t, v in tlv_records]
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
         return await self.call("pay_keysend", params, timeout=timeout)
 
     async def make_invoice(
@@ -412,6 +436,7 @@ class NWCClient:
         *,
         description: str | None = None,
         expiry: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Transaction:
         params: dict[str, Any] = {"amount": amount_msat}
@@ -419,6 +444,8 @@ class NWCClient:
             params["description"] = description
         if expiry is not None:
             params["expiry"] = expiry
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
         return Transaction.from_json(await self.call("make_invoice", params, timeout=timeout))
 
     async def make_hold_invoice(
@@ -595,7 +622,8 @@ class NWCClient:
     async def notifications(
         self, *, on_subscribed: Callable[[], object] | None = None
     ) -> AsyncGenerator[Notification, None]:
-        """``payment_received`` / ``payment_sent`` notifications from now on.
+        """Notifications (``payment_received``, ``payment_sent``, ``hold_invoice_accepted``)
+        from now on.
 
         ``on_subscribed`` is called once the relays confirmed the subscription (their
         end of stored events), or after ``info_timeout``: notifications sent from then

@@ -1,5 +1,6 @@
-"""The client as commands: ``nwcd balance | info | invoice | lookup | history | keysend |
-watch | call | pay``, each against a wallet given by a connection URI.
+"""The client as commands: ``nwcd balance | info | invoice | hold-invoice | settle | cancel |
+lookup | history | keysend | watch | call | pay``, each against a wallet given by a
+connection URI.
 
 Each handler takes the parsed arguments (see ``nwcd.cli``) and returns the exit code:
 0 done; 1 the wallet refused, or a payment failed or has no known outcome yet;
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib
 import json
 import os
@@ -331,6 +333,66 @@ async def invoice(args: argparse.Namespace) -> int:
     print(
         f"{format_msat(tx.amount_msat)}{expires}, payment hash {tx.payment_hash}", file=sys.stderr
     )
+    return 0
+
+
+def _hex64(text: str, what: str) -> str:
+    value = text.strip().lower()
+    if not _HEX64.match(value):
+        raise CommandError(f"{text[:80]!r} is not a {what} (64 hex digits)")
+    return value
+
+
+async def hold_invoice(args: argparse.Namespace) -> int:
+    """A hold invoice: for ``--payment-hash``, else for a new preimage printed once (the
+    only way to settle it later)."""
+    uri = connection_uri(args.uri)
+    preimage = None
+    if args.payment_hash is None:
+        preimage = os.urandom(32).hex()
+        payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    else:
+        payment_hash = _hex64(args.payment_hash, "payment hash")
+    deadline = _Deadline(args.timeout)
+    async with _wallet(uri, deadline) as client:
+        with _answers(client, deadline):
+            tx = await client.make_hold_invoice(
+                _amount_msat(args),
+                payment_hash,
+                description=args.description,
+                expiry=args.expiry,
+                timeout=deadline.left(),
+            )
+    if args.json:
+        _dump({**tx.to_json(), **({"preimage": preimage} if preimage else {})})
+        return 0
+    print(tx.invoice or "(the wallet sent no invoice string)")
+    print(f"{format_msat(tx.amount_msat)}, payment hash {payment_hash}", file=sys.stderr)
+    if preimage is not None:
+        print(f"preimage {preimage} (keep it: nwcd settle URI PREIMAGE)", file=sys.stderr)
+    return 0
+
+
+async def settle(args: argparse.Namespace) -> int:
+    uri = connection_uri(args.uri)
+    preimage = _hex64(args.preimage, "preimage")
+    deadline = _Deadline(args.timeout)
+    async with _wallet(uri, deadline) as client:
+        with _answers(client, deadline):
+            await client.settle_hold_invoice(preimage, timeout=deadline.left())
+    payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
+    print(f"settled the hold invoice {payment_hash}")
+    return 0
+
+
+async def cancel(args: argparse.Namespace) -> int:
+    uri = connection_uri(args.uri)
+    payment_hash = _hex64(args.payment_hash, "payment hash")
+    deadline = _Deadline(args.timeout)
+    async with _wallet(uri, deadline) as client:
+        with _answers(client, deadline):
+            await client.cancel_hold_invoice(payment_hash, timeout=deadline.left())
+    print(f"canceled the hold invoice {payment_hash}")
     return 0
 
 
@@ -686,6 +748,9 @@ HANDLERS: Mapping[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]]
     "budget": budget,
     "info": info,
     "invoice": invoice,
+    "hold-invoice": hold_invoice,
+    "settle": settle,
+    "cancel": cancel,
     "lookup": lookup,
     "history": history,
     "keysend": keysend,

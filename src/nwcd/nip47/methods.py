@@ -57,6 +57,7 @@ __all__ = [
     "UnknownMethod",
     "decode_request",
     "encode_request",
+    "metadata_text",
 ]
 
 MAX_METADATA_CHARS: Final = 4096
@@ -159,9 +160,14 @@ def _metadata(params: Mapping[str, Any]) -> Mapping[str, Any] | None:
         raise _bad("metadata must be an object")
     # 47.md: metadata longer than 4096 characters "MUST be dropped" (characters, so
     # non-ASCII text is not counted as its 6-character \u escapes).
-    if len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)) > MAX_METADATA_CHARS:
+    if len(metadata_text(metadata)) > MAX_METADATA_CHARS:
         return None
     return metadata
+
+
+def metadata_text(metadata: Mapping[str, Any]) -> str:
+    """An app's metadata as the compact JSON text it is measured and stored as."""
+    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +218,7 @@ class PayKeysendParams:
     amount_msat: int
     preimage: str | None = None
     tlv_records: tuple[TlvRecord, ...] = ()
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +232,7 @@ class KeysendItem:
     preimage: str | None = None
     tlv_records: tuple[TlvRecord, ...] = ()
     problem: str | None = None
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,14 +420,16 @@ def _tlv_records(raw: Mapping[str, Any]) -> tuple[TlvRecord, ...]:
     return tuple(out)
 
 
-def _keysend_fields(raw: Mapping[str, Any]) -> tuple[str, int, str | None, tuple[TlvRecord, ...]]:
+def _keysend_fields(
+    raw: Mapping[str, Any],
+) -> tuple[str, int, str | None, tuple[TlvRecord, ...], Mapping[str, Any] | None]:
     pubkey = _hex(_required_str(raw, "pubkey"), "pubkey", 66)
     assert pubkey is not None
     if "amount" not in raw:
         raise _bad("amount is required")
     amount = _msat(raw["amount"], "amount", low=1)  # a keysend of nothing pays nothing
     preimage = _hex(_optional_str(raw, "preimage"), "preimage", 64)
-    return pubkey, amount, preimage, _tlv_records(raw)
+    return pubkey, amount, preimage, _tlv_records(raw), _metadata(raw)
 
 
 def _keysend_item(index: int, raw: Mapping[str, Any]) -> KeysendItem:
@@ -429,10 +439,10 @@ def _keysend_item(index: int, raw: Mapping[str, Any]) -> KeysendItem:
     if not isinstance(pubkey, str) or not pubkey:
         raise _bad(f"{where}: pubkey must be a non-empty string")
     try:
-        pubkey, amount, preimage, records = _keysend_fields(raw)
+        pubkey, amount, preimage, records, metadata = _keysend_fields(raw)
     except RequestError as exc:
         return KeysendItem(index, item_id, pubkey.lower(), problem=exc.message)
-    return KeysendItem(index, item_id, pubkey, amount, preimage, records)
+    return KeysendItem(index, item_id, pubkey, amount, preimage, records, metadata=metadata)
 
 
 def _parse_params(method: str, params: Mapping[str, Any], max_items: int) -> Params:

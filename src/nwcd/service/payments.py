@@ -27,13 +27,14 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nwcd import bolt11
 from nwcd.clock import Clock
 from nwcd.errors import BackendError, ErrorCode, InvalidInvoice, RequestError
-from nwcd.nip47.methods import InvoiceItem, KeysendItem, TlvRecord
+from nwcd.nip47.methods import InvoiceItem, KeysendItem, TlvRecord, metadata_text
 from nwcd.nip47.results import PayResult
 from nwcd.policy.authorize import Deny
 from nwcd.policy.budget import FeeReserve
@@ -83,6 +84,7 @@ class PlannedPayment:
     keysend_preimage: str | None = None
     tlv_records: tuple[TlvRecord, ...] = ()
     error: RequestError | None = None
+    metadata: Mapping[str, Any] | None = None  # the app's, kept with the payment
 
 
 def _item_error(message: str, code: ErrorCode = ErrorCode.OTHER) -> RequestError:
@@ -145,6 +147,7 @@ def plan_invoices(
                 amount_msat=amount,
                 invoice=decoded,
                 error=error,
+                metadata=item.metadata,
             )
         )
     return planned
@@ -223,6 +226,7 @@ def plan_keysends(
                 keysend_preimage=preimage,
                 tlv_records=item.tlv_records,
                 error=error,
+                metadata=item.metadata,
             )
         )
     return planned
@@ -399,6 +403,7 @@ class PaymentEngine:
                 invoice=item.invoice.bolt11 if item.invoice else None,
                 amount_msat=item.amount_msat,
                 fee_reserve_msat=self._fee_reserve.for_amount(item.amount_msat),
+                metadata=None if item.metadata is None else metadata_text(item.metadata),
             )
             for item in items
         ]

@@ -7,7 +7,7 @@ The steps, in order, each in one place::
     -> ``expiration`` passed: drop (NIP-47); oversized content: drop
     -> durable claim of the event id (a repeat re-publishes stored responses)
     -> freshness window, app key, encryption scheme
-    -> decrypt -> decode params -> authorize
+    -> decrypt -> rate limits (answered RATE_LIMITED) -> decode params -> authorize
     -> execute (payments through :mod:`nwcd.service.payments`)
     -> encode, encrypt, sign -> store -> publish
 
@@ -53,6 +53,7 @@ from nwcd.nip47.methods import (
     SignMessageParams,
     UnknownMethod,
     decode_request,
+    metadata_text,
 )
 from nwcd.nip47.results import PayResult, Transaction, encode_response, error_response
 from nwcd.nostr.event import Event, sign_event
@@ -61,6 +62,7 @@ from nwcd.nostr.kinds import Kind
 from nwcd.policy.authorize import authorize
 from nwcd.policy.budget import FeeReserve, budget_status, window_start
 from nwcd.policy.grants import SERVICE_METHODS, Connection
+from nwcd.policy.rate import APP_RATE, SERVICE_RATE, RateLimit, RateLimiter
 from nwcd.ports import Claim, LightningBackend, NotOwner, PaymentState, RequestRecord, Store
 from nwcd.service.payments import (
     ItemResult,
@@ -117,6 +119,8 @@ class ServiceSettings:
     cap_balance_to_budget: bool = False
     subscribe_margin: int = 60
     retention: int = 3600
+    app_rate: RateLimit = APP_RATE
+    service_rate: RateLimit = SERVICE_RATE
 
     @property
     def horizon(self) -> int:
@@ -169,6 +173,7 @@ class Pipeline:
         self.connections: dict[str, Connection] = {}
         self._touched: dict[str, int] = {}
         self._network: bolt11.Network | None = None
+        self._rate = RateLimiter(settings.app_rate, settings.service_rate)
         self.payments = PaymentEngine(
             store,
             backend,
@@ -257,7 +262,8 @@ class Pipeline:
                 await self.republish(event.id, connection)
             return
         ctx = RequestContext(event, connection, app_key, scheme)
-        await self.process(ctx, scheme_error)
+        limited = self._rate.check(connection.wallet_pubkey, self._clock.monotonic())
+        await self.process(ctx, scheme_error, limited=limited)
 
     async def republish(self, request_id: str, connection: Connection) -> None:
         """A repeated request: send the stored responses again, do nothing else."""
@@ -270,8 +276,15 @@ class Pipeline:
         for response in responses:
             self._sink.publish(response, connection.relays)
 
-    async def process(self, ctx: RequestContext, scheme_error: RequestError | None = None) -> None:
-        """Everything after the claim (also used to finish requests after a restart)."""
+    async def process(
+        self,
+        ctx: RequestContext,
+        scheme_error: RequestError | None = None,
+        *,
+        limited: RequestError | None = None,
+    ) -> None:
+        """Everything after the claim (also used to finish requests after a restart);
+        ``limited``: answer this (``RATE_LIMITED``) instead of serving the request."""
         event, connection = ctx.event, ctx.connection
         now = self._now()
         try:
@@ -293,6 +306,8 @@ class Pipeline:
                     ErrorCode.OTHER, f"cannot decrypt the request with {ctx.scheme.value}"
                 ) from None
             ctx = ctx.with_method(_method_name(plaintext))
+            if limited is not None:
+                raise limited
             request = decode_request(plaintext, max_items=self._settings.max_batch_items)
             ctx = ctx.with_method(request.method)
             await self._execute(ctx, request)
@@ -513,9 +528,10 @@ class Pipeline:
                 result["notifications"] = list(notification_types(result["methods"]))
                 await self._ok(ctx, result)
             case MakeInvoiceParams():
-                await self._made(ctx, await self._backend.make_invoice(params))
+                await self._made(ctx, await self._backend.make_invoice(params), params.metadata)
             case MakeHoldInvoiceParams():
-                await self._made(ctx, await self._backend.make_hold_invoice(params))
+                tx = await self._backend.make_hold_invoice(params)
+                await self._made(ctx, tx, params.metadata)
             case SettleHoldInvoiceParams():
                 await self._own_hold_invoice(ctx, params.payment_hash)
                 await self._backend.settle_hold_invoice(params.preimage)
@@ -532,11 +548,30 @@ class Pipeline:
                 signature = await self._backend.sign_message(params.message)
                 await self._ok(ctx, {"message": params.message, "signature": signature})
 
-    async def _made(self, ctx: RequestContext, tx: Transaction) -> None:
+    async def _made(
+        self, ctx: RequestContext, tx: Transaction, metadata: Mapping[str, Any] | None
+    ) -> None:
         """A new invoice belongs to the connection that made it (lookups, notifications,
-        settling a hold invoice): recorded before the app can learn of it."""
-        await self._store.add_invoice(tx.payment_hash, ctx.connection.wallet_pubkey, self._now())
-        await self._ok(ctx, tx.to_json())
+        settling a hold invoice), with the app's metadata: recorded before the app can
+        learn of it."""
+        text = None if metadata is None else metadata_text(metadata)
+        wallet = ctx.connection.wallet_pubkey
+        await self._store.add_invoice(tx.payment_hash, wallet, self._now(), text)
+        await self._ok(ctx, replace(tx, metadata=metadata).to_json())
+
+    async def _with_metadata(
+        self, connection: Connection, txs: list[Transaction]
+    ) -> list[Transaction]:
+        """The app's own metadata on its transactions, whatever the backend keeps."""
+        stored = await self._store.metadata_of(
+            connection.wallet_pubkey, [tx.payment_hash for tx in txs]
+        )
+        return [
+            replace(tx, metadata=json.loads(stored[tx.payment_hash]))
+            if tx.payment_hash in stored
+            else tx
+            for tx in txs
+        ]
 
     async def _own_hold_invoice(self, ctx: RequestContext, payment_hash: str) -> None:
         """Only the connection that made a hold invoice may settle or cancel it; to any
@@ -612,6 +647,7 @@ class Pipeline:
                         params.amount_msat,
                         params.preimage,
                         params.tlv_records,
+                        metadata=params.metadata,
                     ),
                 )
                 planned = plan_keysends(
@@ -652,6 +688,7 @@ class Pipeline:
             tx = await self._backend.lookup_invoice(payment_hash=payment_hash, invoice=None)
         if tx is None:
             raise RequestError(ErrorCode.NOT_FOUND, "invoice not found")
+        [tx] = await self._with_metadata(ctx.connection, [tx])
         await self._ok(ctx, tx.to_json())
 
     async def _list(self, ctx: RequestContext, params: ListTransactionsParams) -> None:
@@ -663,7 +700,9 @@ class Pipeline:
         )
         mine = [tx for tx in everything if tx.payment_hash in owned]
         limit = params.limit if params.limit is not None else 50
-        page = mine[params.offset : params.offset + limit]
+        page = await self._with_metadata(
+            ctx.connection, mine[params.offset : params.offset + limit]
+        )
         await self._ok(ctx, {"transactions": [tx.to_json() for tx in page]})
 
 

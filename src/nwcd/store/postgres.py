@@ -364,8 +364,20 @@ class PostgresStore:
 
     # -- invoices ------------------------------------------------------------------------
 
-    async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None:
-        await self._execute(sql.INSERT_INVOICE, payment_hash, wallet_pubkey, now)
+    async def add_invoice(
+        self, payment_hash: str, wallet_pubkey: str, now: int, metadata: str | None = None
+    ) -> None:
+        await self._execute(sql.INSERT_INVOICE, payment_hash, wallet_pubkey, now, metadata)
+
+    async def metadata_of(
+        self, wallet_pubkey: str, payment_hashes: Sequence[str]
+    ) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in sql.chunks(list(dict.fromkeys(payment_hashes))):
+            query = sql.metadata_of(len(chunk))
+            rows = await self._fetch(query, wallet_pubkey, *chunk, wallet_pubkey, *chunk)
+            found.update((row[0], row[1]) for row in rows)
+        return found
 
     async def invoice_owner(self, payment_hash: str) -> str | None:
         rows = await self._fetch(sql.INVOICE_OWNER, payment_hash)

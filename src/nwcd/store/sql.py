@@ -98,7 +98,8 @@ PRUNE_REQUESTS = (
 
 _PAYMENT_COLUMNS = (
     "id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice,"
-    " amount_msat, fee_reserve_msat, state, preimage, fee_msat, error_code, error_message"
+    " amount_msat, fee_reserve_msat, state, preimage, fee_msat, error_code, error_message,"
+    " metadata"
 )
 # What a payment counts against a budget (nwcd.policy.admission.budget_cost, summed):
 # the real spend once settled, the reservation (amount + fee reserve) while open.
@@ -111,8 +112,8 @@ BUDGET_USED = (
 # hashes); then nothing is returned and the payment is refused.
 INSERT_PAYMENT = (
     "INSERT INTO payments (request_id, item_index, wallet_pubkey, result_type, d_tag,"
-    " payment_hash, invoice, amount_msat, fee_reserve_msat, state, created_at, updated_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,'reserved',?,?) ON CONFLICT DO NOTHING RETURNING id"
+    " payment_hash, invoice, amount_msat, fee_reserve_msat, state, created_at, updated_at,"
+    " metadata) VALUES (?,?,?,?,?,?,?,?,?,'reserved',?,?,?) ON CONFLICT DO NOTHING RETURNING id"
 )
 REQUEST_OWNER = "SELECT owner FROM requests WHERE event_id = ?"
 FENCE = "UPDATE payments SET state = 'unknown', updated_at = ? WHERE id = ? AND state = 'reserved'"
@@ -147,9 +148,23 @@ def payments_by_hashes(count: int) -> str:
 # -- invoices ----------------------------------------------------------------------------------
 
 INSERT_INVOICE = (
-    "INSERT INTO invoices (payment_hash, wallet_pubkey, created_at) VALUES (?,?,?)"
+    "INSERT INTO invoices (payment_hash, wallet_pubkey, created_at, metadata) VALUES (?,?,?,?)"
     " ON CONFLICT DO NOTHING"
 )
+
+
+def metadata_of(count: int) -> str:
+    """A connection's metadata of ``count`` hashes: its invoices' and its payments'
+    (later rows win when read in order)."""
+    marks = _marks(count)
+    return (
+        "SELECT payment_hash, metadata, 0 AS o, 0 AS id FROM invoices WHERE wallet_pubkey = ?"
+        " AND metadata IS NOT NULL AND payment_hash IN (" + marks + ")"
+        " UNION ALL SELECT payment_hash, metadata, 1, id FROM payments WHERE wallet_pubkey = ?"
+        " AND metadata IS NOT NULL AND payment_hash IN (" + marks + ") ORDER BY 3, 4"
+    )
+
+
 INVOICE_OWNER = "SELECT wallet_pubkey FROM invoices WHERE payment_hash = ?"
 OWNED_HASHES = (
     "SELECT payment_hash FROM invoices WHERE wallet_pubkey = ?"
@@ -378,18 +393,20 @@ def payment_row(
         fee_reserve_msat,
         now,
         now,
+        intent.metadata,
     )
 
 
 def payment_from_row(row: Sequence[Any]) -> PaymentRecord:
-    (payment_id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash, invoice,
-     amount, fee_reserve, state, preimage, fee, error_code, error_message) = row  # fmt: skip
+    (payment_id, request_id, wallet_pubkey, item_index, result_type, d_tag, payment_hash,
+     invoice, amount, fee_reserve, state, preimage, fee, error_code, error_message,
+     metadata) = row  # fmt: skip
     return PaymentRecord(
         id=payment_id,
         request_id=request_id,
         wallet_pubkey=wallet_pubkey,
         intent=PaymentIntent(
-            item_index, result_type, d_tag, payment_hash, invoice, amount, fee_reserve
+            item_index, result_type, d_tag, payment_hash, invoice, amount, fee_reserve, metadata
         ),
         state=PaymentState(state),
         preimage=preimage,

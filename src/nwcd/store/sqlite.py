@@ -415,11 +415,23 @@ class SqliteStore:
 
     # -- invoices ------------------------------------------------------------------------
 
-    async def add_invoice(self, payment_hash: str, wallet_pubkey: str, now: int) -> None:
+    async def add_invoice(
+        self, payment_hash: str, wallet_pubkey: str, now: int, metadata: str | None = None
+    ) -> None:
         """Record that a connection made this invoice."""
-        await self._write(
-            lambda tx: tx.execute(sql.INSERT_INVOICE, (payment_hash, wallet_pubkey, now))
-        )
+        row = (payment_hash, wallet_pubkey, now, metadata)
+        await self._write(lambda tx: tx.execute(sql.INSERT_INVOICE, row))
+
+    async def metadata_of(
+        self, wallet_pubkey: str, payment_hashes: Sequence[str]
+    ) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in sql.chunks(list(dict.fromkeys(payment_hashes))):
+            args = (wallet_pubkey, *chunk, wallet_pubkey, *chunk)
+            found.update(
+                (row[0], row[1]) for row in await self._read(sql.metadata_of(len(chunk)), args)
+            )
+        return found
 
     async def invoice_owner(self, payment_hash: str) -> str | None:
         """The wallet pubkey of the connection that made an invoice."""
