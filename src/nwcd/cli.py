@@ -335,6 +335,19 @@ def _amount_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _new_invoice_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``invoice`` and ``hold-invoice`` ask the wallet for."""
+    _amount_arguments(parser)
+    parser.add_argument("--description", metavar="TEXT", help="what the payment is for")
+    parser.add_argument(
+        "--expiry",
+        type=_count(1, 365 * 86400, "the expiry in seconds"),
+        metavar="SECONDS",
+        help="how long the invoice can be paid (default: the wallet's)",
+    )
+    _timeout_argument(parser, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+
+
 _TIMEOUT_HELP = (
     f"give up after SECONDS in all: reaching the relay, the wallet's answer"
     f" (default {DEFAULT_TIMEOUT:g})"
@@ -384,15 +397,7 @@ def _client_commands(commands: Any) -> None:
         description="Ask the wallet for an invoice. The invoice is printed alone on stdout;\n"
         "its amount, expiry and payment hash go to stderr.",
     )
-    _amount_arguments(invoice)
-    invoice.add_argument("--description", metavar="TEXT", help="what the payment is for")
-    invoice.add_argument(
-        "--expiry",
-        type=_count(1, 365 * 86400, "the expiry in seconds"),
-        metavar="SECONDS",
-        help="how long the invoice can be paid (default: the wallet's)",
-    )
-    _timeout_argument(invoice, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
+    _new_invoice_arguments(invoice)
 
     hold = add(
         "hold-invoice",
@@ -404,18 +409,10 @@ def _client_commands(commands: Any) -> None:
         "When a payer pays, the payment is held (nwcd watch shows hold_invoice_accepted)\n"
         "until `nwcd settle URI PREIMAGE` or `nwcd cancel URI PAYMENT_HASH`.",
     )
-    _amount_arguments(hold)
+    _new_invoice_arguments(hold)
     hold.add_argument(
         "--payment-hash", metavar="HASH", help="the hash of a preimage you keep (64 hex digits)"
     )
-    hold.add_argument("--description", metavar="TEXT", help="what the payment is for")
-    hold.add_argument(
-        "--expiry",
-        type=_count(1, 365 * 86400, "the expiry in seconds"),
-        metavar="SECONDS",
-        help="how long the invoice can be paid (default: the wallet's)",
-    )
-    _timeout_argument(hold, DEFAULT_TIMEOUT, _TIMEOUT_HELP)
 
     settle = add(
         "settle",

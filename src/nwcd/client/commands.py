@@ -21,7 +21,15 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -374,25 +382,34 @@ async def hold_invoice(args: argparse.Namespace) -> int:
 
 
 async def settle(args: argparse.Namespace) -> int:
-    uri = connection_uri(args.uri)
     preimage = _hex64(args.preimage, "preimage")
-    deadline = _Deadline(args.timeout)
-    async with _wallet(uri, deadline) as client:
-        with _answers(client, deadline):
-            await client.settle_hold_invoice(preimage, timeout=deadline.left())
     payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
-    print(f"settled the hold invoice {payment_hash}")
-    return 0
+
+    async def end(client: NWCClient, timeout: float) -> None:
+        await client.settle_hold_invoice(preimage, timeout=timeout)
+
+    return await _end_hold(args, end, f"settled the hold invoice {payment_hash}")
 
 
 async def cancel(args: argparse.Namespace) -> int:
-    uri = connection_uri(args.uri)
     payment_hash = _hex64(args.payment_hash, "payment hash")
+
+    async def end(client: NWCClient, timeout: float) -> None:
+        await client.cancel_hold_invoice(payment_hash, timeout=timeout)
+
+    return await _end_hold(args, end, f"canceled the hold invoice {payment_hash}")
+
+
+async def _end_hold(
+    args: argparse.Namespace, end: Callable[[NWCClient, float], Awaitable[None]], done: str
+) -> int:
+    """Settle or cancel a hold invoice (``end``), then say ``done``."""
+    uri = connection_uri(args.uri)
     deadline = _Deadline(args.timeout)
     async with _wallet(uri, deadline) as client:
         with _answers(client, deadline):
-            await client.cancel_hold_invoice(payment_hash, timeout=deadline.left())
-    print(f"canceled the hold invoice {payment_hash}")
+            await end(client, deadline.left())
+    print(done)
     return 0
 
 
