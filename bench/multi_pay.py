@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -73,11 +73,12 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def relay_process(kind: str, workdir: Path) -> AsyncIterator[str]:
     """Start a third-party relay in its own process; yield its URL."""
-    if kind == "nostr-relay":
-        from tests.support.relays import NostrRelayProcess
+    if kind in ("nostr-relay", "nostr-rs-relay"):
+        from tests.support.relays import NostrRelayProcess, NostrRsRelayProcess
 
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        async with NostrRelayProcess(workdir) as relay:
+        kinds = {"nostr-relay": NostrRelayProcess, "nostr-rs-relay": NostrRsRelayProcess}
+        async with kinds[kind](workdir) as relay:
             yield relay.url
         return
     port = free_port()
@@ -99,15 +100,16 @@ async def relay_process(kind: str, workdir: Path) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def service(
-    data_dir: Path, relay: str, *, per_connection: int | None
+    data_dir: Path, relay: str, *, per_connection: int | None, backend: Sequence[str] = ()
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``nwcd serve`` as its own process."""
+    """``nwcd serve`` as its own process; ``backend``: TOML lines after the service's
+    (default: the simulator in the data dir)."""
     config = data_dir / "nwcd.toml"
     # Throughput is measured: no request rate limits (their defaults would be the figure).
     lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
     if per_connection is not None:
         lines.append(f"max_payments_per_connection = {per_connection}")
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text("\n".join([*lines, *backend]) + "\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -173,6 +175,14 @@ async def one_batch(
     invoices = [
         (await sim.create_invoice(1_000 + i, latency_ms=latency_ms)).invoice for i in range(size)
     ]
+    return (await timed_batch(uri, pool, invoices))[1]
+
+
+async def timed_batch(
+    uri: ConnectionUri, pool: RelayPool, invoices: Sequence[str]
+) -> tuple[float, float]:
+    """One multi_pay_invoice: seconds from publishing it to its first and last response."""
+    size = len(invoices)
     params = {"invoices": [{"id": str(i), "invoice": inv} for i, inv in enumerate(invoices)]}
     secret = uri.secret
     request = sign_event(
@@ -201,13 +211,15 @@ async def one_batch(
     started = time.perf_counter()
     await pool.publish(request, timeout=0.5)
     seen: set[str] = set()
+    first = 0.0
     async with asyncio.timeout(120):
         while len(seen) < size:
             event = await subscription.get()
             seen.add(event.tag_value("d") or "")
+            first = first or time.perf_counter() - started
     elapsed = time.perf_counter() - started
     await subscription.close()
-    return elapsed
+    return first, elapsed
 
 
 async def balance_rate(uri: ConnectionUri, in_flight: int, total: int) -> float:
