@@ -37,7 +37,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.multi_pay import make_connection, relay_process, service, timed_batch
-from tests.backends.lnd_network import LndNetwork, LndNode, lnd_network
+from tests.backends.lnd_network import LndNetwork, LndNode, connections_to, lnd_network
 
 from nwcd.relay.pool import RelayPool
 
@@ -49,17 +49,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (``/proc/PID/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICK
-
-
-def connections_to(port: int) -> set[int]:
-    """Local ports of established TCP connections to ``port`` on loopback."""
-    found: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, remote, state = line.split()[1:4]
-            if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
-                found.add(int(local.rsplit(":", 1)[1], 16))
-    return found
 
 
 @dataclass

@@ -73,6 +73,17 @@ def require_binaries() -> Path:
     )
 
 
+def connections_to(port: int) -> set[int]:
+    """Local ports of the established TCP connections to ``port`` (``/proc/net``)."""
+    found: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, remote, state = line.split()[1:4]
+            if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
+                found.add(int(local.rsplit(":", 1)[1], 16))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

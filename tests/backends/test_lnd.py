@@ -45,7 +45,7 @@ from nwcd.ports import NOT_FOUND, Failed, Pending, Succeeded
 from nwcd.relay.pool import RelayPool
 from nwcd.service.daemon import DaemonOptions
 from nwcd.service.pipeline import ServiceSettings
-from tests.backends.lnd_network import LndHarness, LndNetwork, LndNode
+from tests.backends.lnd_network import LndHarness, LndNetwork, LndNode, connections_to
 from tests.service.harness import RawApp
 
 log = logging.getLogger(__name__)
@@ -350,6 +350,38 @@ async def test_pay_direct_and_two_hops(
     again = await backend.pay_invoice(invoice, amount_msat=50_000, fee_limit_msat=10_000)
     assert again == Failed("invoice already paid")
     assert len(await on(network.a, "payments_for", invoice.payment_hash)) == 1
+
+
+async def test_payments_reuse_the_connections_to_lnd(
+    backend: LndBackend, network: LndNetwork
+) -> None:
+    """A finished payment's stream is read to its end, so its connection goes back to
+    the pool: payments one after another use one TLS connection, and a second batch
+    of concurrent payments opens none beyond the first batch's."""
+    port = int(network.a.config().url.rsplit(":", 1)[1])
+    before = connections_to(port)
+    opened: set[int] = set()
+
+    async def pay_invoices(count: int, concurrently: bool) -> None:
+        made = [await on(network.b, "add_invoice", 1_000, "reuse") for _ in range(count)]
+        invoices = [decoded(m["payment_request"]) for m in made]
+        payments = (
+            backend.pay_invoice(i, amount_msat=1_000, fee_limit_msat=1_000) for i in invoices
+        )
+        if concurrently:
+            outcomes = await asyncio.gather(*payments)
+        else:
+            outcomes = [await payment for payment in payments]
+        assert all(isinstance(o, Succeeded) for o in outcomes), outcomes
+        opened.update(connections_to(port) - before)
+
+    await pay_invoices(4, concurrently=False)
+    assert len(opened) == 1
+    await pay_invoices(6, concurrently=True)
+    first_batch = set(opened)
+    await pay_invoices(6, concurrently=True)
+    assert opened == first_batch
+    assert len(opened) <= 6
 
 
 async def test_pay_amountless_invoice(backend: LndBackend, network: LndNetwork) -> None:

@@ -327,13 +327,13 @@ def _hold_error(exc: LndError) -> RequestError | None:
     return None
 
 
-async def _read_to_end(response: httpx.Response) -> None:
+async def _read_to_end(lines: AsyncIterator[str]) -> None:
     """Read the little LND sends after a payment's final state (it then ends the
     stream), so the connection goes back to the pool: leaving it unread closes it, and
     the next payment pays for a new TLS connection."""
     with contextlib.suppress(httpx.HTTPError, TimeoutError):
         async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in response.aiter_raw():
+            async for _ in lines:
                 pass
 
 
@@ -555,7 +555,8 @@ class LndBackend:
                     await response.aread()
                     refusal = _response_error(response)
                 else:
-                    async for line in response.aiter_lines():
+                    lines = response.aiter_lines()
+                    async for line in lines:
                         if not line.strip():
                             continue
                         message = _object(json.loads(line))
@@ -566,7 +567,7 @@ class LndBackend:
                             break
                         latest = _outcome(_object(message["result"]))
                         if not isinstance(latest, Pending):
-                            await _read_to_end(response)
+                            await _read_to_end(lines)
                             return latest
         except TimeoutError:
             return Pending("no final state from lnd within payment_timeout")
