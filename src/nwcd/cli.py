@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import getpass
 import json
 import logging
 import os
@@ -37,15 +38,16 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from nwcd import __version__
 from nwcd.client.commands import DEFAULT_TIMEOUT, CommandError, format_msat, transaction_table
-from nwcd.config import ConfigError, Settings, load_settings
+from nwcd.config import ConfigError, Settings, load_settings, parse_listen
+from nwcd.datadir import secure_data_dir
 from nwcd.errors import NwcdError
 from nwcd.policy.grants import BudgetPeriod, describe_methods, expand_methods
 from nwcd.service.admin import (
@@ -63,6 +65,10 @@ from nwcd.service.admin import (
 )
 
 __all__ = ["main"]
+
+if TYPE_CHECKING:
+    from nwcd.ports import LightningBackend, Store
+    from nwcd.service.daemon import WalletDaemon
 
 log = logging.getLogger("nwcd")
 T = TypeVar("T")
@@ -574,6 +580,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="relay URL to listen on (repeatable; default: NWCD_RELAYS or relays in the config)",
     )
 
+    serve.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve the console, /health and /metrics there (e.g. 127.0.0.1:8420; default:"
+        " NWCD_HTTP_LISTEN or [http] listen in the config; off if none)",
+    )
+
+    admin = commands.add_parser(
+        "admin",
+        help="the operator's console login",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  nwcd admin set-password\n"
+        "  printf '%s' \"$PASSWORD\" | nwcd admin set-password --stdin\n",
+    )
+    admin_commands = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    set_password = admin_commands.add_parser(
+        "set-password",
+        parents=[common],
+        help="set the console's admin password (stored as a scrypt hash; logs every session out)",
+    )
+    set_password.add_argument(
+        "--stdin", action="store_true", help="read the password from standard input"
+    )
+
     relay = commands.add_parser(
         "relay", parents=[common], help="run the local relay (for local use only)"
     )
@@ -810,6 +840,9 @@ async def _serve(args: argparse.Namespace) -> int:
         where="no relays to serve on: give --relay wss://... (repeatable), set"
         ' NWCD_RELAYS=wss://a,wss://b, or relays = ["wss://..."] in the config file',
     )
+    if args.http is not None:
+        allow_remote = settings.http is not None and settings.http.remote
+        settings = replace(settings, http=parse_listen(args.http, allow_remote=allow_remote))
     with lock_for_serving(settings):
         store = await open_store(settings)
         try:
@@ -836,7 +869,8 @@ async def _serve(args: argparse.Namespace) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, running.cancel)
             try:
-                await daemon.run()
+                async with _console(settings, store, backend, daemon):
+                    await daemon.run()
             except asyncio.CancelledError:
                 log.info("nwcd stopped")
             except LeaseLost:
@@ -845,6 +879,46 @@ async def _serve(args: argparse.Namespace) -> int:
         finally:
             await backend.close()
             await store.close()
+    return 0
+
+
+def _console(
+    settings: Settings, store: Store, backend: LightningBackend, daemon: WalletDaemon
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """The console while the service runs, if ``[http] listen`` (or ``--http``) is set."""
+    if settings.http is None:
+        return contextlib.nullcontext()
+    from nwcd.console.app import ConsoleServices
+    from nwcd.console.credentials import Credentials
+    from nwcd.console.server import console_server
+
+    services = ConsoleServices(
+        store=store,
+        backend=backend,
+        relays=settings.relays,
+        credentials=Credentials(settings.data_dir),
+        tz=settings.timezone(),
+        backend_kind=settings.backend_kind,
+    )
+    return console_server(settings.http, services)
+
+
+async def _admin_set_password(args: argparse.Namespace) -> int:
+    from nwcd.console.auth import MIN_PASSWORD_LENGTH
+    from nwcd.console.credentials import Credentials
+
+    settings = _settings(args)
+    if args.stdin:
+        password = sys.stdin.read().rstrip("\r\n")
+    else:
+        password = getpass.getpass("New console password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the two passwords differ; nothing was changed")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise CliError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    secure_data_dir(settings.data_dir)
+    Credentials(settings.data_dir).set_password(password)
+    print("console password set; every console session was logged out")
     return 0
 
 
@@ -1403,6 +1477,7 @@ _COMMANDS: dict[
 ] = {
     ("serve", None): _serve,
     ("relay", None): _relay,
+    ("admin", "set-password"): _admin_set_password,
     ("connection", "create"): _connection_create,
     ("connection", "list"): _connection_list,
     ("connection", "show"): _connection_show,

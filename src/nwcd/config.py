@@ -50,14 +50,20 @@ Example ``nwcd.toml``::
     timeout = 30                    # seconds to wait for an answer
     payment_timeout = 60            # seconds to wait for a payment's answer
 
+    [http]                          # the operator's console, /health and /metrics
+    listen = "127.0.0.1:8420"       # or NWCD_HTTP_LISTEN, or nwcd serve --http; off if unset
+    allow_remote = false            # true: listen on a non-loopback address (plain HTTP:
+                                    # put a TLS reverse proxy in front of it)
+
 Environment: ``NWCD_DATA_DIR``, ``NWCD_CONFIG``, ``NWCD_RELAYS`` (comma-separated),
 ``NWCD_STORE_URL``,
 ``NWCD_BACKEND`` (backend kind), ``NWCD_LNBITS_ADMIN_KEY``, ``NWCD_LND_MACAROON``,
-``NWCD_NWC_URI``.
+``NWCD_NWC_URI``, ``NWCD_HTTP_LISTEN``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -68,7 +74,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "HttpSettings", "Settings", "load_settings", "parse_listen"]
 
 _SERVICE_KEYS = {
     "freshness_window": int,
@@ -141,6 +147,40 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Where the console listens. ``remote``: the address is not a loopback one (allowed
+    only with ``allow_remote``; the console speaks plain HTTP)."""
+
+    host: str
+    port: int
+    remote: bool = False
+
+
+def parse_listen(text: str, *, allow_remote: bool = False) -> HttpSettings:
+    """``host:port`` (``[::1]:8420`` for IPv6) as :class:`HttpSettings`.
+
+    Raises:
+        ConfigError: not host:port, a bad port, or a non-loopback address without
+            ``allow_remote``.
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"http.listen: {text!r} is not host:port (e.g. 127.0.0.1:8420)")
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not allow_remote:
+        raise ConfigError(
+            f"http.listen: {host} is not a loopback address; the console has no TLS of its"
+            " own: keep it on 127.0.0.1 behind a reverse proxy, or set http.allow_remote ="
+            " true to listen there anyway"
+        )
+    return HttpSettings(host, int(port_text), remote=not loopback)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything ``nwcd`` needs to start, validated."""
 
@@ -151,6 +191,7 @@ class Settings:
     backend: Mapping[str, Any] = field(default_factory=dict)
     store_url: str | None = field(default=None, repr=False)  # may hold a password
     store_lease: int = 10
+    http: HttpSettings | None = None  # None: no console
 
     @property
     def store_path(self) -> Path:
@@ -201,7 +242,7 @@ def load_settings(
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    _check_keys(data, {"data_dir", "relays", "service", "backend", "store"}, "config")
+    _check_keys(data, {"data_dir", "relays", "service", "backend", "store", "http"}, "config")
     store = data.get("store", {})
     if not isinstance(store, dict):
         raise ConfigError("store must be a table")
@@ -268,6 +309,7 @@ def load_settings(
         else default_data_dir()
     )
     settings = Settings(
+        http=_http_settings(data.get("http", {}), env),
         data_dir=directory,
         relays=chosen_relays,
         service=service,
@@ -278,3 +320,18 @@ def load_settings(
     )
     settings.timezone()  # validate early
     return settings
+
+
+def _http_settings(table: Any, env: Mapping[str, str]) -> HttpSettings | None:
+    if not isinstance(table, dict):
+        raise ConfigError("http must be a table")
+    _check_keys(table, {"listen", "allow_remote"}, "http")
+    allow_remote = table.get("allow_remote", False)
+    if type(allow_remote) is not bool:
+        raise ConfigError("http.allow_remote must be a boolean (true or false)")
+    listen = env.get("NWCD_HTTP_LISTEN") or table.get("listen")
+    if listen is None:
+        return None
+    if not isinstance(listen, str):
+        raise ConfigError("http.listen must be a string host:port")
+    return parse_listen(listen, allow_remote=allow_remote)

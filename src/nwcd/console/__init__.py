@@ -1,0 +1,1 @@
+"""The operator's console: web pages served by ``nwcd serve`` (see :mod:`nwcd.console.app`)."""
