@@ -281,6 +281,8 @@ def grant_request(
             )
         methods = narrowing.methods
     budget, period = request.budget_msat, request.budget_period
+    if budget is None:
+        period = BudgetPeriod.NEVER  # no budget renews
     if narrowing.budget_msat is not None:
         if budget is not None and narrowing.budget_msat > budget:
             raise AdminError(f"the app asks for a budget of {budget} msat: grant at most that")
