@@ -3,6 +3,7 @@ writes them, the older draft's spellings, one clear error per bad field, and rou
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Callable
 from dataclasses import replace
@@ -128,7 +129,9 @@ def test_an_authorization_url_without_methods_asks_for_every_method() -> None:
 
 def test_an_authorization_query_as_a_plain_mapping_or_multidict_items() -> None:
     plain = {"pubkey": APP_HEX, "request_methods": "get_info get_balance", "relay": "wss://x"}
-    assert parse_authorization_query(plain, now=NOW).methods == {"get_info", "get_balance"}
+    assert parse_authorization_query(plain, now=NOW).methods == frozenset(
+        {"get_info", "get_balance"}
+    )
     assert parse_authorization_query(plain, now=NOW).relays == ()  # ignored
 
     class MultiDict:  # items() repeats keys, as aiohttp's MultiDictProxy does
@@ -162,13 +165,13 @@ def test_older_draft_commands_count_as_methods_and_unknown_keys_are_ignored() ->
         "&secret=abc&budget=10000%2Fdaily&max_amount=5000&foo=bar&relay=wss://r.example"
     )
     request = parse_nwa_uri(uri, now=NOW)
-    assert request.methods == {"pay_invoice", "get_balance", "get_info"}
+    assert request.methods == frozenset({"pay_invoice", "get_balance", "get_info"})
     assert request.budget_msat == 5000  # max_amount wins over the old budget
 
 
 def test_commas_separate_methods_too_and_pubkeys_may_be_uppercase_or_npub() -> None:
     uri = nwa("request_methods=get_info,get_balance&relay=wss://r.example")
-    assert parse_nwa_uri(uri, now=NOW).methods == {"get_info", "get_balance"}
+    assert parse_nwa_uri(uri, now=NOW).methods == frozenset({"get_info", "get_balance"})
     upper = parse_nwa_uri(
         nwa("request_methods=get_info&relay=wss://r.example", pubkey=APP_HEX.upper()), now=NOW
     )
@@ -330,7 +333,7 @@ def _request_or_error(parse: Callable[[], AppRequest]) -> AppRequest | None:
 @given(st.text(max_size=300))
 def test_any_text_is_a_request_or_one_clear_error(query: str) -> None:
     for text in (nwa(query), nwa(GOOD + "&" + query), query):
-        request = _request_or_error(lambda text=text: parse_nwa_uri(text, now=NOW))
+        request = _request_or_error(functools.partial(parse_nwa_uri, text, now=NOW))
         if request is not None:
             assert request.relays
             assert request.methods

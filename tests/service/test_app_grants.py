@@ -113,7 +113,7 @@ def test_the_operator_may_grant_less() -> None:
             lud16="shop@example.com",
         )
     )
-    assert narrowed.methods == {"get_info"}
+    assert narrowed.methods == frozenset({"get_info"})
     assert (narrowed.budget_msat, narrowed.budget_period) == (1_000, BudgetPeriod.MONTHLY)
     assert narrowed.expires_at == NOW + 86400
     assert narrowed.max_amount_msat == 500  # apps ask for no limit per payment: the operator's
