@@ -76,7 +76,7 @@ def test_no_shared_relay_is_refused_naming_both_unless_the_operator_takes_the_ap
     with pytest.raises(AdminError) as refused:
         grant(request=request)
     assert str(refused.value) == (
-        "the app waits on wss://nos.lol, wss://relay.example.com:4443, a relay the service"
+        "the app waits on wss://nos.lol, wss://relay.example.com:4443, relays the service"
         " does not use (it uses: wss://relay.example.com, wss://other.example.com); add one"
         " of the app's relays to the service's relays, or accept with the app's relays"
         " (--use-app-relays) and the service connects to them too"

@@ -360,7 +360,8 @@ def _relays_for(
     shared = [by_key[key] for key in map(_relay_key, request.relays) if key in by_key]
     if not shared:
         raise AdminError(
-            f"the app waits on {', '.join(request.relays)}, a relay the service does not use"
+            f"the app waits on {', '.join(request.relays)},"
+            f" {'a relay' if len(request.relays) == 1 else 'relays'} the service does not use"
             f" (it uses: {ours}); add one of the app's relays to the service's relays, or"
             " accept with the app's relays (--use-app-relays) and the service connects to"
             " them too"
