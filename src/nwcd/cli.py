@@ -5,6 +5,7 @@ Commands (``-v``, ``--data-dir`` and ``--config`` also go before the command)::
     nwcd serve [--relay URL ...]                 run the wallet service
     nwcd relay [--host H] [--port N]             run the local relay (for local use only)
     nwcd connection create --name NAME ...       new app connection: prints its URI
+    nwcd connection accept NWA_URI [--yes]       the connection an app asks for (nostr+walletauth)
     nwcd connection list | show | update | revoke   manage connections
     nwcd wallet balance | history                the backend's own view (no relay involved)
     nwcd sim invoice --amount-msat N ...         an invoice the simulator can pay
@@ -49,16 +50,24 @@ from nwcd.client.commands import DEFAULT_TIMEOUT, CommandError, format_msat, tra
 from nwcd.config import ConfigError, Settings, load_settings, parse_listen
 from nwcd.datadir import secure_data_dir
 from nwcd.errors import NwcdError
-from nwcd.policy.grants import BudgetPeriod, describe_methods, expand_methods
+from nwcd.policy.grants import (
+    SCOPES,
+    BudgetPeriod,
+    check_name,
+    describe_methods,
+    expand_methods,
+)
 from nwcd.service.admin import (
     KEEP,
     AdminError,
     Changes,
     Keep,
+    Narrowing,
     NewConnection,
     Usage,
     create_connection,
     find_connection,
+    grant_request,
     revoke_connection,
     update_connection,
     usages,
@@ -104,12 +113,10 @@ class _Grant:
 
 
 def _name(text: str) -> str:
-    name = text.strip()
-    if not name:
-        raise argparse.ArgumentTypeError("the name must not be empty")
-    if len(name) > 64 or not name.isprintable():
-        raise argparse.ArgumentTypeError("the name must be at most 64 printable characters")
-    return name
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _msat(text: str) -> int:
@@ -228,6 +235,7 @@ _KEY_HELP = "connection name, wallet or app pubkey (or a unique prefix of 8+ hex
 _CONNECTION_EXAMPLES = (
     "examples:\n"
     "  nwcd connection create --name shop --relay wss://relay.example.com --methods pay,read\n"
+    "  nwcd connection accept 'nostr+walletauth://...'\n"
     "  nwcd connection list\n"
     "  nwcd connection show shop --json\n"
     "  nwcd connection update shop --budget-msat 5000000 --budget-period daily\n"
@@ -235,33 +243,47 @@ _CONNECTION_EXAMPLES = (
 )
 
 
-def _grant_arguments(parser: argparse.ArgumentParser, *, updating: bool) -> None:
-    """The options ``create`` and ``update`` share; ``update`` can also remove a limit."""
-    relay_help = "relay URL (repeatable; default: the configured relays)"
-    if updating:
-        relay_help = "relay URL (repeatable; replaces the relays)"
-    parser.add_argument("--relay", action="append", default=[], metavar="URL", help=relay_help)
+def _grant_arguments(
+    parser: argparse.ArgumentParser, *, updating: bool, accepting: bool = False
+) -> None:
+    """The options ``create``, ``update`` and ``accept`` share; ``update`` can also remove a
+    limit; ``accept`` takes the app's relays and may only narrow what the app asks for."""
+    if accepting:
+        parser.add_argument(
+            "--use-app-relays",
+            action="store_true",
+            help="use every relay the app names, also ones the service does not use yet"
+            " (it then connects to them too); default: only relays it uses already",
+        )
+    else:
+        relay_help = "relay URL (repeatable; default: the configured relays)"
+        if updating:
+            relay_help = "relay URL (repeatable; replaces the relays)"
+        parser.add_argument("--relay", action="append", default=[], metavar="URL", help=relay_help)
+    default = " (default: what the app asks for)" if accepting else ""
     parser.add_argument(
         "--methods",
         type=_methods,
         metavar="LIST",
         help="comma-separated scopes (pay, receive, read, sign), method names, or all"
-        + ("" if updating else " (the default)"),
+        + ("" if updating else default or " (the default)"),
     )
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--max-amount-msat", type=_msat, metavar="N", help="limit per payment")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
-        "--budget-msat", type=_msat, metavar="N", help="most the app may spend per period"
+        "--budget-msat", type=_msat, metavar="N", help="most the app may spend per period" + default
     )
     parser.add_argument(
         "--budget-period",
         choices=[p.value for p in BudgetPeriod],
         help="when the budget renews, in the [service] timezone"
-        + (" (default never)" if not updating else ""),
+        + (default or " (default never)" if not updating else ""),
     )
     expiry = parser.add_mutually_exclusive_group()
-    expiry.add_argument("--expires-in", type=_duration, metavar="DURATION", help="e.g. 30d, 12h")
+    expiry.add_argument(
+        "--expires-in", type=_duration, metavar="DURATION", help="e.g. 30d, 12h" + default
+    )
     expiry.add_argument(
         "--expires-at",
         type=_iso_time,
@@ -648,6 +670,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--qr-png", type=Path, metavar="FILE", help="also write the QR code to this PNG file"
     )
     create.add_argument("--json", action="store_true", help="machine-readable output only")
+    accept = conn_commands.add_parser(
+        "accept",
+        parents=[common],
+        help="create the connection an app asks for with an NWA URI (nostr+walletauth://)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Show what the app asks for (methods, budget, expiry, relays), ask, and\n"
+        "create the connection for the app's own key: the app keeps its secret, so there is\n"
+        "no URI to hand over. The running service publishes the connection's info event on\n"
+        "the app's relay, and the app takes the wallet's key from it.\n"
+        "The options may only grant less than the app asks for. The app's max_amount is a\n"
+        "budget per budget_renewal period, not a limit per payment.",
+        epilog="examples:\n"
+        "  nwcd connection accept 'nostr+walletauth://...'\n"
+        "  nwcd connection accept 'nostr+walletauth://...' --name shop --methods get_info\n"
+        "  nwcd connection accept 'nostr+walletauth://...' --budget-msat 1000000 --yes --json\n",
+    )
+    accept.add_argument("uri", metavar="URI", help="the app's nostr+walletauth:// URI")
+    accept.add_argument(
+        "--name", type=_name, help="name of the connection (default: the app's own)"
+    )
+    _grant_arguments(accept, updating=False, accepting=True)
+    accept.add_argument("--yes", action="store_true", help="create it without asking")
+    accept.add_argument("--json", action="store_true", help="machine-readable output only")
 
     listing = conn_commands.add_parser(
         "list",
@@ -1020,17 +1065,10 @@ async def _connection_create(args: argparse.Namespace) -> int:
         created = await create_connection(store, new, now=now, listen_timeout=LISTEN_TIMEOUT)
     finally:
         await store.close()
-    if created.behind:
-        behind = len(created.behind)
-        print(
-            f"warning: {behind} running nwcd serve"
-            f" {'instance did' if behind == 1 else 'instances did'} not confirm within"
-            f" {LISTEN_TIMEOUT:.0f} s that {'it listens' if behind == 1 else 'they listen'}"
-            " for this connection; requests sent before then may get no answer",
-            file=sys.stderr,
-        )
+    _warn_behind(created.behind)
     import segno
 
+    assert created.uri is not None  # nwcd made the app's key: the URI carries it
     uri = created.uri.format()
     connection = created.connection
     qr = segno.make(uri, error="m")
@@ -1053,6 +1091,131 @@ async def _connection_create(args: argparse.Namespace) -> int:
     qr.terminal(out=sys.stdout, compact=True)
     if args.qr_png is not None:
         print(f"\nQR code written to {args.qr_png}")
+    return 0
+
+
+def _warn_behind(behind: Sequence[str]) -> None:
+    if behind:
+        one = len(behind) == 1
+        print(
+            f"warning: {len(behind)} running nwcd serve"
+            f" {'instance did' if one else 'instances did'} not confirm within"
+            f" {LISTEN_TIMEOUT:.0f} s that {'it listens' if one else 'they listen'}"
+            " for this connection; requests sent before then may get no answer",
+            file=sys.stderr,
+        )
+
+
+def _grant_fields(new: NewConnection, tz: tzinfo) -> dict[str, str]:
+    """What a new connection is granted, as ``accept`` shows it (labels -> values)."""
+    if new.budget_msat is None:
+        budget = "none: it may spend the whole balance" if _may_pay(new) else "none"
+    else:
+        period = new.budget_period
+        per = "in all (never renews)" if period is BudgetPeriod.NEVER else period.value
+        budget = f"{format_msat(new.budget_msat)} {per}"
+    return {
+        "name": new.name,
+        "methods": "every method"
+        if new.methods is None
+        else ", ".join(m for m in sorted(new.methods)),
+        "budget": budget,
+        "max per payment": format_msat(new.max_amount_msat)
+        if new.max_amount_msat is not None
+        else "none",
+        "expires": _when(new.expires_at, tz),
+        "relays": " ".join(new.relays),
+    }
+
+
+def _may_pay(new: NewConnection) -> bool:
+    return new.methods is None or not new.methods.isdisjoint(SCOPES["pay"])
+
+
+def _ask(question: str) -> bool:
+    """A yes/no question on the terminal (refused without one: ``--yes`` is the way)."""
+    if not sys.stdin.isatty():
+        raise CliError("not on a terminal to ask: give --yes to accept without asking")
+    print(question, end=" ", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+async def _connection_accept(args: argparse.Namespace) -> int:
+    from nwcd.bootstrap import open_store
+    from nwcd.nip47.app_request import AppRequestError, parse_nwa_uri
+
+    settings = _settings(args)
+    service_relays = _check_relays(settings.relays) if settings.relays else ()
+    tz = settings.timezone()
+    now = int(time.time())
+    try:
+        request = parse_nwa_uri(args.uri, now=now)
+    except AppRequestError as exc:
+        raise CliError(f"cannot accept this request: {exc}") from None
+    narrowing = Narrowing(
+        name=args.name,
+        methods=args.methods.methods if args.methods is not None else None,
+        budget_msat=args.budget_msat,
+        budget_period=BudgetPeriod(args.budget_period) if args.budget_period else None,
+        expires_at=_expiry(args, now, tz),
+        max_amount_msat=args.max_amount_msat,
+        lud16=args.lud16,
+        use_app_relays=args.use_app_relays,
+    )
+    new = grant_request(request, narrowing, service_relays=service_relays)
+    wanted = grant_request(request, Narrowing(use_app_relays=True), service_relays=service_relays)
+    asked, granted = _grant_fields(wanted, tz), _grant_fields(new, tz)
+    asked["name"] = request.name or "(none given)"
+    lines = [f"The app {request.app_pubkey.hex} asks for a connection:"]
+    for label, value in asked.items():
+        lines.append(f"  {label + ':':17}{value}")
+        if label != "name" and granted[label] != value:
+            lines.append(f"  {'':17}you grant: {granted[label]}")
+    if request.notification_types:
+        lines.append(f"  {'notifications:':17}{' '.join(sorted(request.notification_types))}")
+    if request.isolated:
+        lines.append(
+            f"  {'isolated:':17}asked, but nwcd has no separate balances: the app pays from"
+            " the wallet's, within its budget"
+        )
+    if request.return_to:
+        lines.append(f"  {'returns to:':17}{request.return_to}")
+    lines.append(f"It is named {new.name!r} ({new.name + ' 2'!r}... if that name is taken).")
+    # With --json, stdout is the result alone: what is shown before goes to stderr.
+    print("\n".join(lines), file=sys.stderr if args.json else sys.stdout)
+    if not args.yes and not _ask("Create this connection? [y/N]"):
+        print("not created", file=sys.stderr)
+        return 1
+    store = await open_store(settings)
+    try:
+        created = await create_connection(store, new, now=now, listen_timeout=LISTEN_TIMEOUT)
+        serving = bool(await store.live_instances(int(time.time())))
+    finally:
+        await store.close()
+    _warn_behind(created.behind)
+    connection = created.connection
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "name": connection.name,
+                    "wallet_pubkey": connection.wallet_pubkey,
+                    "app_pubkey": connection.app_pubkey,
+                    "relays": list(connection.relays),
+                }
+            )
+        )
+        return 0
+    print(f"\nConnection {connection.name!r} created for the app.")
+    print(f"wallet pubkey: {connection.wallet_pubkey}")
+    where = ", ".join(connection.relays)
+    if serving:
+        print(f"The service publishes its info event on {where}; the app takes it from there.")
+    else:
+        print(
+            f"No nwcd serve is running: once one starts, it publishes the info event on"
+            f" {where} and the app takes it from there."
+        )
     return 0
 
 
@@ -1479,6 +1642,7 @@ _COMMANDS: dict[
     ("relay", None): _relay,
     ("admin", "set-password"): _admin_set_password,
     ("connection", "create"): _connection_create,
+    ("connection", "accept"): _connection_accept,
     ("connection", "list"): _connection_list,
     ("connection", "show"): _connection_show,
     ("connection", "update"): _connection_update,

@@ -17,14 +17,19 @@ from urllib.parse import parse_qs, quote, urlsplit
 from nwcd.errors import InvalidKey, InvalidUri
 from nwcd.nostr.keys import PublicKey, SecretKey
 
-__all__ = ["SCHEME", "ConnectionUri"]
+__all__ = ["SCHEME", "ConnectionUri", "check_relay"]
 
 SCHEME: Final = "nostr+walletconnect"
 _SCHEMES: Final = ("nostr+walletconnect", "nostrwalletconnect")
 _RELAY_SCHEMES: Final = ("ws", "wss")
 
 
-def _check_relay(url: str) -> str:
+def check_relay(url: str) -> str:
+    """``url`` if it is a ws:// or wss:// URL with a host.
+
+    Raises:
+        InvalidUri: it is not.
+    """
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
@@ -49,7 +54,7 @@ class ConnectionUri:
         if not self.relays:
             raise InvalidUri("a connection needs at least one relay")
         for relay in self.relays:
-            _check_relay(relay)
+            check_relay(relay)
 
     @classmethod
     def parse(cls, text: str) -> ConnectionUri:

@@ -15,10 +15,12 @@ from nwcd.nip47.methods import Method
 from nwcd.nostr.keys import SecretKey
 
 __all__ = [
+    "MAX_NAME_CHARS",
     "SCOPES",
     "SERVICE_METHODS",
     "BudgetPeriod",
     "Connection",
+    "check_name",
     "describe_methods",
     "expand_methods",
 ]
@@ -44,6 +46,9 @@ SCOPES: dict[str, frozenset[str]] = {
 
 PAY_METHODS = SCOPES["pay"]
 
+MAX_NAME_CHARS = 64
+"""A connection's name fits one line of ``nwcd connection list``."""
+
 # Answered by the service from its own records, whatever the backend.
 SERVICE_METHODS: frozenset[str] = frozenset({Method.GET_BUDGET})
 
@@ -56,6 +61,20 @@ class BudgetPeriod(StrEnum):
     MONTHLY = "monthly"
     YEARLY = "yearly"
     NEVER = "never"
+
+
+def check_name(text: str) -> str:
+    """A connection's name, stripped: 1 to :data:`MAX_NAME_CHARS` printable characters.
+
+    Raises:
+        ValueError: it is empty, too long or not printable.
+    """
+    name = text.strip()
+    if not name:
+        raise ValueError("the name must not be empty")
+    if len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise ValueError(f"the name must be at most {MAX_NAME_CHARS} printable characters")
+    return name
 
 
 def expand_methods(words: Iterable[str]) -> frozenset[str]:
