@@ -20,6 +20,7 @@ Security, in one place (:func:`_guard`):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
@@ -28,23 +29,35 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from importlib import resources
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import jinja2
 import segno
 from aiohttp import web
+from multidict import MultiDict
 
 from nwcd.console.auth import Session, SessionSigner, verify_password
 from nwcd.console.credentials import Credentials
-from nwcd.console.forms import FormError, GrantForm, grant_form_of, parse_grant_form, sats_text
-from nwcd.nip47.methods import ListTransactionsParams
+from nwcd.console.forms import (
+    FormError,
+    GrantForm,
+    grant_form_of,
+    local_time,
+    parse_grant_form,
+    parse_sats,
+    sats_text,
+)
+from nwcd.nip47.app_request import AppRequest, AppRequestError, parse_authorization_query
+from nwcd.nip47.methods import ListTransactionsParams, Method
 from nwcd.policy.grants import SCOPES, BudgetPeriod, describe_methods
 from nwcd.policy.rate import RateLimit, TokenBucket
 from nwcd.ports import LightningBackend, Store
 from nwcd.service.admin import (
     AdminError,
+    Narrowing,
     create_connection,
     find_connection,
+    grant_request,
     revoke_connection,
     update_connection,
     usages,
@@ -352,6 +365,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             errors={"name": str(exc)},
             status=400,
         )
+    assert created.uri is not None  # made with a fresh app secret
     uri = created.uri.format()
     log.info("console: connection %r created", created.connection.name)
     return _render(
@@ -420,6 +434,109 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/connections")
 
 
+# -- apps ask for a connection (the authorization URL) -------------------------------------
+
+
+def _app_request(query: str, now: int) -> AppRequest:
+    """The app's ask, from the query of ``/apps/new`` (re-read on approval: the form
+    carries the query, never a grant of its own making)."""
+    return parse_authorization_query(MultiDict(parse_qsl(query, keep_blank_values=True)), now=now)
+
+
+def opener_origin(return_to: str | None) -> str:
+    """Where the ``nwc:success`` message may go: the origin of the app's ``return_to``
+    when it is a web page, else any (the message holds no secret: relays and the wallet
+    pubkey, usable only with the app's own key)."""
+    if return_to:
+        parts = urlsplit(return_to)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}"
+    return "*"
+
+
+def _app_page(
+    request: web.Request, ask: AppRequest, query: str, error: str = "", status: int = 200
+) -> web.Response:
+    methods = sorted(ask.methods) if ask.methods is not None else [m.value for m in Method]
+    return _render(
+        request,
+        "app_approve.html",
+        status=status,
+        ask=ask,
+        query=query,
+        methods=methods,
+        error=error,
+        expires=(
+            ""
+            if ask.expires_at is None
+            else datetime.fromtimestamp(ask.expires_at, _services(request).tz).strftime(
+                "%Y-%m-%dT%H:%M"
+            )
+        ),
+    )
+
+
+async def app_page(request: web.Request) -> web.StreamResponse:
+    services = _services(request)
+    try:
+        ask = _app_request(request.query_string, services.now())
+    except AppRequestError as exc:
+        return _render(request, "app_refused.html", status=400, error=str(exc))
+    return _app_page(request, ask, request.query_string)
+
+
+async def app_decide(request: web.Request) -> web.StreamResponse:
+    services = _services(request)
+    form = await request.post()
+    query = str(form.get("query", ""))
+    try:
+        ask = _app_request(query, services.now())
+    except AppRequestError as exc:
+        return _render(request, "app_refused.html", status=400, error=str(exc))
+    if form.get("decision") != "approve":
+        log.info("console: declined an app's request (%s)", ask.name or "no name")
+        return _render(request, "app_declined.html", ask=ask)
+    errors: dict[str, str] = {}
+    budget = parse_sats(str(form.get("budget_sat", "")), "the budget", errors, "budget_sat")
+    expires_at = None
+    if form.get("expires_at"):
+        try:
+            expires_at = local_time(str(form["expires_at"]), services.tz)
+        except ValueError:
+            errors["expires_at"] = "a date and time, e.g. 2027-01-31T18:00"
+    if errors:
+        return _app_page(request, ask, query, "; ".join(errors.values()), 400)
+    narrowing = Narrowing(
+        methods=frozenset(str(m) for m in form.getall("methods", [])),
+        budget_msat=budget,
+        expires_at=expires_at,
+    )
+    try:
+        new = grant_request(ask, narrowing, service_relays=services.relays)
+        created = await create_connection(
+            services.store, new, now=services.now(), listen_timeout=services.listen_timeout
+        )
+    except AdminError as exc:
+        return _app_page(request, ask, query, str(exc), 400)
+    connection = created.connection
+    log.info("console: approved app %r", connection.name)
+    message = {
+        "type": "nwc:success",
+        "relayUrls": list(connection.relays),
+        "walletPubkey": connection.wallet_pubkey,
+        "lud16": connection.lud16,
+    }
+    return _render(
+        request,
+        "app_approved.html",
+        connection=connection,
+        message=json.dumps(message),
+        origin=opener_origin(ask.return_to),
+        return_to=ask.return_to or "",
+        behind=created.behind,
+    )
+
+
 # -- wallet ----------------------------------------------------------------------------------
 
 
@@ -484,6 +601,8 @@ def build_app(services: ConsoleServices) -> web.Application:
     app.router.add_get("/connections/{key}/edit", edit_page)
     app.router.add_post("/connections/{key}", update)
     app.router.add_post("/connections/{key}/revoke", revoke)
+    app.router.add_get("/apps/new", app_page)
+    app.router.add_post("/apps/new", app_decide)
     app.router.add_get("/wallet", wallet_page)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

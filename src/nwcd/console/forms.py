@@ -22,7 +22,9 @@ __all__ = [
     "FormError",
     "GrantForm",
     "grant_form_of",
+    "local_time",
     "parse_grant_form",
+    "parse_sats",
     "sats_text",
 ]
 
@@ -99,7 +101,7 @@ def sats_text(msat: int | None) -> str:
     return str(msat // 1000) if msat % 1000 == 0 else str(Decimal(msat) / 1000)
 
 
-def _sats(text: str, label: str, errors: dict[str, str], key: str) -> int | None:
+def parse_sats(text: str, label: str, errors: dict[str, str], key: str) -> int | None:
     text = text.strip().replace("_", "").replace(",", "")
     if not text:
         return None
@@ -111,6 +113,16 @@ def _sats(text: str, label: str, errors: dict[str, str], key: str) -> int | None
         errors[key] = f"{label} must be a positive number of sats (at most 3 decimals)"
         return None
     return int(msat)
+
+
+def local_time(text: str, tz: tzinfo) -> int:
+    """A ``datetime-local`` field (in ``tz`` unless it names an offset) as Unix seconds.
+
+    Raises:
+        ValueError: not a date and time.
+    """
+    when = datetime.fromisoformat(text.strip())
+    return int((when if when.tzinfo else when.replace(tzinfo=tz)).timestamp())
 
 
 def parse_grant_form(form: GrantForm, *, now: int, tz: tzinfo) -> Grant:
@@ -136,8 +148,8 @@ def parse_grant_form(form: GrantForm, *, now: int, tz: tzinfo) -> Grant:
         else:
             if not methods:
                 errors["scopes"] = "choose at least one scope or method"
-    max_amount = _sats(form.max_amount_sat, "the limit", errors, "max_amount_sat")
-    budget = _sats(form.budget_sat, "the budget", errors, "budget_sat")
+    max_amount = parse_sats(form.max_amount_sat, "the limit", errors, "max_amount_sat")
+    budget = parse_sats(form.budget_sat, "the budget", errors, "budget_sat")
     period_text = form.budget_period
     try:
         period = BudgetPeriod(period_text)
@@ -150,11 +162,10 @@ def parse_grant_form(form: GrantForm, *, now: int, tz: tzinfo) -> Grant:
     expires_text = form.expires_at.strip()
     if expires_text:
         try:
-            when = datetime.fromisoformat(expires_text)
+            expires_at = local_time(expires_text, tz)
         except ValueError:
             errors["expires_at"] = "a date and time, e.g. 2027-01-31T18:00"
         else:
-            expires_at = int((when if when.tzinfo else when.replace(tzinfo=tz)).timestamp())
             if expires_at <= now:
                 errors["expires_at"] = "that time has passed"
     lud16 = form.lud16.strip() or None
