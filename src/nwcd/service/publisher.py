@@ -30,6 +30,7 @@ from typing import Any
 from nwcd.nostr.event import Event
 from nwcd.relay.connection import backoff_delay
 from nwcd.relay.pool import RelayPool
+from nwcd.service.metrics import Metrics
 
 __all__ = ["PublishPolicy", "Publisher"]
 
@@ -51,9 +52,12 @@ class PublishPolicy:
 class Publisher:
     """Fire-and-track publishing: ``publish`` returns at once."""
 
-    def __init__(self, pool: RelayPool, policy: PublishPolicy | None = None) -> None:
+    def __init__(
+        self, pool: RelayPool, policy: PublishPolicy | None = None, metrics: Metrics | None = None
+    ) -> None:
         self._pool = pool
         self._policy = policy or PublishPolicy()
+        self._metrics = metrics or Metrics()
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent = 0
         self._idle = asyncio.Event()
@@ -149,6 +153,7 @@ class Publisher:
                     log.warning("event %s not delivered: %s", event.id, result.rejected)
                     return
                 log.info("event %s not delivered (%s); retrying", event.id, result.rejected)
+            self._metrics.publish_retried()
             await asyncio.sleep(
                 backoff_delay(attempt, base=policy.backoff_base, cap=policy.backoff_cap)
             )
