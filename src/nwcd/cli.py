@@ -1,8 +1,9 @@
 """The ``nwcd`` command line.
 
-Commands (``-v``, ``--data-dir`` and ``--config`` also go before the command)::
+Commands (``-v``, ``--data-dir``, ``--config`` and ``--log-format`` also go before the
+command)::
 
-    nwcd serve [--relay URL ...]                 run the wallet service
+    nwcd serve [--relay URL ...] [--log-format json]   run the wallet service
     nwcd relay [--host H] [--port N]             run the local relay (for local use only)
     nwcd connection create --name NAME ...       new app connection: prints its URI
     nwcd connection list | show | update | revoke   manage connections
@@ -47,6 +48,7 @@ from nwcd import __version__
 from nwcd.client.commands import DEFAULT_TIMEOUT, CommandError, format_msat, transaction_table
 from nwcd.config import ConfigError, Settings, load_settings
 from nwcd.errors import NwcdError
+from nwcd.logs import LOG_FORMATS, log_handler
 from nwcd.policy.grants import BudgetPeriod, describe_methods, expand_methods
 from nwcd.service.admin import (
     KEEP,
@@ -276,6 +278,7 @@ def _grant_arguments(parser: argparse.ArgumentParser, *, updating: bool) -> None
 _DATA_DIR_HELP = "state directory (env NWCD_DATA_DIR; default per user)"
 _CONFIG_HELP = "TOML config file (env NWCD_CONFIG)"
 _VERBOSE_HELP = "debug logging, and the traceback of an error"
+_LOG_FORMAT_HELP = "log lines as text (the default) or one JSON object each"
 
 
 def _common() -> _Parser:
@@ -547,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", dest="global_verbose", help=_VERBOSE_HELP
     )
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, dest="global_log_format", help=_LOG_FORMAT_HELP
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -573,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="relay URL to listen on (repeatable; default: NWCD_RELAYS or relays in the config)",
     )
+    serve.add_argument("--log-format", choices=LOG_FORMATS, help=_LOG_FORMAT_HELP)
 
     relay = commands.add_parser(
         "relay", parents=[common], help="run the local relay (for local use only)"
@@ -585,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument(
         "--port", type=_port, default=7777, help="TCP port (default 7777; 0: any free port)"
     )
+    relay.add_argument("--log-format", choices=LOG_FORMATS, help=_LOG_FORMAT_HELP)
 
     connection = commands.add_parser(
         "connection",
@@ -788,11 +796,10 @@ def _settings(args: argparse.Namespace, relays: Sequence[str] = ()) -> Settings:
     return load_settings(config_file=args.config, data_dir=args.data_dir, relays=tuple(relays))
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[log_handler(log_format, sys.stderr)],
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
 
@@ -1426,6 +1433,7 @@ def _merge_global_options(args: argparse.Namespace) -> None:
     if getattr(args, "config", None) is None:
         args.config = args.global_config
     args.verbose = bool(getattr(args, "verbose", False) or args.global_verbose)
+    args.log_format = getattr(args, "log_format", None) or args.global_log_format or "text"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -1452,7 +1460,7 @@ def main(argv: list[str] | None = None) -> int:
     _merge_global_options(args)
     handler = _COMMANDS[(args.command, getattr(args, "action", None))]
     if args.command in ("serve", "relay") or args.verbose:
-        _setup_logging(args.verbose)
+        _setup_logging(args.verbose, args.log_format)
 
     def fail(exc: BaseException, code: int) -> int:
         if args.verbose:
