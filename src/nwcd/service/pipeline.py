@@ -408,7 +408,7 @@ class Pipeline:
                 handled=frozenset(handled),
                 refuse=RequestError(denial.code, denial.message) if denial else None,
             )
-        except RequestError:  # a single payment's item, answered before the restart
+        except RequestError:  # the request's own error, answered before the restart
             await self._finished(ctx, None)
         except NotOwner:
             _left_to_heir(ctx.event.id)

@@ -13,7 +13,8 @@ every relay refuses it ``attempts`` times does it give up (events without
 ``on_delivered``, notifications, also give up after ``attempts`` rounds
 while relays are down). ``on_delivered`` lets the caller record delivery:
 responses are marked published in the store, so a response stored but never
-delivered is sent again after a restart.
+delivered is sent again after a restart. Each round tried again is counted
+(``nwcd_publish_retries_total``): relays that refuse or are down show there.
 """
 
 from __future__ import annotations
