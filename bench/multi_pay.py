@@ -121,6 +121,8 @@ async def service(
         str(data_dir),
         "--config",
         str(config),
+        "--log-format",
+        "json",
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None
@@ -144,12 +146,17 @@ SERVICE_TIMES: list[float] = []
 
 
 async def _drain(process: asyncio.subprocess.Process) -> None:
-    """Read the service's log; keep its own measure of each batch (items answered in X ms)."""
+    """Read the service's log (JSON lines); keep its own measure of each batch: the latency
+    of each finished multi_pay_* request."""
     assert process.stderr is not None
     while line := await process.stderr.readline():
-        text = line.decode(errors="replace")
-        if "items answered in" in text:
-            SERVICE_TIMES.append(float(text.rsplit(" in ", 1)[1].split()[0]) / 1e3)
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        method, latency_ms = entry.get("method"), entry.get("latency_ms")
+        if str(method).startswith("multi_pay") and latency_ms is not None:
+            SERVICE_TIMES.append(latency_ms / 1e3)
 
 
 async def make_connection(data_dir: Path, relay: str) -> ConnectionUri:

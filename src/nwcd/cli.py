@@ -1,8 +1,9 @@
 """The ``nwcd`` command line.
 
-Commands (``-v``, ``--data-dir`` and ``--config`` also go before the command)::
+Commands (``-v``, ``--data-dir``, ``--config`` and ``--log-format`` also go before the
+command)::
 
-    nwcd serve [--relay URL ...]                 run the wallet service
+    nwcd serve [--relay URL ...] [--log-format json]   run the wallet service
     nwcd relay [--host H] [--port N]             run the local relay (for local use only)
     nwcd connection create --name NAME ...       new app connection: prints its URI
     nwcd connection accept NWA_URI [--yes]       the connection an app asks for (nostr+walletauth)
@@ -50,6 +51,7 @@ from nwcd.client.commands import DEFAULT_TIMEOUT, CommandError, format_msat, tra
 from nwcd.config import ConfigError, Settings, load_settings, parse_listen
 from nwcd.datadir import secure_data_dir
 from nwcd.errors import NwcdError
+from nwcd.logs import LOG_FORMATS, log_handler
 from nwcd.policy.grants import (
     SCOPES,
     BudgetPeriod,
@@ -304,6 +306,7 @@ def _grant_arguments(
 _DATA_DIR_HELP = "state directory (env NWCD_DATA_DIR; default per user)"
 _CONFIG_HELP = "TOML config file (env NWCD_CONFIG)"
 _VERBOSE_HELP = "debug logging, and the traceback of an error"
+_LOG_FORMAT_HELP = "log lines as text (the default) or one JSON object each"
 
 
 def _common() -> _Parser:
@@ -575,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", dest="global_verbose", help=_VERBOSE_HELP
     )
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, dest="global_log_format", help=_LOG_FORMAT_HELP
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -601,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="relay URL to listen on (repeatable; default: NWCD_RELAYS or relays in the config)",
     )
+    serve.add_argument("--log-format", choices=LOG_FORMATS, help=_LOG_FORMAT_HELP)
 
     serve.add_argument(
         "--http",
@@ -637,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay.add_argument(
         "--port", type=_port, default=7777, help="TCP port (default 7777; 0: any free port)"
     )
+    relay.add_argument("--log-format", choices=LOG_FORMATS, help=_LOG_FORMAT_HELP)
 
     connection = commands.add_parser(
         "connection",
@@ -863,11 +871,10 @@ def _settings(args: argparse.Namespace, relays: Sequence[str] = ()) -> Settings:
     return load_settings(config_file=args.config, data_dir=args.data_dir, relays=tuple(relays))
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[log_handler(log_format, sys.stderr)],
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
 
@@ -936,6 +943,11 @@ def _console(
     from nwcd.console.app import ConsoleServices
     from nwcd.console.credentials import Credentials
     from nwcd.console.server import console_server
+    from nwcd.service.health import health as service_health
+
+    async def health() -> tuple[bool, dict[str, Any]]:
+        report = await service_health(daemon)
+        return report.ok, report.as_json()
 
     services = ConsoleServices(
         store=store,
@@ -943,7 +955,8 @@ def _console(
         relays=settings.relays,
         credentials=Credentials(settings.data_dir),
         tz=settings.timezone(),
-        backend_kind=settings.backend_kind,
+        health=health,
+        metrics=daemon.metrics.render,
     )
     return console_server(settings.http, services)
 
@@ -1665,6 +1678,7 @@ def _merge_global_options(args: argparse.Namespace) -> None:
     if getattr(args, "config", None) is None:
         args.config = args.global_config
     args.verbose = bool(getattr(args, "verbose", False) or args.global_verbose)
+    args.log_format = getattr(args, "log_format", None) or args.global_log_format or "text"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -1691,7 +1705,7 @@ def main(argv: list[str] | None = None) -> int:
     _merge_global_options(args)
     handler = _COMMANDS[(args.command, getattr(args, "action", None))]
     if args.command in ("serve", "relay") or args.verbose:
-        _setup_logging(args.verbose)
+        _setup_logging(args.verbose, args.log_format)
 
     def fail(exc: BaseException, code: int) -> int:
         if args.verbose:

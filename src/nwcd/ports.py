@@ -35,6 +35,8 @@ __all__ = [
     "BACKEND_METHODS",
     "HOLD_METHODS",
     "NOT_FOUND",
+    "OK",
+    "ActivityLog",
     "Claim",
     "ConnectionStore",
     "Failed",
@@ -51,7 +53,9 @@ __all__ = [
     "PaymentState",
     "Pending",
     "RequestJournal",
+    "RequestOutcome",
     "RequestRecord",
+    "RequestSummary",
     "Reserved",
     "Store",
     "Succeeded",
@@ -99,9 +103,11 @@ class LightningBackend(Protocol):
     ``methods`` lists the NIP-47 methods the backend can serve; the service
     never calls a method outside it. ``max_concurrent_payments`` is a cap the
     adapter declares when the backend cannot take more payments at once
-    (``None``: no cap of its own).
+    (``None``: no cap of its own). ``kind`` names the adapter for the operator
+    (``simulator``, ``lnbits``, ``lnd``, ``nwc``).
     """
 
+    kind: str
     methods: frozenset[str]
     max_concurrent_payments: int | None
 
@@ -213,6 +219,55 @@ class RequestRecord:
     event_json: str
     received_at: int
     created_at: int
+
+
+OK = "ok"
+"""The outcome of a request answered with a result (a batch: handled, whatever its items)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """What a finished request is recorded as, for the operator (never its content).
+
+    ``outcome``: :data:`OK`, or the NIP-47 error code the request was answered with; a
+    ``multi_*`` batch that was handled is :data:`OK` (its items' outcomes are their
+    payments'). None: the request was answered before a restart, and finishing it now
+    answered nothing. ``amount_msat``: what the payments asked for (None: no payment);
+    ``items``: the payment items answered; ``latency_ms``: from receipt to the last
+    answer stored and sent off (None: the receipt time is not known).
+    """
+
+    method: str
+    outcome: str | None
+    finished_at: int
+    amount_msat: int | None = None
+    items: int = 0
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """One request as the operator's activity page lists it; ``done`` False: still running
+    (its payments, :meth:`ActivityLog.request_items`, tell how far it got). ``instance``
+    is the instance that holds it; ``connection`` the connection's name (None if gone)."""
+
+    request_id: str
+    wallet_pubkey: str
+    connection: str | None
+    received_at: int
+    instance: str
+    done: bool
+    method: str | None = None
+    outcome: str | None = None
+    amount_msat: int | None = None
+    items: int | None = None
+    latency_ms: int | None = None
+    finished_at: int | None = None
+
+    @property
+    def cursor(self) -> tuple[int, str]:
+        """Where the next page starts: ``recent_requests(before=last.cursor)``."""
+        return self.received_at, self.request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,8 +386,9 @@ class RequestJournal(Protocol):
         ...
 
     async def request(self, event_id: str) -> RequestRecord | None: ...
-    async def mark_done(self, request_id: str) -> None:
-        """Every item of the request is answered."""
+    async def mark_done(self, request_id: str, outcome: RequestOutcome) -> None:
+        """Every item of the request is answered: record it done, with what it finished as
+        (one write; a request already done keeps its first outcome)."""
         ...
 
     async def save_responses(
@@ -434,6 +490,34 @@ class InvoiceBook(Protocol):
         ...
 
 
+class ActivityLog(Protocol):
+    """Recent requests of every instance sharing the store, for the operator's console.
+
+    Written by :meth:`RequestJournal.mark_done`; requests that moved no money are
+    forgotten after the retention (:meth:`RequestJournal.prune`).
+    """
+
+    async def recent_requests(
+        self,
+        limit: int,
+        *,
+        wallet_pubkey: str | None = None,
+        before: tuple[int, str] | None = None,
+    ) -> list[RequestSummary]:
+        """The newest requests first (by receipt), of one connection if ``wallet_pubkey``;
+        ``before``: only those after this :attr:`RequestSummary.cursor` (the next page)."""
+        ...
+
+    async def request_summary(self, request_id: str) -> RequestSummary | None:
+        """One request as :meth:`recent_requests` lists it (None: unknown, or pruned)."""
+        ...
+
+    async def request_items(self, request_id: str) -> list[PaymentRecord]:
+        """A request's payments in item order, in their current state (a running batch's
+        progress); items answered without a payment (a bad invoice, a denial) have none."""
+        ...
+
+
 class InstanceRegistry(Protocol):
     """Running service instances: their leases, what they listen for, and the work of the
     ones that stopped."""
@@ -466,15 +550,23 @@ class InstanceRegistry(Protocol):
 
 
 class Store(
-    ConnectionStore, RequestJournal, PaymentLedger, InvoiceBook, InstanceRegistry, Protocol
+    ConnectionStore,
+    RequestJournal,
+    PaymentLedger,
+    InvoiceBook,
+    InstanceRegistry,
+    ActivityLog,
+    Protocol,
 ):
     """Every concern in one durable store (one adapter implements them all, since some
     writes span two: a payment settles together with its stored response).
 
     ``shared``: several ``nwcd serve`` instances may use the store at once; if not,
-    the one running takes over every other instance's work at start.
+    the one running takes over every other instance's work at start. ``kind``: which
+    database it is (``sqlite``, ``postgresql``), for the operator.
     """
 
     shared: bool
+    kind: str
 
     async def close(self) -> None: ...

@@ -63,7 +63,8 @@ def test_csrf_tokens_are_bound_to_their_session() -> None:
     signer = SessionSigner(KEY, "hash")
     one = signer.check(signer.issue(now=1000), now=1001)
     two = signer.check(signer.issue(now=1000), now=1001)
-    assert one is not None and two is not None
+    assert one is not None
+    assert two is not None
     assert signer.check_csrf(one, signer.csrf_token(one))
     assert not signer.check_csrf(one, signer.csrf_token(two))
     assert not signer.check_csrf(one, None)

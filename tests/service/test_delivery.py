@@ -19,7 +19,7 @@ from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.kinds import Kind
-from nwcd.ports import RequestRecord
+from nwcd.ports import OK, RequestOutcome, RequestRecord
 from nwcd.relay.pool import RelayPool
 from nwcd.service.daemon import DaemonOptions
 from nwcd.service.pipeline import ServiceSettings
@@ -83,7 +83,9 @@ async def test_a_response_stored_but_never_published_is_published_on_start(
             await wallet.store.save_responses(
                 request.id, [(None, answer)], owner="a-process-that-died", now=request.created_at
             )
-            await wallet.store.mark_done(request.id)
+            await wallet.store.mark_done(
+                request.id, RequestOutcome("get_balance", OK, request.created_at)
+            )
             responses = await pool.subscribe(
                 [Filter(kinds=(Kind.NWC_RESPONSE,), tags={"e": (request.id,)})]
             )

@@ -21,10 +21,12 @@ from nwcd.nostr.keys import SecretKey
 from nwcd.policy.authorize import Deny
 from nwcd.policy.grants import Connection
 from nwcd.ports import (
+    OK,
     InstanceRecord,
     Orphans,
     PaymentIntent,
     PaymentRecord,
+    RequestOutcome,
     RequestRecord,
     Reserved,
     Store,
@@ -32,6 +34,7 @@ from nwcd.ports import (
 
 __all__ = [
     "APP",
+    "FINISHED",
     "NOW",
     "OTHER_WALLET",
     "OWNER",
@@ -60,6 +63,8 @@ NOW = 1_700_000_000
 OWNER = "instance-under-test"
 """The default owner of claimed requests: never registered, so never live."""
 _ids = itertools.count()
+FINISHED = RequestOutcome(method="get_balance", outcome=OK, finished_at=NOW + 1, latency_ms=3.0)
+"""What a request finished as, where a test does not care."""
 
 
 def connection(name: str = "app", created_at: int = NOW, **fields: object) -> Connection:

@@ -12,6 +12,7 @@ import pytest
 from nwcd.ports import Claim, NotOwner, Orphans, PaymentState, Reserved, Store
 from tests.store.conftest import SharedStores
 from tests.store.helpers import (
+    FINISHED,
     NOW,
     OWNER,
     WALLET,
@@ -114,13 +115,13 @@ async def _work_of_every_kind(store: Store, owner: str) -> dict[str, object]:
     delivered_late = await claimed(store, owner=owner)
     late = response_event(delivered_late, "late")
     await store.save_responses(delivered_late, [(None, late)], owner=owner, now=NOW + 1)
-    await store.mark_done(delivered_late)
+    await store.mark_done(delivered_late, FINISHED)
     # Done and published: nothing left.
     finished = await claimed(store, owner=owner)
     published = response_event(finished, "published")
     await store.save_responses(finished, [(None, published)], owner=owner, now=NOW)
     await store.mark_published([published.id])
-    await store.mark_done(finished)
+    await store.mark_done(finished, FINISHED)
     return {
         "bare": bare,
         "started": started,
@@ -238,7 +239,7 @@ async def test_a_request_with_a_response_published_and_done_is_no_work(store: St
     finished = await claimed(store)
     event = response_event(finished)
     await store.save_responses(finished, [(None, event)], owner=OWNER, now=NOW)
-    await store.mark_done(finished)
+    await store.mark_done(finished, FINISHED)
     # Done, not published: the delivery is left.
     assert (await store.take_over("first", NOW)).undelivered == [event]
     await store.mark_published([event.id])
@@ -256,7 +257,7 @@ async def test_an_unresolved_payment_is_taken_over_even_if_its_request_is_done(
     assert await store.settle(payment.payment_id, PaymentState.UNKNOWN, now=NOW)
     record = await store.payment(payment.payment_id)
     assert record is not None
-    await store.mark_done(record.request_id)
+    await store.mark_done(record.request_id, FINISHED)
     orphans = await store.take_over("heir", NOW)
     assert [p.id for p in orphans.unresolved] == [payment.payment_id]
 

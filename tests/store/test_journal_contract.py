@@ -11,6 +11,7 @@ from nwcd.ports import Claim, Orphans, PaymentState, Reserved, Store
 from tests.store.conftest import SharedStores
 from tests.store.helpers import (
     APP,
+    FINISHED,
     NOW,
     OWNER,
     WALLET,
@@ -127,9 +128,9 @@ async def test_started_requests_are_unfinished_with_handled_items_until_done(sto
     assert unfinished[started] == (await store.request(started), {0, 1, 2})
     assert [r.event_id for r in work.unanswered] == [bare]
 
-    await store.mark_done(started)
+    await store.mark_done(started, FINISHED)
     assert (await open_work(store)).unfinished == []
-    await store.mark_done("ff" * 32)  # unknown: harmless
+    await store.mark_done("ff" * 32, FINISHED)  # unknown: harmless
     assert (await open_work(store)).unfinished == []
 
 

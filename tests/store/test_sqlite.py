@@ -19,7 +19,8 @@ import pytest
 
 from nwcd.nip47.info import PAYMENT_RECEIVED as RECEIVED
 from nwcd.nostr.event import sign_event
-from nwcd.ports import Claim, Orphans, PaymentState, RequestRecord, Store
+from nwcd.ports import OK, Claim, Orphans, PaymentState, RequestOutcome, RequestRecord, Store
+from nwcd.store import sql
 from nwcd.store.sqlite import SqliteStore
 from tests.store.helpers import (
     APP,
@@ -38,7 +39,7 @@ from tests.store.helpers import (
     stored,
 )
 
-LATEST_VERSION = 5
+LATEST_VERSION = 6
 
 
 @pytest.fixture
@@ -82,6 +83,8 @@ _MIGRATIONS = (
     "0001_init.sql",
     "0002_payment_hash_index.sql",
     "0003_outbox_retention_instances.sql",
+    "0004_owners.sql",
+    "0005_metadata.sql",
 )
 
 
@@ -224,6 +227,63 @@ async def test_migration_4_old_requests_belong_to_nobody_until_the_first_start(
         assert await store.take_over("second", NOW) == Orphans()
     finally:
         await store.close()
+
+
+async def test_migration_6_lists_requests_finished_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "v5.sqlite"
+    _database_at_version(path, 5)
+    finished, running = hash_of(10**61), hash_of(10**61 + 1)
+    db = sqlite3.connect(path)
+    try:
+        for n, event_id in enumerate((finished, running)):
+            db.execute(
+                "INSERT INTO requests (event_id, wallet_pubkey, app_pubkey, scheme, event_json,"
+                " received_at, created_at, done, owner) VALUES (?,?,?,?,?,?,?,?,'old')",
+                (event_id, WALLET, APP, "nip44_v2", "{}", NOW + n, NOW + n, int(n == 0)),
+            )
+        db.commit()
+    finally:
+        db.close()
+    store = await SqliteStore.open(path)
+    try:
+        assert user_version(path) == LATEST_VERSION
+        # What it finished as was not recorded then; from now on it is.
+        assert [(s.request_id, s.done, s.outcome) for s in await store.recent_requests(5)] == [
+            (running, False, None),
+            (finished, True, None),
+        ]
+        await store.mark_done(running, RequestOutcome("get_info", OK, NOW + 2))
+        [now_done, _] = await store.recent_requests(5)
+        assert (now_done.method, now_done.outcome, now_done.finished_at) == (
+            "get_info",
+            OK,
+            NOW + 2,
+        )
+    finally:
+        await store.close()
+
+
+def test_recent_requests_are_read_through_an_index(tmp_path: Path) -> None:
+    path = tmp_path / "plan.sqlite"
+    asyncio.run(_created(path))
+    db = sqlite3.connect(path)
+    try:
+        for wallet, before in (
+            (None, None),
+            (WALLET, None),
+            (None, (NOW, "ab")),
+            (WALLET, (1, "a")),
+        ):
+            query, args = sql.recent_requests(10, wallet, before)
+            plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + query, args))
+            assert "USING INDEX requests_recent" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan  # no sort of every request
+    finally:
+        db.close()
+
+
+async def _created(path: Path) -> None:
+    await (await SqliteStore.open(path)).close()
 
 
 async def test_an_upgraded_file_is_not_migrated_again(tmp_path: Path) -> None:

@@ -259,6 +259,7 @@ class LnbitsBackend:
     ``httpx.AsyncClient``; each is mapped at this edge (see :mod:`nwcd.backends._http`).
     """
 
+    kind = "lnbits"
     methods: frozenset[str] = frozenset(
         {
             Method.PAY_INVOICE,

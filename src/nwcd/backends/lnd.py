@@ -387,6 +387,7 @@ def _outgoing(payment: Mapping[str, Any]) -> Transaction:
 class LndBackend:
     """``LightningBackend`` over LND's REST API; build it with :meth:`open`."""
 
+    kind = "lnd"
     methods: frozenset[str] = BACKEND_METHODS
     max_concurrent_payments: int | None = None
 

@@ -332,6 +332,7 @@ class NwcBackend:
     on its own subscription.
     """
 
+    kind = "nwc"
     max_concurrent_payments: int | None = MAX_CONCURRENT_PAYMENTS
 
     def __init__(

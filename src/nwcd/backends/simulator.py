@@ -698,6 +698,7 @@ class SimulatedBackend:
     a simulated outage; the simulator's own commands use :meth:`_run` directly.
     """
 
+    kind = "simulator"
     methods: frozenset[str] = BACKEND_METHODS
     max_concurrent_payments: int | None = None
 

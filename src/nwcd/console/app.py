@@ -89,7 +89,6 @@ class ConsoleServices:
     relays: tuple[str, ...]
     credentials: Credentials
     tz: tzinfo
-    backend_kind: str = "simulator"
     health: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]] | None = None
     metrics: Callable[[], tuple[bytes, str]] | None = None
     listen_timeout: float = LISTEN_TIMEOUT
@@ -434,6 +433,66 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/connections")
 
 
+# -- activity --------------------------------------------------------------------------------
+
+ACTIVITY_PAGE: Final = 50
+
+
+def _cursor(text: str | None) -> tuple[int, str] | None:
+    """``before=<received_at>:<request id>`` of the next page."""
+    if not text:
+        return None
+    stamp, _, request_id = text.partition(":")
+    if not stamp.isdigit() or not request_id:
+        raise web.HTTPBadRequest(text="bad page cursor")
+    return int(stamp), request_id
+
+
+async def _activity(request: web.Request) -> dict[str, Any]:
+    services = _services(request)
+    wallet = request.query.get("connection") or None
+    rows = await services.store.recent_requests(
+        ACTIVITY_PAGE, wallet_pubkey=wallet, before=_cursor(request.query.get("before"))
+    )
+    more = rows[-1].cursor if len(rows) == ACTIVITY_PAGE else None
+    return {
+        "rows": rows,
+        "connection": wallet or "",
+        "names": {c.wallet_pubkey: c.name for c in await services.store.connections()},
+        "next": f"{more[0]}:{more[1]}" if more else "",
+        "first_page": "before" not in request.query,
+    }
+
+
+async def activity_page(request: web.Request) -> web.StreamResponse:
+    return _render(request, "activity.html", **await _activity(request))
+
+
+async def activity_rows(request: web.Request) -> web.StreamResponse:
+    """The list's rows alone: the page polls them while it is open (htmx)."""
+    return _render(request, "activity_rows.html", **await _activity(request))
+
+
+async def _request_detail(request: web.Request) -> dict[str, Any]:
+    store = _services(request).store
+    request_id = request.match_info["request_id"]
+    summary = await store.request_summary(request_id)
+    if summary is None:
+        raise web.HTTPNotFound(
+            text="no such request (requests that moved no money are forgotten after the retention)"
+        )
+    return {"summary": summary, "items": await store.request_items(request_id)}
+
+
+async def request_page(request: web.Request) -> web.StreamResponse:
+    return _render(request, "request.html", **await _request_detail(request))
+
+
+async def request_items(request: web.Request) -> web.StreamResponse:
+    """A request's items alone: polled while the request runs."""
+    return _render(request, "request_items.html", **await _request_detail(request))
+
+
 # -- apps ask for a connection (the authorization URL) -------------------------------------
 
 
@@ -553,7 +612,7 @@ async def wallet_page(request: web.Request) -> web.StreamResponse:
     return _render(
         request,
         "wallet.html",
-        backend=services.backend_kind,
+        backend=services.backend.kind,
         balance=balance,
         transactions=transactions,
         relays=services.relays,
@@ -601,6 +660,10 @@ def build_app(services: ConsoleServices) -> web.Application:
     app.router.add_get("/connections/{key}/edit", edit_page)
     app.router.add_post("/connections/{key}", update)
     app.router.add_post("/connections/{key}/revoke", revoke)
+    app.router.add_get("/activity", activity_page)
+    app.router.add_get("/activity/rows", activity_rows)
+    app.router.add_get("/activity/{request_id}", request_page)
+    app.router.add_get("/activity/{request_id}/items", request_items)
     app.router.add_get("/apps/new", app_page)
     app.router.add_post("/apps/new", app_decide)
     app.router.add_get("/wallet", wallet_page)

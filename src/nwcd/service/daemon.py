@@ -19,6 +19,10 @@ at once: the subscription and the info events follow. The instance's
 heartbeat in the store says which version it listens for (its relays
 confirmed the subscription), so ``nwcd connection create`` shows a new URI
 only once the service will answer it.
+
+The daemon owns the instance's :class:`~nwcd.service.metrics.Metrics`
+(``daemon.metrics``), which the pipeline, the payment engine and the publisher
+feed; :func:`nwcd.service.health.health` reports whether it is ready.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from nwcd.ports import (
     Store,
 )
 from nwcd.relay.pool import PoolOptions, RelayPool, Subscription
+from nwcd.service.metrics import Metrics, RecoveryAction
 from nwcd.service.payments import PlannedPayment
 from nwcd.service.pipeline import Pipeline, RequestContext, ServiceSettings
 from nwcd.service.publisher import Publisher, PublishPolicy
@@ -107,7 +112,9 @@ class WalletDaemon:
         self._options = options or DaemonOptions()
         self._clock = clock
         self._pool = RelayPool(self._options.relays, options=self._options.pool, clock=clock)
-        self._publisher = Publisher(self._pool, self._options.publish)
+        self.metrics = Metrics()
+        self.metrics.watch_relays(self.relay_states)
+        self._publisher = Publisher(self._pool, self._options.publish, self.metrics)
         self._tasks: set[asyncio.Task[None]] = set()
         self._request_slots = asyncio.Semaphore(self._options.max_concurrent_requests)
         now = self._now()
@@ -119,6 +126,7 @@ class WalletDaemon:
             clock=clock,
             settings=self._settings,
             instance_id=self._instance.instance_id,
+            metrics=self.metrics,
         )
         self._subscription: Subscription | None = None
         self._version = -1
@@ -131,6 +139,19 @@ class WalletDaemon:
     @property
     def pool(self) -> RelayPool:
         return self._pool
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def backend(self) -> LightningBackend:
+        return self._backend
+
+    def relay_states(self) -> dict[str, bool]:
+        """Each relay of the pool: is its socket connected?"""
+        connected = set(self._pool.connected_relays)
+        return {url: url in connected for url in self._pool.relays}
 
     def _now(self) -> int:
         return int(self._clock.now())
@@ -451,6 +472,8 @@ class WalletDaemon:
         with the backend first, then finish its batches and answer what it never started."""
         if not orphans:
             return
+        self.metrics.recovered(RecoveryAction.TAKEN_OVER)
+        self.metrics.recovered(RecoveryAction.REPUBLISHED, len(orphans.undelivered))
         log.info(
             "taking over: %s to deliver, %s to resolve, %s to finish, %s to answer",
             count(len(orphans.undelivered), "answer"),
@@ -475,27 +498,31 @@ class WalletDaemon:
         await asyncio.gather(*(recover(record) for record in orphans.unresolved))
         for request, handled in orphans.unfinished:
             if (ctx := self._stored_context(request)) is not None:
+                self.metrics.recovered(RecoveryAction.CONTINUED)
                 self.spawn(self.pipeline.finish(ctx, handled))
         for request in orphans.unanswered:
             if (ctx := self._stored_context(request)) is not None:
+                self.metrics.recovered(RecoveryAction.PROCESSED)
                 self.spawn(self.pipeline.process(ctx))
 
     def _stored_context(
         self, request: RequestRecord | None, method: str = ""
     ) -> RequestContext | None:
         """The context of a claimed request, rebuilt from the store (None if its
-        connection is gone)."""
+        connection is gone); its receipt on the monotonic clock, from when it was stored."""
         if request is None:
             return None
         connection = self.pipeline.connections.get(request.wallet_pubkey)
         if connection is None:
             return None
+        age = max(0.0, self._clock.now() - request.received_at)
         return RequestContext(
             parse_event(json.loads(request.event_json)),
             connection,
             PublicKey.from_hex(request.app_pubkey),
             Scheme(request.scheme),
             method,
+            received=self._clock.monotonic() - age,
         )
 
     async def _recover_payment(self, record: PaymentRecord, *, exclusive: bool) -> None:
@@ -521,6 +548,7 @@ class WalletDaemon:
         never_sent = record.state is PaymentState.RESERVED and await self._store.fence(
             record.id, self._now()
         )
+        self.metrics.recovered(RecoveryAction.LOOKED_UP)
         try:
             outcome = await self._backend.payment_status(record.intent.payment_hash)
         except BackendError:
@@ -532,6 +560,7 @@ class WalletDaemon:
         elif isinstance(outcome, Failed) and outcome.reason == NOT_FOUND:
             outcome = Pending("not known to the backend yet")
         if isinstance(outcome, Pending):
+            self.metrics.recovered(RecoveryAction.RESUMED)
             self.pipeline.payments.resume(
                 connection.wallet_pubkey, item, record.id, answer, maybe_sending=not exclusive
             )
@@ -539,3 +568,4 @@ class WalletDaemon:
             await self.pipeline.payments.finish_recovered(
                 connection.wallet_pubkey, item, record.id, outcome, answer
             )
+            self.metrics.recovered(RecoveryAction.ANSWERED)

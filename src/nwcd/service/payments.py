@@ -52,6 +52,7 @@ from nwcd.ports import (
     Store,
     Succeeded,
 )
+from nwcd.service.metrics import Metrics
 
 __all__ = [
     "AnswerFn",
@@ -288,8 +289,10 @@ class PaymentEngine:
         resolve_interval: float = 1.0,
         not_found_grace: float = 120.0,
         owner: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self.owner = owner
+        self._metrics = metrics or Metrics()
         self._store = store
         self._backend = backend
         self._clock = clock
@@ -478,7 +481,8 @@ class PaymentEngine:
                     self._release(wallet, item, None)
                     return
                 sent_at = time.monotonic()
-                outcome = await self._attempt(item, reservation.fee_reserve_msat)
+                with self._metrics.payment_in_flight():
+                    outcome = await self._attempt(item, reservation.fee_reserve_msat)
             await self._finish(wallet, item, payment_id, outcome, answer, sent_at=sent_at)
         except Exception:
             # A store failure (disk, lock timeout): the row stays open and the next start

@@ -10,6 +10,11 @@ The steps, in order, each in one place::
     -> decrypt -> rate limits (answered RATE_LIMITED) -> decode params -> authorize
     -> execute (payments through :mod:`nwcd.service.payments`)
     -> encode, encrypt, sign -> store -> publish
+    -> finished: marked done with what it finished as, one log line, metrics
+
+A request finishes in one place, :meth:`Pipeline._finished`: the pure
+:func:`finished_request` decides what it is recorded as (:class:`~nwcd.ports.RequestOutcome`),
+then one store write marks it done with that, and it is logged and counted.
 
 Errors are answered, never raised: a :class:`~nwcd.errors.RequestError`
 becomes its code and message; anything else is our fault and becomes
@@ -21,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
@@ -30,6 +34,7 @@ from typing import Any, Protocol
 from nwcd import bolt11
 from nwcd.clock import Clock
 from nwcd.errors import BackendError, DecryptionError, ErrorCode, InvalidInvoice, RequestError
+from nwcd.logs import FIELDS
 from nwcd.nip47.encryption import Scheme, open_content, scheme_of, seal_content
 from nwcd.nip47.info import notification_types
 from nwcd.nip47.methods import (
@@ -63,7 +68,17 @@ from nwcd.policy.authorize import authorize
 from nwcd.policy.budget import FeeReserve, budget_status, window_start
 from nwcd.policy.grants import SERVICE_METHODS, Connection
 from nwcd.policy.rate import APP_RATE, SERVICE_RATE, RateLimit, RateLimiter
-from nwcd.ports import Claim, LightningBackend, NotOwner, PaymentState, RequestRecord, Store
+from nwcd.ports import (
+    OK,
+    Claim,
+    LightningBackend,
+    NotOwner,
+    PaymentState,
+    RequestOutcome,
+    RequestRecord,
+    Store,
+)
+from nwcd.service.metrics import Metrics
 from nwcd.service.payments import (
     ItemResult,
     PaymentEngine,
@@ -74,7 +89,15 @@ from nwcd.service.payments import (
 )
 from nwcd.text import count
 
-__all__ = ["EventSink", "Pipeline", "RequestContext", "ServiceSettings"]
+__all__ = [
+    "EventSink",
+    "Pipeline",
+    "RequestContext",
+    "ServiceSettings",
+    "finished_line",
+    "finished_request",
+    "item_outcome",
+]
 
 log = logging.getLogger("nwcd.service")
 
@@ -139,16 +162,18 @@ class ServiceSettings:
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Who asked, how to answer: fixed once the request is claimed."""
+    """Who asked, how to answer: fixed once the request is claimed. ``received``: the
+    clock's monotonic time of receipt (None: not known), for the request's latency."""
 
     event: Event
     connection: Connection
     app_key: PublicKey
     scheme: Scheme
     method: str = ""
+    received: float | None = None
 
     def with_method(self, method: str) -> RequestContext:
-        return RequestContext(self.event, self.connection, self.app_key, self.scheme, method)
+        return replace(self, method=method)
 
 
 class Pipeline:
@@ -163,8 +188,10 @@ class Pipeline:
         clock: Clock,
         settings: ServiceSettings,
         instance_id: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self.instance_id = instance_id
+        self._metrics = metrics or Metrics()
         self._store = store
         self._backend = backend
         self._sink = sink
@@ -182,6 +209,7 @@ class Pipeline:
             fee_reserve=settings.fee_reserve,
             resolve_interval=settings.resolve_interval,
             owner=instance_id,
+            metrics=self._metrics,
         )
 
     def _now(self) -> int:
@@ -196,17 +224,19 @@ class Pipeline:
         a request handled before is ignored: its answers went out through the outbox,
         and only an app's re-send asks for them again.
         """
-        started = time.perf_counter()
+        received = self._clock.monotonic()
         try:
-            await self._handle(event, live)
+            await self._handle(event, live, received)
         except Exception:
             log.exception("request %s: unexpected error", event.id)
         finally:
             log.debug(
-                "request %s handled in %.1f ms", event.id, 1e3 * (time.perf_counter() - started)
+                "request %s handled in %.1f ms",
+                event.id,
+                1e3 * (self._clock.monotonic() - received),
             )
 
-    async def _handle(self, event: Event, live: bool) -> None:
+    async def _handle(self, event: Event, live: bool, received: float) -> None:
         if event.kind != Kind.NWC_REQUEST:
             return
         connection = self.connections.get(event.tag_value("p") or "")
@@ -261,7 +291,7 @@ class Pipeline:
             if live and answer_again(claim, self.instance_id, now):
                 await self.republish(event.id, connection)
             return
-        ctx = RequestContext(event, connection, app_key, scheme)
+        ctx = RequestContext(event, connection, app_key, scheme, received=received)
         limited = self._rate.check(connection.wallet_pubkey, self._clock.monotonic())
         await self.process(ctx, scheme_error, limited=limited)
 
@@ -312,7 +342,7 @@ class Pipeline:
             ctx = ctx.with_method(request.method)
             await self._execute(ctx, request)
         except RequestError as exc:
-            await self._answer(ctx, error_response(ctx.method, exc.code, exc.message))
+            await self._answer_error(ctx, exc.code, exc.message)
         except NotOwner:
             _left_to_heir(event.id)
             return
@@ -323,18 +353,14 @@ class Pipeline:
                 ctx.method or "(method unknown)",
                 type(exc).__name__,
             )
-            await self._answer(
-                ctx, error_response(ctx.method, ErrorCode.INTERNAL, "the wallet backend failed")
-            )
+            await self._answer_error(ctx, ErrorCode.INTERNAL, "the wallet backend failed")
         except Exception:
             log.exception(
                 "request %s %s: internal error; answered INTERNAL",
                 event.id,
                 ctx.method or "(method unknown)",
             )
-            await self._answer(
-                ctx, error_response(ctx.method, ErrorCode.INTERNAL, "internal error")
-            )
+            await self._answer_error(ctx, ErrorCode.INTERNAL, "internal error")
         self._touch(connection, now)
 
     async def finish(self, ctx: RequestContext, handled: set[int]) -> None:
@@ -347,14 +373,15 @@ class Pipeline:
             )
             request = decode_request(plaintext, max_items=self._settings.max_batch_items)
         except Exception:  # it was readable before; if not now, there is nothing to redo
-            await self._store.mark_done(ctx.event.id)
+            await self._finished(ctx, None)
             return
+        ctx = ctx.with_method(request.method)
         params = request.params
         if not isinstance(
             params,
             PayInvoiceParams | MultiPayInvoiceParams | PayKeysendParams | MultiPayKeysendParams,
         ):
-            await self._store.mark_done(ctx.event.id)
+            await self._finished(ctx, None)  # its answer was stored before the restart
             return
         # The items still to pay are checked against the backend's network: wait for the
         # backend rather than give up on them (answering them is this instance's job now).
@@ -376,13 +403,13 @@ class Pipeline:
         denial = authorize(ctx.connection, request.method, self._now())
         try:
             await self._pay(
-                ctx.with_method(request.method),
+                ctx,
                 params,
                 handled=frozenset(handled),
                 refuse=RequestError(denial.code, denial.message) if denial else None,
             )
-        except RequestError:
-            await self._store.mark_done(ctx.event.id)
+        except RequestError:  # the request's own error, answered before the restart
+            await self._finished(ctx, None)
         except NotOwner:
             _left_to_heir(ctx.event.id)
 
@@ -417,12 +444,41 @@ class Pipeline:
             created_at=self._now(),
         )
 
-    async def _answer(self, ctx: RequestContext, plaintext: str) -> None:
+    async def _answer(self, ctx: RequestContext, plaintext: str, outcome: str) -> None:
+        """Answer the whole request (``outcome``: OK or the answer's error code)."""
         response = self.build_response(ctx, plaintext)
         if not await self._save(ctx, [(None, response)]):
             return
         self._sink.publish(response, ctx.connection.relays)
-        await self._store.mark_done(ctx.event.id)
+        await self._finished(ctx, outcome)
+
+    async def _answer_error(self, ctx: RequestContext, code: ErrorCode, message: str) -> None:
+        await self._answer(ctx, error_response(ctx.method, code, message), code.value)
+
+    async def _finished(
+        self,
+        ctx: RequestContext,
+        answer: str | None,
+        *,
+        amount_msat: int | None = None,
+        items: int = 0,
+        detail: str = "",
+    ) -> None:
+        """The one place a request finishes, once its last answer is stored and sent off:
+        one store write marks it done with what it finished as, then it is logged and
+        counted (see :func:`finished_request` for ``answer``)."""
+        outcome = finished_request(
+            ctx,
+            answer,
+            now=self._now(),
+            monotonic=self._clock.monotonic(),
+            amount_msat=amount_msat,
+            items=items,
+        )
+        await self._store.mark_done(ctx.event.id, outcome)
+        message, fields = finished_line(ctx, outcome, detail)
+        log.info(message, extra={FIELDS: fields})
+        self._metrics.request_finished(outcome)
 
     async def _save(self, ctx: RequestContext, responses: list[tuple[int | None, Event]]) -> bool:
         """Store responses to publish; False if another instance took the request over."""
@@ -436,9 +492,11 @@ class Pipeline:
         return True
 
     def item_answerer(self, ctx: RequestContext, items: int = 0) -> Any:
-        """The ``answer`` callback of the payment engine for this request."""
+        """The ``answer`` callback of the payment engine for this request: the request
+        finishes with its ``items``-th answer (0: never, recovery answers single items)."""
+        batch = ctx.method in _PAY_BATCH
         answered = 0
-        started = time.perf_counter()
+        amount_msat = 0
 
         async def answer(
             item: PlannedPayment,
@@ -474,24 +532,18 @@ class Pipeline:
             self._sink.publish(response, ctx.connection.relays)
             if isinstance(result, PayResult) and state is PaymentState.SUCCEEDED:
                 self._sink.payment_sent(ctx, item, result)
-            nonlocal answered
+            if batch:
+                self._metrics.item_answered(item_outcome(result))
+            nonlocal answered, amount_msat
             answered += 1
+            amount_msat += item.amount_msat
             if answered == items:
-                await self._store.mark_done(ctx.event.id)
-                log.info(
-                    "request %s %s: %s answered in %.1f ms%s",
-                    ctx.event.id[:16],
-                    ctx.method,
-                    count(items, "item"),
-                    1e3 * (time.perf_counter() - started),
-                    (
-                        f": {item.amount_msat} msat, paid with fee {result.fees_paid_msat} msat"
-                        if isinstance(result, PayResult)
-                        else f": {item.amount_msat} msat, {result.code.value}"
-                        f" {result.message[:120]}"
-                    )
-                    if items == 1
-                    else "",
+                await self._finished(
+                    ctx,
+                    OK if batch else item_outcome(result),
+                    amount_msat=amount_msat,
+                    items=items,
+                    detail="" if batch or isinstance(result, PayResult) else result.message,
                 )
 
         return answer
@@ -597,7 +649,7 @@ class Pipeline:
         return await self._store.budget_used(connection.wallet_pubkey, since)
 
     async def _ok(self, ctx: RequestContext, result: Mapping[str, Any]) -> None:
-        await self._answer(ctx, encode_response(ctx.method, result=result))
+        await self._answer(ctx, encode_response(ctx.method, result=result), OK)
 
     async def network(self) -> bolt11.Network:
         """The backend's network (asked once)."""
@@ -662,8 +714,8 @@ class Pipeline:
         planned = [item for item in planned if item.index not in handled]
         if refuse is not None:
             planned = [replace(item, error=refuse) for item in planned]
-        if not planned:
-            await self._store.mark_done(ctx.event.id)
+        if not planned:  # after a restart: every item was paid or answered before
+            await self._finished(ctx, None)
             return
         await self.payments.run(
             request_id=ctx.event.id,
@@ -715,6 +767,74 @@ def answer_again(claim: Claim, me: str, now: int) -> bool:
     """A request claimed before arrived again: publish the stored answers, unless another
     instance claimed it a moment ago (it is answering: this is the same sending)."""
     return claim.owner == me or now - claim.received_at >= STAND_BACK
+
+
+def item_outcome(result: ItemResult) -> str:
+    """How one payment was answered: OK, or its error code."""
+    return OK if isinstance(result, PayResult) else result.code.value
+
+
+def finished_request(
+    ctx: RequestContext,
+    answer: str | None,
+    *,
+    now: int,
+    monotonic: float,
+    amount_msat: int | None = None,
+    items: int = 0,
+) -> RequestOutcome:
+    """What a request finished as.
+
+    ``answer``: OK or the error code of the request's own answer (a batch whose items
+    were answered: OK); None when finishing it answered nothing (after a restart, its
+    answers were stored before): a batch was handled (OK), anything else stays unknown.
+    ``monotonic``: the clock's monotonic time now, for the latency since receipt.
+    """
+    latency = None if ctx.received is None else max(0.0, 1e3 * (monotonic - ctx.received))
+    return RequestOutcome(
+        method=ctx.method,
+        outcome=OK if answer is None and ctx.method in _PAY_BATCH else answer,
+        finished_at=now,
+        amount_msat=amount_msat,
+        items=items,
+        latency_ms=latency,
+    )
+
+
+def finished_line(
+    ctx: RequestContext, outcome: RequestOutcome, detail: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """The log line of a finished request, and its fields for structured logs.
+
+    Only what the operator needs and nothing secret: the request id (public), the
+    connection's name, method, outcome (``detail``: a failed payment's reason), amount,
+    items and latency; never the request's content, an invoice or a preimage.
+    """
+    method = outcome.method if outcome.method.isprintable() else repr(outcome.method)
+    said = outcome.outcome or "answered before a restart"
+    parts = [f"{said} ({detail[:120]})" if detail else said]
+    if outcome.items:
+        parts.append(count(outcome.items, "item"))
+    if outcome.amount_msat is not None:
+        parts.append(f"{outcome.amount_msat} msat")
+    if outcome.latency_ms is not None:
+        parts.append(f"{outcome.latency_ms:.1f} ms")
+    message = (
+        f"request {ctx.event.id[:16]} {method or '(method unknown)'}"
+        f" for {ctx.connection.name!r}: {', '.join(parts)}"
+    )
+    fields: dict[str, Any] = {
+        "request_id": ctx.event.id,
+        "connection": ctx.connection.name,
+        "method": outcome.method,
+        "outcome": outcome.outcome,
+        "amount_msat": outcome.amount_msat,
+        "items": outcome.items,
+        "latency_ms": None if outcome.latency_ms is None else round(outcome.latency_ms, 1),
+    }
+    if detail:
+        fields["detail"] = detail[:120]
+    return message, fields
 
 
 def _method_name(plaintext: str) -> str:

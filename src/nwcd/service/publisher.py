@@ -13,7 +13,8 @@ every relay refuses it ``attempts`` times does it give up (events without
 ``on_delivered``, notifications, also give up after ``attempts`` rounds
 while relays are down). ``on_delivered`` lets the caller record delivery:
 responses are marked published in the store, so a response stored but never
-delivered is sent again after a restart.
+delivered is sent again after a restart. Each round tried again is counted
+(``nwcd_publish_retries_total``): relays that refuse or are down show there.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from nwcd.nostr.event import Event
 from nwcd.relay.connection import backoff_delay
 from nwcd.relay.pool import RelayPool
+from nwcd.service.metrics import Metrics
 
 __all__ = ["PublishPolicy", "Publisher"]
 
@@ -51,9 +53,12 @@ class PublishPolicy:
 class Publisher:
     """Fire-and-track publishing: ``publish`` returns at once."""
 
-    def __init__(self, pool: RelayPool, policy: PublishPolicy | None = None) -> None:
+    def __init__(
+        self, pool: RelayPool, policy: PublishPolicy | None = None, metrics: Metrics | None = None
+    ) -> None:
         self._pool = pool
         self._policy = policy or PublishPolicy()
+        self._metrics = metrics or Metrics()
         self._tasks: set[asyncio.Task[None]] = set()
         self._urgent = 0
         self._idle = asyncio.Event()
@@ -149,6 +154,7 @@ class Publisher:
                     log.warning("event %s not delivered: %s", event.id, result.rejected)
                     return
                 log.info("event %s not delivered (%s); retrying", event.id, result.rejected)
+            self._metrics.publish_retried()
             await asyncio.sleep(
                 backoff_delay(attempt, base=policy.backoff_base, cap=policy.backoff_cap)
             )

@@ -43,7 +43,9 @@ from nwcd.ports import (
     PaymentIntent,
     PaymentRecord,
     PaymentState,
+    RequestOutcome,
     RequestRecord,
+    RequestSummary,
     Reserved,
 )
 from nwcd.store import sql, steps
@@ -94,6 +96,7 @@ class PostgresStore:
     """:class:`~nwcd.ports.Store` on a PostgreSQL database."""
 
     shared = True
+    kind = "postgresql"
 
     def __init__(self, pool: Any, url: str) -> None:
         self._pool = pool
@@ -237,8 +240,8 @@ class PostgresStore:
         rows = await self._fetch(sql.SELECT_REQUEST, event_id)
         return sql.request_from_row(tuple(rows[0])) if rows else None
 
-    async def mark_done(self, request_id: str) -> None:
-        await self._execute(sql.MARK_DONE, request_id)
+    async def mark_done(self, request_id: str, outcome: RequestOutcome) -> None:
+        await self._execute(sql.MARK_DONE, *sql.done_row(request_id, outcome))
 
     async def save_responses(
         self,
@@ -389,6 +392,26 @@ class PostgresStore:
     async def claim_notification(self, payment_hash: str, notification_type: str) -> bool:
         claim = sql.notification_claim(payment_hash, notification_type)
         return await self._execute(sql.CLAIM_NOTIFICATION, *claim) == 1
+
+    # -- activity ------------------------------------------------------------------------
+
+    async def recent_requests(
+        self,
+        limit: int,
+        *,
+        wallet_pubkey: str | None = None,
+        before: tuple[int, str] | None = None,
+    ) -> list[RequestSummary]:
+        query, args = sql.recent_requests(limit, wallet_pubkey, before)
+        return [sql.summary_from_row(tuple(row)) for row in await self._fetch(query, *args)]
+
+    async def request_summary(self, request_id: str) -> RequestSummary | None:
+        rows = await self._fetch(sql.REQUEST_SUMMARY, request_id)
+        return sql.summary_from_row(tuple(rows[0])) if rows else None
+
+    async def request_items(self, request_id: str) -> list[PaymentRecord]:
+        rows = await self._fetch(sql.REQUEST_ITEMS, request_id)
+        return [sql.payment_from_row(tuple(row)) for row in rows]
 
     # -- instances -----------------------------------------------------------------------
 

@@ -27,17 +27,22 @@ from nwcd.ports import (
     PaymentIntent,
     PaymentRecord,
     PaymentState,
+    RequestOutcome,
     RequestRecord,
+    RequestSummary,
 )
 
 __all__ = [
     "connection_fields",
     "connection_from_row",
     "dead_owners",
+    "done_row",
     "event_json",
     "numbered",
     "payment_from_row",
+    "recent_requests",
     "sort_orphans",
+    "summary_from_row",
 ]
 
 CHUNK = 500  # ids per IN (...) list: within both engines' limits on parameters
@@ -77,7 +82,14 @@ CLAIM = (
 )
 CLAIM_HOLDER = "SELECT owner, received_at FROM requests WHERE event_id = ?"
 SELECT_REQUEST = "SELECT " + _REQUEST_COLUMNS + " FROM requests WHERE event_id = ?"
-MARK_DONE = "UPDATE requests SET done = 1 WHERE event_id = ?"
+# The first finish wins: a request done already keeps what it was recorded as.
+MARK_DONE = (
+    "UPDATE requests SET done = 1, method = ?, outcome = ?, amount_msat = ?, items = ?,"
+    " latency_ms = ?, finished_at = ? WHERE event_id = ? AND done = 0"
+)
+# Done, with nothing known of what it finished as: an instance stopped between storing
+# the request's answer and recording it done.
+CLOSE_ANSWERED = "UPDATE requests SET done = 1, finished_at = ? WHERE event_id = ? AND done = 0"
 INSERT_RESPONSE = (
     "INSERT INTO responses (event_id, request_id, item_index, event_json, created_at, published)"
     " VALUES (?,?,?,?,?,0) ON CONFLICT DO NOTHING"
@@ -126,6 +138,9 @@ SETTLE = (
     " WHERE id = ? AND state IN ('reserved', 'in_flight', 'unknown')"
 )
 SELECT_PAYMENT = "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE id = ?"
+REQUEST_ITEMS = (
+    "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE request_id = ? ORDER BY item_index"
+)
 
 
 def hash_holders(count: int) -> str:
@@ -143,6 +158,41 @@ def payments_by_hashes(count: int) -> str:
         "SELECT " + _PAYMENT_COLUMNS + " FROM payments WHERE wallet_pubkey = ?"
         " AND state <> 'failed' AND payment_hash IN (" + _marks(count) + ") ORDER BY id"
     )
+
+
+# -- activity ----------------------------------------------------------------------------------
+
+_SUMMARY_COLUMNS = (
+    "requests.event_id, requests.wallet_pubkey, connections.name, requests.received_at,"
+    " requests.owner, requests.done, requests.method, requests.outcome, requests.amount_msat,"
+    " requests.items, requests.latency_ms, requests.finished_at"
+)
+REQUEST_SUMMARY = (
+    "SELECT " + _SUMMARY_COLUMNS + " FROM requests LEFT JOIN connections"
+    " ON connections.wallet_pubkey = requests.wallet_pubkey WHERE requests.event_id = ?"
+)
+
+
+def recent_requests(
+    limit: int, wallet_pubkey: str | None, before: tuple[int, str] | None
+) -> tuple[str, list[Any]]:
+    """The statement and arguments of ``ActivityLog.recent_requests``: newest first, read
+    through the (wallet_pubkey,) received_at, event_id indexes."""
+    conditions: list[str] = []
+    args: list[Any] = []
+    if wallet_pubkey is not None:
+        conditions.append("requests.wallet_pubkey = ?")
+        args.append(wallet_pubkey)
+    if before is not None:
+        conditions.append("(requests.received_at, requests.event_id) < (?, ?)")
+        args += before
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
+    query = (
+        "SELECT " + _SUMMARY_COLUMNS + " FROM requests LEFT JOIN connections"
+        " ON connections.wallet_pubkey = requests.wallet_pubkey" + where
+        + " ORDER BY requests.received_at DESC, requests.event_id DESC LIMIT ?"
+    )  # fmt: skip
+    return query, [*args, limit]
 
 
 # -- invoices ----------------------------------------------------------------------------------
@@ -368,6 +418,39 @@ def connection_from_row(row: Sequence[Any]) -> Connection:
 
 def request_from_row(row: Sequence[Any]) -> RequestRecord:
     return RequestRecord(*row[:7])
+
+
+def done_row(request_id: str, outcome: RequestOutcome) -> tuple[Any, ...]:
+    """The values of MARK_DONE, in order (latency in whole milliseconds)."""
+    latency = None if outcome.latency_ms is None else round(outcome.latency_ms)
+    return (
+        outcome.method,
+        outcome.outcome,
+        outcome.amount_msat,
+        outcome.items,
+        latency,
+        outcome.finished_at,
+        request_id,
+    )
+
+
+def summary_from_row(row: Sequence[Any]) -> RequestSummary:
+    (request_id, wallet_pubkey, name, received_at, owner, done, method, outcome, amount, items,
+     latency, finished_at) = row  # fmt: skip
+    return RequestSummary(
+        request_id=request_id,
+        wallet_pubkey=wallet_pubkey,
+        connection=name,
+        received_at=received_at,
+        instance=owner,
+        done=bool(done),
+        method=method,
+        outcome=outcome,
+        amount_msat=amount,
+        items=items,
+        latency_ms=latency,
+        finished_at=finished_at,
+    )
 
 
 def response_row(

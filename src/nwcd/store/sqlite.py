@@ -37,7 +37,9 @@ from nwcd.ports import (
     PaymentIntent,
     PaymentRecord,
     PaymentState,
+    RequestOutcome,
     RequestRecord,
+    RequestSummary,
     Reserved,
 )
 from nwcd.store import sql, steps
@@ -94,6 +96,7 @@ class SqliteStore:
     """:class:`~nwcd.ports.Store` on a SQLite file."""
 
     shared = False  # one nwcd serve at a time (several need PostgreSQL)
+    kind = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -276,8 +279,9 @@ class SqliteStore:
         rows = await self._read(sql.SELECT_REQUEST, (event_id,))
         return sql.request_from_row(rows[0]) if rows else None
 
-    async def mark_done(self, request_id: str) -> None:
-        await self._write(lambda tx: tx.execute(sql.MARK_DONE, (request_id,)))
+    async def mark_done(self, request_id: str, outcome: RequestOutcome) -> None:
+        row = sql.done_row(request_id, outcome)
+        await self._write(lambda tx: tx.execute(sql.MARK_DONE, row))
 
     async def save_responses(
         self,
@@ -446,6 +450,26 @@ class SqliteStore:
     async def claim_notification(self, payment_hash: str, notification_type: str) -> bool:
         claim = sql.notification_claim(payment_hash, notification_type)
         return await self._write(lambda tx: tx.execute(sql.CLAIM_NOTIFICATION, claim).rowcount == 1)
+
+    # -- activity ------------------------------------------------------------------------
+
+    async def recent_requests(
+        self,
+        limit: int,
+        *,
+        wallet_pubkey: str | None = None,
+        before: tuple[int, str] | None = None,
+    ) -> list[RequestSummary]:
+        query, args = sql.recent_requests(limit, wallet_pubkey, before)
+        return [sql.summary_from_row(row) for row in await self._read(query, args)]
+
+    async def request_summary(self, request_id: str) -> RequestSummary | None:
+        rows = await self._read(sql.REQUEST_SUMMARY, (request_id,))
+        return sql.summary_from_row(rows[0]) if rows else None
+
+    async def request_items(self, request_id: str) -> list[PaymentRecord]:
+        rows = await self._read(sql.REQUEST_ITEMS, (request_id,))
+        return [sql.payment_from_row(row) for row in rows]
 
     # -- instances -----------------------------------------------------------------------
 

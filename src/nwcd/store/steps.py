@@ -165,11 +165,11 @@ def take_over(owner: str, now: int, *, everyone_else: bool, order: str) -> Steps
     adopted: list[str] = []
     for dead in sql.dead_owners(owners, live, owner, everyone_else=everyone_else):
         adopted += [row[0] for row in (yield sql.ADOPT, (owner, dead, dead))]
-    return (yield from _work_of(adopted, order))
+    return (yield from _work_of(adopted, order, now))
 
 
-def _work_of(request_ids: Sequence[str], order: str) -> Steps[Orphans]:
-    """What is left to do for some requests."""
+def _work_of(request_ids: Sequence[str], order: str, now: int) -> Steps[Orphans]:
+    """What is left to do for some requests (those answered as a whole are done at ``now``)."""
     requests: list[tuple[RequestRecord, bool]] = []
     unresolved: list[PaymentRecord] = []
     undelivered: list[Event] = []
@@ -191,7 +191,7 @@ def _work_of(request_ids: Sequence[str], order: str) -> Steps[Orphans]:
         if not items and (yield sql.WHOLE_ANSWER, (record.event_id,)):
             # Answered as a whole (an error before any item): only "done" was missing.
             # Finishing it would answer its items a second time, differently.
-            yield sql.MARK_DONE, (record.event_id,)
+            yield sql.CLOSE_ANSWERED, (now, record.event_id)
             whole.add(record.event_id)
             continue
         handled[record.event_id] = items
