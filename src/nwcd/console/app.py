@@ -111,6 +111,22 @@ class ConsoleServices:
 SERVICES_KEY: Final = web.AppKey("services", ConsoleServices)
 
 
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A request's login state: the signer (None: no password set yet) and its session."""
+
+    signer: SessionSigner | None
+    session: Session | None
+
+    def csrf(self) -> str:
+        if self.signer is None or self.session is None:
+            return ""
+        return self.signer.csrf_token(self.session)
+
+
+LOGIN_KEY: Final = web.RequestKey("login", Login)
+
+
 def _templates(tz: tzinfo) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("nwcd.console", "templates"),
@@ -138,11 +154,9 @@ def _services(request: web.Request) -> ConsoleServices:
 
 def _render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     services = _services(request)
-    session: Session | None = request.get("session")
-    signer: SessionSigner | None = request.get("signer")
-    csrf = signer.csrf_token(session) if session and signer else ""
+    login = request.get(LOGIN_KEY, Login(None, None))
     html = services.templates.get_template(template).render(
-        csrf=csrf, logged_in=session is not None, path=request.path, **context
+        csrf=login.csrf(), logged_in=login.session is not None, path=request.path, **context
     )
     return web.Response(text=html, status=status, content_type="text/html")
 
@@ -185,9 +199,8 @@ async def _checked(
 ) -> web.StreamResponse:
     services = _services(request)
     signer = services.signer()
-    request["signer"] = signer
     session = signer.check(request.cookies.get(SESSION_COOKIE), services.now()) if signer else None
-    request["session"] = session
+    request[LOGIN_KEY] = Login(signer, session)
     if request.path.startswith(_PUBLIC):
         return await handler(request)
     if session is None:
@@ -213,7 +226,7 @@ async def _checked(
 
 async def login_page(request: web.Request) -> web.StreamResponse:
     target = _safe_next(request.query.get("next"))
-    if request.get("session") is not None:
+    if request[LOGIN_KEY].session is not None:
         raise web.HTTPSeeOther(target)
     return _login_form(request, target)
 
@@ -256,7 +269,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     stored = services.credentials.password_hash()
     password = str(form.get("password", ""))
     ok = stored is not None and await asyncio.to_thread(verify_password, password, stored)
-    signer = request["signer"]
+    signer = request[LOGIN_KEY].signer
     if not ok or signer is None:
         log.warning("console: failed login from %s", client)
         return _login_form(request, target, "Wrong password.", 401)
@@ -271,13 +284,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     )
     response.del_cookie(LOGIN_COOKIE, path="/login")
     log.info("console: login from %s", client)
-    return response
+    raise response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
-    return response
+    raise response
 
 
 # -- connections -----------------------------------------------------------------------------
