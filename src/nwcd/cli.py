@@ -1433,7 +1433,9 @@ async def _connection_update(args: argparse.Namespace) -> int:
     now = int(time.time())
     store = await open_store(settings)
     try:
-        old, new = await update_connection(store, args.key, _changes(args, now, tz))
+        old, new = await update_connection(
+            store, args.key, _changes(args, now, tz), listen_timeout=LISTEN_TIMEOUT
+        )
         [usage] = await usages(store, [new], tz, now=now)
     finally:
         await store.close()
@@ -1456,7 +1458,9 @@ async def _connection_revoke(args: argparse.Namespace) -> int:
 
     store = await open_store(_settings(args))
     try:
-        connection, already = await revoke_connection(store, args.key, now=int(time.time()))
+        connection, already = await revoke_connection(
+            store, args.key, now=int(time.time()), listen_timeout=LISTEN_TIMEOUT
+        )
     finally:
         await store.close()
     if already:

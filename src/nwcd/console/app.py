@@ -415,7 +415,12 @@ async def update(request: web.Request) -> web.StreamResponse:
     action = f"/connections/{connection.wallet_pubkey}"
     try:
         grant = parse_grant_form(shown, now=services.now(), tz=services.tz)
-        await update_connection(services.store, connection.wallet_pubkey, grant.changes())
+        await update_connection(
+            services.store,
+            connection.wallet_pubkey,
+            grant.changes(),
+            listen_timeout=services.listen_timeout,
+        )
     except FormError as exc:
         return _form_page(
             request,
@@ -441,7 +446,12 @@ async def update(request: web.Request) -> web.StreamResponse:
 async def revoke(request: web.Request) -> web.StreamResponse:
     services = _services(request)
     connection = await _connection(request)
-    await revoke_connection(services.store, connection.wallet_pubkey, now=services.now())
+    await revoke_connection(
+        services.store,
+        connection.wallet_pubkey,
+        now=services.now(),
+        listen_timeout=services.listen_timeout,
+    )
     log.info("console: connection %r revoked", connection.name)
     raise web.HTTPSeeOther("/connections")
 

@@ -471,9 +471,10 @@ async def _add(
 
 
 async def update_connection(
-    store: ConnectionStore, key: str, changes: Changes
+    store: Store, key: str, changes: Changes, *, listen_timeout: float = 0
 ) -> tuple[Connection, Connection]:
-    """Change a connection; returns it before and after.
+    """Change a connection; returns it before and after, once running services apply it
+    (or ``listen_timeout`` passes): a lower budget or a revocation holds when this returns.
 
     Raises:
         AdminError: no such connection, a change the rules refuse, or a taken name.
@@ -484,14 +485,15 @@ async def update_connection(
         await store.save_connection(new)
     except ValueError as exc:
         raise AdminError(str(exc)) from None
+    await _applied(store, listen_timeout)
     return old, new
 
 
 async def revoke_connection(
-    store: ConnectionStore, key: str, *, now: int
+    store: Store, key: str, *, now: int, listen_timeout: float = 0
 ) -> tuple[Connection, bool]:
-    """Revoke a connection (at once, also in running services); returns it and whether it
-    was revoked already.
+    """Revoke a connection; returns it and whether it was revoked already, once running
+    services refuse it (or ``listen_timeout`` passes).
 
     Raises:
         AdminError: no such connection.
@@ -501,7 +503,16 @@ async def revoke_connection(
         return connection, True
     revoked = replace(connection, revoked_at=now)
     await store.save_connection(revoked)
+    await _applied(store, listen_timeout)
     return revoked, False
+
+
+async def _applied(store: Store, listen_timeout: float) -> None:
+    """Wait until running services apply the latest connection change (they confirm the
+    connections version in their heartbeat only after reloading the grants)."""
+    if listen_timeout > 0:
+        version = await store.connections_version()
+        await wait_until_listening(store, version, timeout=listen_timeout)
 
 
 async def usages(
