@@ -6,7 +6,8 @@
 #                            runtime but $PYTHON (scripts/test.sh --quick)
 #   setup-peers.sh --plan    change nothing; print one line per peer, "PEER STATE [DETAIL]",
 #                            STATE cached, install or build (PostgreSQL: present, install or
-#                            missing): scripts/test.sh checks the prerequisites with it
+#                            missing; Chromium: present or install): scripts/test.sh checks
+#                            the prerequisites with it
 #
 # A cached peer costs nothing and says so in one line. Long steps print a line when they
 # start (with the expected time where known), "still <step>: N min" every minute while they
@@ -89,6 +90,12 @@ nostr_rs_relay_cached() { [ -x "$NOSTR_RS_RELAY_ROOT/bin/nostr-rs-relay" ]; }
 # themselves (initdb in a temporary directory, loopback, a free port), as the postgres user
 # when run as root. NWCD_PG_BIN names another folder of initdb and pg_ctl (never installed).
 PG_BIN=${NWCD_PG_BIN:-/usr/lib/postgresql/15/bin}
+# Chromium for the console's browser tests: Debian's package, never a browser a tool
+# downloads (Playwright drives it at its path).
+chromium_state() {
+    if command -v chromium >/dev/null; then echo present; else echo install; fi
+}
+
 postgres_state() {
     if [ -x "$PG_BIN/initdb" ]; then echo present
     elif [ -n "${NWCD_PG_BIN:-}" ]; then echo missing
@@ -107,6 +114,7 @@ if [ "$MODE" = --plan ]; then
     fi
     echo "nostr-rs-relay $(state nostr_rs_relay_cached build)"
     echo "postgresql $(postgres_state) $PG_BIN"
+    echo "chromium $(chromium_state)"
     exit 0
 fi
 
@@ -211,9 +219,19 @@ install_postgres() {
     esac
 }
 
+install_chromium() {
+    if [ "$(chromium_state)" = present ]; then
+        echo "== Chromium: found at $(command -v chromium)"
+        return
+    fi
+    step_start "installing chromium" "~40 s" "with apt, for the console's browser tests"
+    apt_install chromium
+    step_end ok
+}
+
 install_nostr_relay
 if [ "$MODE" = --quick ]; then
-    echo "== --quick: not installed: Node interop peers, lnd/btcd, LNbits, nostr-rs-relay, PostgreSQL"
+    echo "== --quick: not installed: Node interop peers, lnd/btcd, LNbits, nostr-rs-relay, PostgreSQL, Chromium"
     exit 0
 fi
 install_node_interop
@@ -221,3 +239,4 @@ bash "$HERE/setup-lnd.sh"   # btcd + lnd for tests/backends/test_lnd.py; skips w
 install_lnbits
 build_nostr_rs_relay
 install_postgres
+install_chromium

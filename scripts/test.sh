@@ -18,8 +18,9 @@
 #                   Node peers      Node.js + npm ci: the Alby JS SDK interop tests
 #                   PostgreSQL 15   apt, as root: the store suites on PostgreSQL, the
 #                                   multi-instance tests
-#                 LNbits, Node and PostgreSQL build nothing, but need another runtime or
-#                 root. ruff, ruff format --check and mypy run as in the full run.
+#                   Chromium        apt, as root: the console's browser tests
+#                 LNbits, Node, PostgreSQL and Chromium build nothing, but need another
+#                 runtime or root. ruff, ruff format --check and mypy run as in the full run.
 #   --check       Only check the prerequisites (of --quick, with --quick): print what is
 #                 missing and how to get it and exit 1, or what a run will install and exit 0.
 #   --list-quick  Print the tests --quick leaves out, each with its peer (needs .venv).
@@ -35,7 +36,9 @@
 #   cargo (Rust) and protoc, to build nostr-rs-relay    https://rustup.rs; protobuf-compiler
 #   Go >= 1.21, to build lnd and btcd                   https://go.dev/dl (Debian 12 has 1.19)
 #   PostgreSQL 15's initdb and pg_ctl, psql             postgresql-15, or NWCD_PG_BIN
-# protoc and PostgreSQL are installed with apt-get when it can run (as root, or with sudo).
+#   Chromium (the console's browser tests)              Debian: apt install chromium
+# protoc, PostgreSQL and Chromium are installed with apt-get when it can run (as root, or
+# with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -134,6 +137,8 @@ check_prerequisites() {
     fi
     if todo lnd; then check_go; fi
     check_postgres
+    [ "$(plan_of chromium state)" = present ] \
+        || apt_or_missing chromium "Chromium (for the console's browser tests): apt install chromium"
 }
 
 # ------------------------------------------------------------------------- --quick selection
@@ -150,6 +155,7 @@ QUICK_LEAVES_OUT=(
     "LNbits (Python 3.12)"          lnbits            '\[lnbits[]-]'
     "Node peers (npm ci)"           scripts           '^tests/interop/test_node_setup\.py::test_(install_is_keyed|pinned_sdk)'
     "PostgreSQL 15 (apt)"           postgres_server   '\[postgres[]-]'
+    "Chromium (apt)"                browser_console   '^tests/console/test_browser\.py::'
 )
 
 quick_leaves_out() {  # "PEER<TAB>NODE ID" for each test --quick leaves out (one peer per test)

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import ClientResponse, CookieJar
+from aiohttp import ClientResponse, CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
@@ -33,7 +33,7 @@ RELAY = "ws://127.0.0.1:7777"
 
 @dataclass
 class Console:
-    client: TestClient
+    client: TestClient[web.Request, web.Application]
     store: SqliteStore
     credentials: Credentials
     services: ConsoleServices

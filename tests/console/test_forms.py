@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from nwcd.policy.grants import SCOPES, BudgetPeriod, Connection
 NOW = 1_800_000_000
 
 
-def parse(**fields: object) -> object:
+def parse(**fields: Any) -> Any:
     return parse_grant_form(replace(GrantForm(name="shop"), **fields), now=NOW, tz=UTC)
 
 
@@ -43,7 +44,7 @@ def test_every_grant_of_the_cli_is_read() -> None:
 
 
 def test_all_means_every_method() -> None:
-    assert parse(scopes=["all", "pay"]).methods is None  # type: ignore[attr-defined]
+    assert parse(scopes=["all", "pay"]).methods is None
 
 
 @pytest.mark.parametrize(
