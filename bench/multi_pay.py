@@ -100,16 +100,21 @@ async def relay_process(kind: str, workdir: Path) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def service(
-    data_dir: Path, relay: str, *, per_connection: int | None, backend: Sequence[str] = ()
+    data_dir: Path,
+    relay: str,
+    *,
+    per_connection: int | None,
+    backend: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``nwcd serve`` as its own process; ``backend``: TOML lines after the service's
-    (default: the simulator in the data dir)."""
+    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``)."""
     config = data_dir / "nwcd.toml"
     # Throughput is measured: no request rate limits (their defaults would be the figure).
     lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
     if per_connection is not None:
         lines.append(f"max_payments_per_connection = {per_connection}")
-    config.write_text("\n".join([*lines, *backend]) + "\n")
+    config.write_text("\n".join([*lines, *backend, *extra]) + "\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
