@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.console.app import SESSION_COOKIE, ConsoleServices, build_app
 from nwcd.console.credentials import Credentials
+from nwcd.nip47.app_request import AppRequest, format_nwa_uri
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.keys import SecretKey
 from nwcd.policy.grants import BudgetPeriod
@@ -250,24 +251,23 @@ def _ask(app: SecretKey, **extra: str) -> str:
     return "/apps/new?" + urlencode(query)
 
 
+async def _decide(console: Console, app: SecretKey, **form: str) -> ClientResponse:
+    """Open the app's request page and post the operator's decision on it."""
+    page = await (await console.client.get(_ask(app))).text()
+    assert "Podcast app" in page
+    query = re.search(r'name="query" value="([^"]+)"', page)
+    assert query
+    fields = {"csrf": await console.csrf(), "query": query.group(1).replace("&amp;", "&")}
+    return await console.client.post("/apps/new", data={**fields, **form})
+
+
 async def test_an_app_s_request_is_approved_as_the_operator_narrowed_it(
     console: Console,
 ) -> None:
     app = SecretKey.generate()
     await console.login(next_="/apps/new")
-    page = await (await console.client.get(_ask(app))).text()
-    assert "Podcast app" in page
-    query = re.search(r'name="query" value="([^"]+)"', page)
-    assert query
-    response = await console.client.post(
-        "/apps/new",
-        data=[
-            ("csrf", await console.csrf()),
-            ("query", query.group(1).replace("&amp;", "&")),
-            ("methods", "pay_invoice"),
-            ("budget_sat", "5000"),
-            ("decision", "approve"),
-        ],
+    response = await _decide(
+        console, app, methods="pay_invoice", budget_sat="5000", decision="approve"
     )
     approved = await response.text()
     assert response.status == 200
@@ -285,18 +285,9 @@ async def test_an_app_s_request_is_approved_as_the_operator_narrowed_it(
 async def test_asking_for_more_than_the_app_asked_makes_no_connection(console: Console) -> None:
     app = SecretKey.generate()
     await console.login()
-    page = await (await console.client.get(_ask(app))).text()
-    query = re.search(r'name="query" value="([^"]+)"', page)
-    assert query
-    response = await console.client.post(
-        "/apps/new",
-        data={
-            "csrf": await console.csrf(),
-            "query": query.group(1).replace("&amp;", "&"),
-            "methods": "pay_invoice",
-            "budget_sat": "200000",  # the app asked for 100,000 sats
-            "decision": "approve",
-        },
+    # The app asked for 100,000 sats.
+    response = await _decide(
+        console, app, methods="pay_invoice", budget_sat="200000", decision="approve"
     )
     assert response.status == 400
     assert "at most" in await response.text()
@@ -324,17 +315,7 @@ async def test_a_bad_request_is_refused_with_a_reason(
 async def test_a_declined_request_makes_no_connection(console: Console) -> None:
     app = SecretKey.generate()
     await console.login()
-    page = await (await console.client.get(_ask(app))).text()
-    query = re.search(r'name="query" value="([^"]+)"', page)
-    assert query
-    response = await console.client.post(
-        "/apps/new",
-        data={
-            "csrf": await console.csrf(),
-            "query": query.group(1).replace("&amp;", "&"),
-            "decision": "decline",
-        },
-    )
+    response = await _decide(console, app, decision="decline")
     assert "not connected" in await response.text()
     assert await console.store.connections() == []
 
@@ -348,3 +329,45 @@ async def test_probes_need_no_login_and_pages_forbid_framing(console: Console) -
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["Cache-Control"] == "no-store"
+
+
+async def _paste_nwa(console: Console, relay: str, **form: str) -> ClientResponse:
+    app = SecretKey.generate()
+    uri = format_nwa_uri(
+        AppRequest(
+            app_pubkey=app.public_key, name="Podcast app", relays=(relay,),
+            methods=frozenset({"get_balance", "pay_invoice"}),
+        )
+    )  # fmt: skip
+    page = await (await console.client.get("/apps/new", params={"nwa": uri})).text()
+    assert "Podcast app" in page
+    assert relay in page
+    fields = {"csrf": await console.csrf(), "query": uri, "decision": "approve"}
+    return await console.client.post("/apps/new", data={**fields, **form})
+
+
+async def test_a_pasted_nwa_uri_makes_the_connection_on_the_app_s_relay(
+    console: Console,
+) -> None:
+    await console.login()
+    response = await _paste_nwa(console, RELAY, methods="get_balance")
+    text = await response.text()
+    assert response.status == 200
+    assert "nwc-success" not in text  # no window to tell: the app reads the info event
+    [stored] = await console.store.connections()
+    assert stored.relays == (RELAY,)
+    assert stored.methods == frozenset({"get_balance"})
+
+
+async def test_an_nwa_relay_the_service_does_not_use_needs_the_operator_s_consent(
+    console: Console,
+) -> None:
+    await console.login()
+    other = "ws://127.0.0.1:7778"
+    refused = await _paste_nwa(console, other, methods="get_balance")
+    assert refused.status == 400
+    assert await console.store.connections() == []
+    accepted = await _paste_nwa(console, other, methods="get_balance", use_app_relays="yes")
+    assert accepted.status == 200
+    [stored] = await console.store.connections()
+    assert stored.relays == (other,)

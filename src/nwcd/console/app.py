@@ -47,7 +47,13 @@ from nwcd.console.forms import (
     parse_sats,
     sats_text,
 )
-from nwcd.nip47.app_request import AppRequest, AppRequestError, parse_authorization_query
+from nwcd.nip47.app_request import (
+    NWA_SCHEME,
+    AppRequest,
+    AppRequestError,
+    parse_authorization_query,
+    parse_nwa_uri,
+)
 from nwcd.nip47.methods import ListTransactionsParams, Method
 from nwcd.policy.grants import SCOPES, BudgetPeriod, describe_methods
 from nwcd.policy.rate import RateLimit, TokenBucket
@@ -516,13 +522,15 @@ async def request_items(request: web.Request) -> web.StreamResponse:
     return _render(request, "request_items.html", **await _request_detail(request))
 
 
-# -- apps ask for a connection (the authorization URL) -------------------------------------
+# -- apps ask for a connection (an authorization URL, or an NWA URI pasted) ----------------
 
 
-def _app_request(query: str, now: int) -> AppRequest:
-    """The app's ask, from the query of ``/apps/new`` (re-read on approval: the form
-    carries the query, never a grant of its own making)."""
-    return parse_authorization_query(MultiDict(parse_qsl(query, keep_blank_values=True)), now=now)
+def _app_request(asked: str, now: int) -> AppRequest:
+    """The app's ask: an NWA URI, or the query of an authorization URL (``/apps/new?...``).
+    Read again on approval: the form carries what the app sent, never a grant of its own."""
+    if asked.lower().startswith(NWA_SCHEME):
+        return parse_nwa_uri(asked, now=now)
+    return parse_authorization_query(MultiDict(parse_qsl(asked, keep_blank_values=True)), now=now)
 
 
 def opener_origin(return_to: str | None) -> str:
@@ -560,11 +568,12 @@ def _app_page(
 
 async def app_page(request: web.Request) -> web.StreamResponse:
     services = _services(request)
+    asked = request.query.get("nwa", "").strip() or request.query_string  # the paste box
     try:
-        ask = _app_request(request.query_string, services.now())
+        ask = _app_request(asked, services.now())
     except AppRequestError as exc:
         return _render(request, "app_refused.html", status=400, error=str(exc))
-    return _app_page(request, ask, request.query_string)
+    return _app_page(request, ask, asked)
 
 
 async def app_decide(request: web.Request) -> web.StreamResponse:
@@ -592,6 +601,7 @@ async def app_decide(request: web.Request) -> web.StreamResponse:
         methods=frozenset(str(m) for m in form.getall("methods", [])),
         budget_msat=budget,
         expires_at=expires_at,
+        use_app_relays=form.get("use_app_relays") == "yes",
     )
     try:
         new = grant_request(ask, narrowing, service_relays=services.relays)
@@ -613,7 +623,7 @@ async def app_decide(request: web.Request) -> web.StreamResponse:
         "app_approved.html",
         connection=connection,
         message=json.dumps(message),
-        origin=opener_origin(ask.return_to),
+        origin="" if ask.relays else opener_origin(ask.return_to),  # NWA: no window to tell
         return_to=ask.return_to or "",
         behind=created.behind,
     )
