@@ -99,3 +99,15 @@ def test_parse_encryption_tag(value: str, expected: tuple[Scheme, ...]) -> None:
         WALLET, kind=Kind.NWC_INFO, content="get_info", tags=[["encryption", value]], created_at=5
     )
     assert parse_info_event(event)[1] == expected
+
+
+def test_notifications_go_out_in_the_app_s_schemes_or_both_when_unknown() -> None:
+    from nwcd.nip47.encryption import Scheme
+    from nwcd.nip47.info import notification_kinds
+    from nwcd.nostr.kinds import Kind
+
+    both = ((Scheme.NIP44_V2, Kind.NWC_NOTIFICATION), (Scheme.NIP04, Kind.NWC_NOTIFICATION_NIP04))
+    assert notification_kinds(()) == both
+    assert notification_kinds([Scheme.NIP04]) == (both[1],)
+    assert notification_kinds({Scheme.NIP44_V2}) == (both[0],)
+    assert notification_kinds([Scheme.NIP04, Scheme.NIP44_V2]) == both

@@ -20,6 +20,7 @@ __all__ = [
     "NOTIFICATION_TYPES",
     "build_info_event",
     "incoming_notification",
+    "notification_kinds",
     "notification_types",
     "parse_info_event",
 ]
@@ -28,6 +29,22 @@ PAYMENT_RECEIVED = "payment_received"
 PAYMENT_SENT = "payment_sent"
 HOLD_INVOICE_ACCEPTED = "hold_invoice_accepted"
 NOTIFICATION_TYPES: tuple[str, ...] = (PAYMENT_RECEIVED, PAYMENT_SENT)
+
+
+_NOTIFICATION_KIND = {
+    Scheme.NIP44_V2: Kind.NWC_NOTIFICATION,
+    Scheme.NIP04: Kind.NWC_NOTIFICATION_NIP04,
+}
+
+
+def notification_kinds(known: Iterable[Scheme]) -> tuple[tuple[Scheme, Kind], ...]:
+    """The schemes and event kinds to notify an app in: those it is known to use (its
+    requests'), else both (an app that never asked anything may listen to either). One
+    event instead of two halves the relay's work for every payment."""
+    used = set(known)
+    return tuple(
+        (scheme, kind) for scheme, kind in _NOTIFICATION_KIND.items() if not used or scheme in used
+    )
 
 
 def notification_types(methods: Iterable[str]) -> tuple[str, ...]:

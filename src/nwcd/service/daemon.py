@@ -39,7 +39,12 @@ from typing import Any
 from nwcd.clock import SYSTEM_CLOCK, Clock
 from nwcd.errors import BackendError
 from nwcd.nip47.encryption import Scheme, seal_content
-from nwcd.nip47.info import build_info_event, incoming_notification, notification_types
+from nwcd.nip47.info import (
+    build_info_event,
+    incoming_notification,
+    notification_kinds,
+    notification_types,
+)
 from nwcd.nip47.results import PayResult, Transaction
 from nwcd.nostr.event import Event, parse_event, sign_event
 from nwcd.nostr.filters import Filter
@@ -203,10 +208,20 @@ class WalletDaemon:
             created_at=self._now(),
             settled_at=self._now(),
         )
-        self._notify(ctx.connection, "payment_sent", tx)
+        self._notify(ctx.connection, "payment_sent", tx, (ctx.scheme,))
 
-    def _notify(self, connection: Connection, kind: str, tx: Transaction) -> None:
-        """Send a notification to one app, NIP-44 (23197) and NIP-04 (23196), after the answers."""
+    def _notify(
+        self,
+        connection: Connection,
+        kind: str,
+        tx: Transaction,
+        schemes: Iterable[Scheme] | None = None,
+    ) -> None:
+        """Send a notification to one app after the answers: in ``schemes`` (default: those
+        its requests used here), or NIP-44 (23197) and NIP-04 (23196) when none is known."""
+        if schemes is None:
+            schemes = self.pipeline.schemes_used.get(connection.wallet_pubkey, ())
+        kinds = notification_kinds(schemes)
 
         def build() -> list[Event]:
             app_key = PublicKey.from_hex(connection.app_pubkey)
@@ -221,10 +236,7 @@ class WalletDaemon:
                     tags=[["p", connection.app_pubkey]],
                     created_at=self._now(),
                 )
-                for scheme, event_kind in (
-                    (Scheme.NIP44_V2, Kind.NWC_NOTIFICATION),
-                    (Scheme.NIP04, Kind.NWC_NOTIFICATION_NIP04),
-                )
+                for scheme, event_kind in kinds
             ]
 
         self._publisher.publish_later(build, connection.relays or self._pool.relays)

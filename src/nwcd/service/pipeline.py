@@ -191,6 +191,9 @@ class Pipeline:
         metrics: Metrics | None = None,
     ) -> None:
         self.instance_id = instance_id
+        # The encryption each connection's app has used here: its notifications go out
+        # in those only (see nwcd.nip47.info.notification_kinds).
+        self.schemes_used: dict[str, set[Scheme]] = {}
         self._metrics = metrics or Metrics()
         self._store = store
         self._backend = backend
@@ -292,6 +295,8 @@ class Pipeline:
                 await self.republish(event.id, connection)
             return
         ctx = RequestContext(event, connection, app_key, scheme, received=received)
+        if scheme_error is None:
+            self.schemes_used.setdefault(connection.wallet_pubkey, set()).add(scheme)
         limited = self._rate.check(connection.wallet_pubkey, self._clock.monotonic())
         await self.process(ctx, scheme_error, limited=limited)
 
