@@ -1,8 +1,11 @@
 """The pure core does no I/O: its modules import no network, database or process module.
 
-Pure modules: everything under ``nwcd/nostr/``, ``nwcd/nip47/``, ``nwcd/policy/`` and
-``nwcd/bolt11.py``. They may import the standard library (minus the I/O modules listed
-below), third-party crypto, and only the pure ``nwcd`` modules.
+Pure modules: everything under ``nwcd/nostr/``, ``nwcd/nip47/``, ``nwcd/policy/``,
+``nwcd/bolt11.py`` and ``nwcd/recipients/`` but its HTTP edge ``resolve.py``. They may import
+the standard library (minus the I/O modules listed below), third-party crypto and parsers,
+and only the pure ``nwcd`` modules. The whole ``nwcd.recipients`` package, its HTTP edge
+included, stays below the service: it imports none of the service, store, relay, console,
+backend or CLI layers.
 """
 
 from __future__ import annotations
@@ -38,7 +41,24 @@ PURE_NWCD = frozenset(
         "nwcd.bolt11",
         "nwcd.units",
         "nwcd.clock",
+        "nwcd.recipients.errors",
+        "nwcd.recipients.lnurl",
+        "nwcd.recipients.split",
+        "nwcd.recipients.value_block",
+        "nwcd.recipients.zap",
     }
+)
+RECIPIENTS_IO = frozenset({"resolve.py"})
+UPPER_LAYERS = (
+    "nwcd.service",
+    "nwcd.store",
+    "nwcd.relay",
+    "nwcd.console",
+    "nwcd.backends",
+    "nwcd.client",
+    "nwcd.cli",
+    "nwcd.bootstrap",
+    "nwcd.demo",
 )
 
 
@@ -49,6 +69,11 @@ def pure_module_files() -> list[Path]:
             files.extend(sorted((PACKAGE / package).rglob("*.py")))
     if (PACKAGE / "bolt11.py").is_file():
         files.append(PACKAGE / "bolt11.py")
+    files.extend(
+        path
+        for path in sorted((PACKAGE / "recipients").glob("*.py"))
+        if path.name not in RECIPIENTS_IO
+    )
     return files
 
 
@@ -122,8 +147,25 @@ def violations(source: str, module: str, *, is_package: bool = False) -> list[st
 
 def test_the_scan_covers_the_pure_core() -> None:
     names = {module_name(p) for p in pure_module_files()}
-    expected = {"nwcd.nostr.keys", "nwcd.nostr.event", "nwcd.nostr.messages", "nwcd.nip47.uri"}
+    expected = {
+        "nwcd.nostr.keys",
+        "nwcd.nostr.event",
+        "nwcd.nostr.messages",
+        "nwcd.nip47.uri",
+        "nwcd.recipients.lnurl",
+        "nwcd.recipients.zap",
+    }
     assert expected <= names
+    assert "nwcd.recipients.resolve" not in names
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "recipients").glob("*.py")), ids=module_name)
+def test_recipients_stay_below_the_service(path: Path) -> None:
+    imported = imported_modules(path.read_text(), module_name(path))
+    bad = sorted(
+        {t for t in imported for upper in UPPER_LAYERS if t == upper or t.startswith(upper + ".")}
+    )
+    assert not bad, f"{module_name(path)} imports {bad}"
 
 
 @pytest.mark.parametrize("path", pure_module_files(), ids=module_name)
