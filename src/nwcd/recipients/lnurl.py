@@ -47,6 +47,7 @@ __all__ = [
     "callback_url",
     "check_amount",
     "check_invoice",
+    "check_pay_answer",
     "check_url",
     "decode_lnurl",
     "description_hash",
@@ -443,6 +444,40 @@ def check_invoice(
     if decoded.is_expired(int(SYSTEM_CLOCK.now() if now is None else now)):
         raise RecipientError("the recipient's invoice has already expired")
     return decoded
+
+
+def check_pay_answer(
+    data: object,
+    *,
+    params: PayParams,
+    amount_msat: int,
+    description_hash: str,
+    network: bolt11.Network | None = None,
+    now: float | None = None,
+) -> tuple[bolt11.Invoice, SuccessAction | None]:
+    """Validate the callback's answer ``{"pr", "successAction", "routes"}`` (LUD-06 step 5).
+
+    The invoice goes through :func:`check_invoice`; the success action, checked against
+    the callback's domain, through :func:`parse_success_action`.
+
+    Raises:
+        RecipientError: an ``ERROR`` status (its reason), no invoice, or a failed check.
+    """
+    _refused(data)
+    if not isinstance(data, dict):
+        raise RecipientError("the LNURL-pay callback's answer is not a JSON object")
+    invoice = data.get("pr")
+    if not isinstance(invoice, str) or not invoice:
+        raise RecipientError("the LNURL-pay callback's answer has no invoice")
+    decoded = check_invoice(
+        invoice,
+        amount_msat=amount_msat,
+        description_hash=description_hash,
+        network=network,
+        now=now,
+    )
+    action = parse_success_action(data.get("successAction"), callback=params.callback)
+    return decoded, action
 
 
 # --- success actions (LUD-09, LUD-10) ----------------------------------------------------------
