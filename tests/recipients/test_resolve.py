@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from nwcd.bolt11 import Network
+from nwcd.nostr.event import Event
 from nwcd.nostr.keys import SecretKey
 from nwcd.recipients.errors import RecipientError
 from nwcd.recipients.lnurl import (
@@ -35,6 +36,18 @@ PREIMAGE = bytes(range(32))
 ZAPPER = SecretKey(hashlib.sha256(b"zapper").digest())
 SENDER = SecretKey(hashlib.sha256(b"sender").digest())
 RECIPIENT = SecretKey(hashlib.sha256(b"recipient").digest()).public_key.hex
+
+
+def zap_to(target: LnurlTarget, amount_msat: int, comment: str = "") -> Event:
+    return zap_request(
+        SENDER,
+        recipient_pubkey=RECIPIENT,
+        amount_msat=amount_msat,
+        relays=["wss://relay.example.com"],
+        lnurl=encode_lnurl(target.url),
+        comment=comment,
+        created_at=int(time.time()),
+    )
 
 
 def metadata(name: str) -> str:
@@ -221,15 +234,7 @@ async def test_success_actions(server: Server, http: httpx.AsyncClient) -> None:
 
 async def test_a_zap(server: Server, http: httpx.AsyncClient) -> None:
     target = server.target("zapper")
-    request = zap_request(
-        SENDER,
-        recipient_pubkey=RECIPIENT,
-        amount_msat=21_000,
-        relays=["wss://relay.example.com"],
-        lnurl=encode_lnurl(target.url),
-        comment="Great post ⚡",
-        created_at=int(time.time()),
-    )
+    request = zap_to(target, 21_000, "Great post ⚡")
     resolved = await resolve(http, target, 21_000, zap_request=request)
     assert resolved.params.nostr_pubkey == ZAPPER.public_key.hex
     (call,) = server.calls
@@ -240,14 +245,7 @@ async def test_a_zap(server: Server, http: httpx.AsyncClient) -> None:
 
 async def test_a_zap_to_a_server_without_zaps(server: Server, http: httpx.AsyncClient) -> None:
     target = server.target("alice")
-    request = zap_request(
-        SENDER,
-        recipient_pubkey=RECIPIENT,
-        amount_msat=1000,
-        relays=["wss://r.example"],
-        lnurl=encode_lnurl(target.url),
-        created_at=1,
-    )
+    request = zap_to(target, 1000)
     with pytest.raises(RecipientError, match="does not support zaps"):
         await resolve(http, target, 1000, zap_request=request)
     with pytest.raises(ValueError, match="zap's comment"):
@@ -258,14 +256,7 @@ async def test_a_zap_for_another_amount_is_refused_before_asking(
     server: Server, http: httpx.AsyncClient
 ) -> None:
     target = server.target("zapper")
-    request = zap_request(
-        SENDER,
-        recipient_pubkey=RECIPIENT,
-        amount_msat=5000,
-        relays=["wss://r.example"],
-        lnurl=encode_lnurl(target.url),
-        created_at=1,
-    )
+    request = zap_to(target, 5000)
     with pytest.raises(RecipientError, match="is for 5000 msat but the callback asks for 1000"):
         await resolve(http, target, 1000, zap_request=request)
     assert server.calls == []

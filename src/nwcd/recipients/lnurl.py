@@ -31,6 +31,7 @@ from nwcd import bech32, bolt11
 from nwcd.clock import SYSTEM_CLOCK
 from nwcd.errors import InvalidInvoice
 from nwcd.recipients.errors import RecipientError
+from nwcd.recipients.zap import is_nostr_pubkey
 
 __all__ = [
     "MAX_COMMENT_LENGTH",
@@ -53,6 +54,7 @@ __all__ = [
     "description_hash",
     "encode_lnurl",
     "is_local_host",
+    "is_node_pubkey",
     "parse_pay_params",
     "parse_success_action",
     "parse_target",
@@ -66,7 +68,6 @@ _MAX_TEXT: Final = 144  # LUD-09/10: message and description
 _MAX_CIPHERTEXT: Final = 4096  # LUD-10: characters of base64
 _IV_LENGTH: Final = 24  # LUD-10: base64 of 16 bytes
 _MAX_REASON: Final = 200
-_HEX: Final = frozenset("0123456789abcdef")
 # LUD-16: the name part of a lightning address.
 _NAME_RE: Final = re.compile(r"[a-z0-9\-_.+]+")
 _HOST_RE: Final = re.compile(r"(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)*[a-z0-9\-]{1,63}")
@@ -101,6 +102,17 @@ class LnurlTarget:
 
 
 Target = InvoiceTarget | KeysendTarget | LnurlTarget
+
+
+def is_node_pubkey(text: str) -> bool:
+    """Whether ``text`` is a Lightning node id: a compressed secp256k1 point, lowercase hex."""
+    if not _NODE_RE.fullmatch(text):
+        return False
+    try:
+        coincurve.PublicKey(bytes.fromhex(text))
+    except ValueError:
+        return False
+    return True
 
 
 def is_local_host(host: str) -> bool:
@@ -229,10 +241,8 @@ def parse_target(text: str) -> Target:
             raise RecipientError(f"not a valid invoice: {exc}") from None
         return InvoiceTarget(invoice=text)
     if _NODE_RE.fullmatch(lower):
-        try:
-            coincurve.PublicKey(bytes.fromhex(lower))
-        except ValueError:
-            raise RecipientError(f"{text!r} is not a valid node public key") from None
+        if not is_node_pubkey(lower):
+            raise RecipientError(f"{text!r} is not a valid node public key")
         return KeysendTarget(pubkey=lower)
     if "@" in text:
         return _address_target(text)
@@ -335,8 +345,8 @@ def parse_pay_params(data: object) -> PayParams:
     if comment_allowed is None or comment_allowed < 0:
         raise RecipientError("the LNURL-pay commentAllowed is not a non-negative integer")
     pubkey = data.get("nostrPubkey")
-    valid_key = isinstance(pubkey, str) and len(pubkey) == 64 and _HEX.issuperset(pubkey)
-    nostr_pubkey = pubkey if valid_key and data.get("allowsNostr") is True else None
+    zaps = is_nostr_pubkey(pubkey) and data.get("allowsNostr") is True
+    nostr_pubkey = pubkey if zaps and isinstance(pubkey, str) else None
     return PayParams(
         callback=callback,
         min_sendable_msat=low,

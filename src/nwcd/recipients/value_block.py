@@ -13,7 +13,6 @@ Feeds are untrusted XML, so they are parsed with ``defusedxml`` (no entities, no
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -24,7 +23,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from nwcd.recipients.errors import RecipientError
-from nwcd.recipients.lnurl import LnurlTarget, parse_target
+from nwcd.recipients.lnurl import LnurlTarget, is_node_pubkey, parse_target
 from nwcd.recipients.split import split_sats
 
 __all__ = [
@@ -44,7 +43,6 @@ BOOSTAGRAM_TLV: Final = 7629169
 MIN_CUSTOM_KEY: Final = 1 << 16
 _MAX_TLV_TYPE: Final = (1 << 64) - 1
 _ACTIONS: Final = frozenset(("boost", "stream", "auto"))
-_NODE_RE: Final = re.compile(r"0[23][0-9a-f]{64}")
 _MSAT_PER_BTC: Final = Decimal(100_000_000_000)
 
 RecipientType = Literal["node", "lnaddress"]
@@ -131,7 +129,7 @@ def _recipient(attrs: Mapping[str, Any]) -> ValueRecipient | None:
     address = str(attrs.get("address") or "").strip()
     if kind == "node":
         address = address.lower()
-        if not _NODE_RE.fullmatch(address):
+        if not is_node_pubkey(address):
             raise RecipientError(f"value recipient {name!r}: {address!r} is not a node pubkey")
     elif not _is_address(address):
         raise RecipientError(f"value recipient {name!r}: {address!r} is not a lightning address")

@@ -26,6 +26,7 @@ __all__ = [
     "ZAP_REQUEST_KIND",
     "ZapSplit",
     "check_zap_request",
+    "is_nostr_pubkey",
     "zap_description_hash",
     "zap_request",
     "zap_request_json",
@@ -42,7 +43,10 @@ def _is_hex(text: str, length: int) -> bool:
     return len(text) == length and _HEX.issuperset(text)
 
 
-def _is_pubkey(text: str) -> bool:
+def is_nostr_pubkey(text: object) -> bool:
+    """Whether ``text`` is a BIP-340 public key in lowercase hex (a point on the curve)."""
+    if not isinstance(text, str):
+        return False
     try:
         PublicKey.from_hex(text)
     except InvalidKey:
@@ -55,7 +59,7 @@ def _is_coordinate(text: str) -> bool:
     parts = text.split(":", 2)
     if len(parts) != 3 or not parts[0].isdigit() or not parts[0].isascii():
         return False
-    return 0 <= int(parts[0]) <= 65535 and _is_pubkey(parts[1])
+    return 0 <= int(parts[0]) <= 65535 and is_nostr_pubkey(parts[1])
 
 
 def zap_request(
@@ -76,7 +80,7 @@ def zap_request(
         RecipientError: a pubkey, event id, coordinate or amount is malformed, or no relay
             is given (the recipient's server publishes the receipt there).
     """
-    if not _is_pubkey(recipient_pubkey):
+    if not is_nostr_pubkey(recipient_pubkey):
         raise RecipientError(f"{recipient_pubkey!r} is not a nostr public key (64 hex digits)")
     if amount_msat <= 0:
         raise RecipientError("a zap's amount must be positive")
@@ -158,7 +162,7 @@ def check_zap_request(text: str, *, amount_msat: int | None) -> Event:
     if not event.tags:
         raise RecipientError("the zap request has no tags")
     recipient = _single_value(event, "p", required=True)
-    if recipient is None or not _is_pubkey(recipient):
+    if recipient is None or not is_nostr_pubkey(recipient):
         raise RecipientError("the zap request's 'p' tag is not a nostr public key")
     zapped = _single_value(event, "e", required=False)
     if zapped is not None and not _is_hex(zapped, 64):
@@ -178,7 +182,7 @@ def check_zap_request(text: str, *, amount_msat: int | None) -> Event:
         if len(tag) < 2 or not _is_coordinate(tag[1]):
             raise RecipientError("the zap request's 'a' tag is not an event coordinate")
     sender = _single_value(event, "P", required=False)
-    if sender is not None and not _is_pubkey(sender):
+    if sender is not None and not is_nostr_pubkey(sender):
         raise RecipientError("the zap request's 'P' tag is not a nostr public key")
     return event
 
@@ -213,7 +217,7 @@ def zap_splits(event: Event) -> list[ZapSplit]:
     """
     parsed: list[tuple[str, str | None, float | None]] = []
     for tag in _tags(event, "zap"):
-        if len(tag) < 2 or not _is_pubkey(tag[1]):
+        if len(tag) < 2 or not is_nostr_pubkey(tag[1]):
             continue
         relay = tag[2] if len(tag) >= 3 and tag[2] else None
         parsed.append((tag[1], relay, _weight(tag)))
