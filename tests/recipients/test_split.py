@@ -38,8 +38,10 @@ def test_zero_total() -> None:
 
 def test_split_total_works_in_msat_of_whole_sats() -> None:
     assert split_total(100_000, [1, 1, 1]) == [34_000, 33_000, 33_000]
-    with pytest.raises(RecipientError, match="1500 msat is not a whole number of sats"):
+    with pytest.raises(RecipientError, match="1500 msat is not a whole, non-negative number"):
         split_total(1500, [1])
+    with pytest.raises(RecipientError, match="-1000 msat is not a whole, non-negative number"):
+        split_total(-1000, [1])
 
 
 @pytest.mark.parametrize(

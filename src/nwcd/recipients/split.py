@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from nwcd.recipients.errors import RecipientError
 
-__all__ = ["parse_share_args", "split_sats", "split_total"]
+__all__ = ["parse_share_args", "split_sats", "split_total", "whole_sats"]
 
 
 def _exact_shares(shares: Sequence[int | float]) -> list[Fraction]:
@@ -50,15 +50,24 @@ def split_sats(total_sat: int, shares: Sequence[int | float]) -> list[int]:
     return amounts
 
 
+def whole_sats(total_msat: int) -> int:
+    """``total_msat`` in sats: a split of an amount with msat left over could not add up.
+
+    Raises:
+        RecipientError: negative, or not a whole number of sats.
+    """
+    if total_msat < 0 or total_msat % 1000:
+        raise RecipientError(f"{total_msat} msat is not a whole, non-negative number of sats")
+    return total_msat // 1000
+
+
 def split_total(total_msat: int, shares: Sequence[int | float]) -> list[int]:
     """``total_msat`` divided by ``shares`` in whole sats (msat amounts, multiples of 1000).
 
     Raises:
-        RecipientError: ``total_msat`` is not a whole number of sats, or as :func:`split_sats`.
+        RecipientError: as :func:`whole_sats` and :func:`split_sats`.
     """
-    if total_msat % 1000:
-        raise RecipientError(f"{total_msat} msat is not a whole number of sats")
-    return [sats * 1000 for sats in split_sats(total_msat // 1000, shares)]
+    return [sats * 1000 for sats in split_sats(whole_sats(total_msat), shares)]
 
 
 def parse_share_args(args: Sequence[str]) -> list[tuple[str, float]]:

@@ -24,7 +24,7 @@ from defusedxml import DefusedXmlException
 
 from nwcd.recipients.errors import RecipientError
 from nwcd.recipients.lnurl import LnurlTarget, is_node_pubkey, parse_target
-from nwcd.recipients.split import split_sats
+from nwcd.recipients.split import split_sats, whole_sats
 
 __all__ = [
     "BOOSTAGRAM_TLV",
@@ -284,9 +284,7 @@ def value_amounts(block: ValueBlock, total_msat: int) -> list[int]:
         RecipientError: ``total_msat`` is not a whole number of sats, the fee splits add
             up to more than 100 percent, or no non-fee recipient has a positive split.
     """
-    if total_msat < 0 or total_msat % 1000:
-        raise RecipientError(f"{total_msat} msat is not a whole, non-negative number of sats")
-    total_sat = total_msat // 1000
+    total_sat = whole_sats(total_msat)
     fees = [r.split for r in block.recipients if r.fee]
     if sum(fees) > 100:
         raise RecipientError(f"the value block's fees add up to {sum(fees)} percent")
