@@ -98,6 +98,23 @@ async def until_in_flight(sim: SimulatedBackend, payment_hash: str) -> None:
     raise AssertionError("the payment never went in flight")
 
 
+async def keysend(
+    sim: SimulatedBackend,
+    preimage: str,
+    pubkey: str | None = None,
+    *,
+    amount_msat: int = 500,
+    tlv_records: tuple[TlvRecord, ...] = (),
+) -> PaymentOutcome:
+    return await sim.pay_keysend(
+        pubkey=pubkey or sim.payee_pubkeys[0],
+        amount_msat=amount_msat,
+        preimage=preimage,
+        tlv_records=tlv_records,
+        fee_limit_msat=0,
+    )
+
+
 def zbase32_decode(text: str) -> bytes:
     value = 0
     for char in text:
@@ -508,33 +525,21 @@ async def test_keysend_to_a_node_keeps_its_tlv_records(sim: SimulatedBackend) ->
         TlvRecord(696969, "FF00"),  # not UTF-8
         TlvRecord(5482373484, "ab" * 32),
     )
-    outcome = await sim.pay_keysend(
-        pubkey=pubkey,
-        amount_msat=21_000,
-        preimage="11" * 32,
-        tlv_records=records,
-        fee_limit_msat=0,
-    )
+    outcome = await keysend(sim, "11" * 32, pubkey, amount_msat=21_000, tlv_records=records)
     assert outcome == Succeeded("11" * 32, 0)
     invoice = await sim.create_invoice(3_000, node="podcast")
     await pay(sim, invoice)
     await pay(sim, await sim.create_invoice(1_000, outcome="fail", node="podcast"))
-    await sim.pay_keysend(  # another node's keysend is not listed
-        pubkey=await sim.add_node("other"),
-        amount_msat=1_000,
-        preimage="22" * 32,
-        tlv_records=(),
-        fee_limit_msat=0,
-    )
-    keysend, paid = await sim.received("podcast")
-    assert (keysend.kind, keysend.amount_msat, keysend.description, keysend.metadata) == (
+    await keysend(sim, "22" * 32, await sim.add_node("other"))  # not listed: another node's
+    sent, paid = await sim.received("podcast")
+    assert (sent.kind, sent.amount_msat, sent.description, sent.metadata) == (
         "keysend",
         21_000,
         None,
         None,
     )
-    assert keysend.payment_hash == hashlib.sha256(bytes.fromhex("11" * 32)).hexdigest()
-    assert keysend.tlv_records == (
+    assert sent.payment_hash == hashlib.sha256(bytes.fromhex("11" * 32)).hexdigest()
+    assert sent.tlv_records == (
         ReceivedTlv(
             7629169, boost.encode().hex(), boost, {"action": "boost", "message": "Great show ⚡"}
         ),
@@ -548,17 +553,11 @@ async def test_keysend_to_a_node_keeps_its_tlv_records(sim: SimulatedBackend) ->
         invoice.payment_hash,
         (),
     )
-    assert keysend.at <= paid.at
+    assert sent.at <= paid.at
 
 
 async def test_received_of_a_fixed_payee_and_of_nobody(sim: SimulatedBackend) -> None:
-    await sim.pay_keysend(
-        pubkey=sim.payee_pubkeys[2],
-        amount_msat=1_000,
-        preimage="33" * 32,
-        tlv_records=(TlvRecord(1, "00"),),
-        fee_limit_msat=0,
-    )
+    await keysend(sim, "33" * 32, sim.payee_pubkeys[2], tlv_records=(TlvRecord(1, "00"),))
     [got] = await sim.received(sim.payee_pubkeys[2].upper())
     assert got.tlv_records == (ReceivedTlv(1, "00", "\x00", None),)
     for unknown in ("nobody", "02" + "11" * 32):
@@ -1039,16 +1038,6 @@ def port_calls(sim: SimulatedBackend, payment_hash: str) -> list[Callable[[], Aw
     ]
 
 
-async def keysend(sim: SimulatedBackend, preimage: str, pubkey: str | None = None) -> object:
-    return await sim.pay_keysend(
-        pubkey=pubkey or sim.payee_pubkeys[0],
-        amount_msat=500,
-        preimage=preimage,
-        tlv_records=(),
-        fee_limit_msat=0,
-    )
-
-
 async def test_error_outage_starts_payments_and_loses_their_answer(
     config: SimulatorConfig,
 ) -> None:
@@ -1270,14 +1259,7 @@ async def test_a_version_3_file_is_upgraded_keeping_its_data(config: SimulatorCo
     async with opened(config) as sim:
         invoice = await sim.create_invoice(1_000, payee_index=1)
         made = await sim.make_invoice(MakeInvoiceParams(2_000, description_hash="cd" * 32))
-        keysend = await sim.pay_keysend(
-            pubkey=sim.payee_pubkeys[0],
-            amount_msat=500,
-            preimage="44" * 32,
-            tlv_records=(),
-            fee_limit_msat=0,
-        )
-        assert keysend == Succeeded("44" * 32, 0)
+        assert await keysend(sim, "44" * 32) == Succeeded("44" * 32, 0)
         assert await pay(sim, invoice) == Succeeded(invoice.preimage, 0)
         balance = await sim.get_balance()
     as_version_3(config.path)
@@ -1290,14 +1272,7 @@ async def test_a_version_3_file_is_upgraded_keeping_its_data(config: SimulatorCo
         ]
         [old_keysend] = await sim.received(sim.payee_pubkeys[0])
         assert (old_keysend.amount_msat, old_keysend.tlv_records) == (500, ())
-        pubkey = await sim.add_node("dave")
-        await sim.pay_keysend(
-            pubkey=pubkey,
-            amount_msat=700,
-            preimage="55" * 32,
-            tlv_records=(TlvRecord(7, "61"),),
-            fee_limit_msat=0,
-        )
+        await keysend(sim, "55" * 32, await sim.add_node("dave"), tlv_records=(TlvRecord(7, "61"),))
         [got] = await sim.received("dave")
         assert got.tlv_records == (ReceivedTlv(7, "61", "a"),)
 
