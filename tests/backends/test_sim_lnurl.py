@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -16,15 +17,19 @@ from nwcd.backends.sim_lnurl import (
     COMMENT_ALLOWED,
     MAX_SENDABLE_MSAT,
     MIN_SENDABLE_MSAT,
+    ZAP_RECEIPT_KIND,
     SimLnurlServer,
     lnurl_server,
     pay_metadata,
 )
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.bolt11 import decode
+from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import SecretKey
 from nwcd.ports import Succeeded
 from nwcd.recipients.zap import zap_request, zap_request_json
+from nwcd.relay.pool import RelayPool
+from nwcd.relay.server import LocalRelay
 
 
 @pytest.fixture
@@ -181,3 +186,38 @@ async def test_a_bad_zap_request_is_refused(
     reason = await refused(http, callback, amount=5_000, nostr=json.dumps(forged))
     assert "not a valid nostr event" in reason
     assert "not JSON" in await refused(http, callback, amount=5_000, nostr="{nope")
+
+
+async def test_a_paid_zap_gets_its_receipt_on_the_requests_relays(
+    sim: SimulatedBackend,
+    server: SimLnurlServer,
+    http: httpx.AsyncClient,
+    nwcd_relay: LocalRelay,
+) -> None:
+    callback = (await pay_params(http, server, "frank"))["callback"]
+    recipient = SecretKey.generate().public_key.hex
+    zapped_event = "ee" * 32
+    zap = zap_json(
+        5_000,
+        recipient_pubkey=recipient,
+        relays=[nwcd_relay.url, "https://not-a-relay.example"],
+        event_id=zapped_event,
+    )
+    async with RelayPool([nwcd_relay.url]) as pool:
+        receipts = await pool.subscribe(
+            [Filter(kinds=(ZAP_RECEIPT_KIND,), tags={"p": (recipient,)})]
+        )
+        response = await http.get(callback, params={"amount": 5_000, "nostr": zap})
+        invoice = decode(response.json()["pr"])
+        await sim.pay_invoice(invoice, amount_msat=5_000, fee_limit_msat=0)
+        receipt = await asyncio.wait_for(receipts.get(), 10)
+    receipt.verify()
+    assert receipt.pubkey == server.nostr_pubkey
+    assert receipt.kind == ZAP_RECEIPT_KIND
+    assert receipt.tag_value("p") == recipient
+    assert receipt.tag_value("e") == zapped_event
+    assert receipt.tag_value("P") == json.loads(zap)["pubkey"]
+    assert receipt.tag_value("bolt11") == invoice.bolt11
+    assert receipt.tag_value("description") == zap
+    [got] = await sim.received("frank")
+    assert receipt.created_at == int(got.at)

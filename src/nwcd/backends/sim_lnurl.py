@@ -7,39 +7,56 @@ zap (NIP-57, checked by :func:`nwcd.recipients.zap.check_zap_request`). A wallet
 on the same simulator file pays it like any payee invoice, and ``nwcd sim
 received NAME`` shows the payment, with the payer's comment or zap request.
 
-Plain HTTP on loopback only: it exists for tests and for trying things out. Zap
-receipts (kind 9735) are not published; ``nostrPubkey`` is the simulator's
-zapper key all the same, so clients that check it see one that stays put.
+When a zap's invoice is paid (by any process sharing the simulator file), the
+server publishes its zap receipt (kind 9735, NIP-57 Appendix E) to the relays the
+zap request names, signed with the simulator's zapper key (``nostrPubkey``,
+stable per file). It remembers the zaps it minted in memory only: a zap paid
+after the server stopped gets no receipt.
+
+Plain HTTP, meant for loopback: it exists for tests and for trying things out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
 
 from nwcd.backends.simulator import SimulatedBackend, SimulatorError
+from nwcd.errors import BackendUnavailable
+from nwcd.nostr.event import Event, sign_event
+from nwcd.nostr.keys import SecretKey
 from nwcd.recipients.errors import RecipientError
 from nwcd.recipients.zap import check_zap_request
+from nwcd.relay.pool import RelayPool
 
 __all__ = [
     "COMMENT_ALLOWED",
     "MAX_SENDABLE_MSAT",
     "MIN_SENDABLE_MSAT",
+    "ZAP_RECEIPT_KIND",
     "SimLnurlServer",
     "lnurl_server",
     "pay_metadata",
+    "zap_receipt",
 ]
+
+log = logging.getLogger("nwcd.simulator")
 
 MIN_SENDABLE_MSAT: Final = 1_000
 MAX_SENDABLE_MSAT: Final = 100_000_000_000  # 1 BTC
 COMMENT_ALLOWED: Final = 255  # LUD-12: the longest comment the callback takes
+ZAP_RECEIPT_KIND: Final = 9735
+_RECEIPT_POLL: Final = 0.1  # seconds between looks for paid zap invoices
+_PUBLISH_TIMEOUT: Final = 5.0  # seconds to wait for the relays' OK of a receipt
 
 _BACKEND: Final = web.AppKey("backend", SimulatedBackend)
 _AUTHORITY: Final = web.AppKey("authority", str)
@@ -131,6 +148,84 @@ def _mint(query: Mapping[str, str], metadata: str) -> _Mint:
     return _Mint(amount, zap, {**extra, "zap_request": event.to_json()})
 
 
+def zap_receipt(secret: SecretKey, *, zap_json: str, bolt11: str, paid_at: int) -> Event:
+    """The kind-9735 receipt of a paid zap (NIP-57 Appendix E), signed by the server's key.
+
+    ``zap_json`` is the zap request exactly as the callback got it (checked there).
+    """
+    request = json.loads(zap_json)
+    tags = [
+        list(tag[:2])
+        for name in ("p", "e", "a")
+        for tag in request["tags"]
+        if tag and tag[0] == name and len(tag) > 1
+    ]
+    tags += [["P", request["pubkey"]], ["bolt11", bolt11], ["description", zap_json]]
+    return sign_event(secret, kind=ZAP_RECEIPT_KIND, content="", tags=tags, created_at=paid_at)
+
+
+_Zap = tuple[str, str, str, tuple[str, ...]]  # node, bolt11, zap request JSON, relays
+
+
+@dataclass(slots=True)
+class _Zaps:
+    """The zaps minted and not yet paid, and the tasks that publish their receipts."""
+
+    backend: SimulatedBackend
+    pending: dict[str, _Zap] = field(default_factory=dict)  # by payment hash
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, payment_hash: str, node: str, bolt11: str, zap_json: str) -> None:
+        """Watch a zap invoice; its receipt goes to the request's ws(s):// relays once paid."""
+        relays = tuple(
+            url
+            for tag in json.loads(zap_json)["tags"]
+            if tag and tag[0] == "relays"
+            for url in tag[1:]
+            if url.startswith(("ws://", "wss://"))
+        )
+        self.pending[payment_hash] = (node, bolt11, zap_json, relays)
+        self.wake.set()
+
+    async def watch(self) -> None:
+        """Until cancelled: look for paid zap invoices, publish each one's receipt."""
+        while True:
+            if not self.pending:
+                self.wake.clear()
+                await self.wake.wait()
+            await asyncio.sleep(_RECEIPT_POLL)
+            for node in {zap[0] for zap in self.pending.values()}:
+                try:
+                    received = await self.backend.received(node)
+                except (BackendUnavailable, SimulatorError) as exc:
+                    log.warning("zap receipts: cannot read the simulator: %s", exc)
+                    continue
+                for got in received:
+                    zap = self.pending.pop(got.payment_hash, None)
+                    if zap is not None:
+                        self._publish(zap, int(got.at))
+
+    def _publish(self, zap: _Zap, paid_at: int) -> None:
+        _, bolt11, zap_json, relays = zap
+        secret = self.backend.zapper_secret()
+        receipt = zap_receipt(secret, zap_json=zap_json, bolt11=bolt11, paid_at=paid_at)
+        task = asyncio.create_task(_send(receipt, relays))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+_ZAPS: Final = web.AppKey("zaps", _Zaps)
+
+
+async def _send(receipt: Event, relays: tuple[str, ...]) -> None:
+    """Publish a zap receipt to the zap request's relays; a relay that fails is logged."""
+    async with RelayPool(relays) as pool:
+        result = await pool.publish(receipt, timeout=_PUBLISH_TIMEOUT)
+    if not result.ok:
+        log.warning("zap receipt %s not accepted by every relay: %s", receipt.id, result)
+
+
 def _refused(reason: str) -> web.Response:
     return web.json_response({"status": "ERROR", "reason": reason}, status=400)
 
@@ -169,13 +264,16 @@ async def _callback(request: web.Request) -> web.Response:
         )
     except (SimulatorError, RecipientError) as exc:
         return _refused(str(exc))
+    if "zap_request" in mint.metadata:
+        request.app[_ZAPS].add(invoice.payment_hash, name, invoice.invoice, mint.description)
     return web.json_response({"pr": invoice.invoice, "routes": []})
 
 
-def _app(backend: SimulatedBackend, authority: str) -> web.Application:
+def _app(backend: SimulatedBackend, authority: str, zaps: _Zaps) -> web.Application:
     app = web.Application()
     app[_BACKEND] = backend
     app[_AUTHORITY] = authority
+    app[_ZAPS] = zaps
     app.router.add_get("/.well-known/lnurlp/{name}", _well_known)
     app.router.add_get("/lnurlp/{name}/callback", _callback)
     return app
@@ -202,7 +300,10 @@ async def lnurl_server(
         sock.close()
         raise
     server = SimLnurlServer(host, sock.getsockname()[1], backend.zapper_secret().public_key.hex)
-    runner = web.AppRunner(_app(backend, server.authority), access_log=None, handle_signals=False)
+    zaps = _Zaps(backend)
+    app = _app(backend, server.authority, zaps)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    watcher = asyncio.create_task(zaps.watch(), name="zap receipts")
     try:
         await runner.setup()
         await web.SockSite(runner, sock).start()
@@ -210,3 +311,8 @@ async def lnurl_server(
     finally:
         await runner.cleanup()
         sock.close()
+        for task in (watcher, *zaps.tasks):
+            task.cancel()
+        for task in (watcher, *zaps.tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
