@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -31,6 +32,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from nwcd.backends.simulator import SimulatedBackend, SimulatorError
+from nwcd.bolt11 import decode
 from nwcd.errors import BackendUnavailable
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import SecretKey
@@ -164,7 +166,15 @@ def zap_receipt(secret: SecretKey, *, zap_json: str, bolt11: str, paid_at: int) 
     return sign_event(secret, kind=ZAP_RECEIPT_KIND, content="", tags=tags, created_at=paid_at)
 
 
-_Zap = tuple[str, str, str, tuple[str, ...]]  # node, bolt11, zap request JSON, relays
+@dataclass(frozen=True, slots=True)
+class _Zap:
+    """A zap invoice the server minted, waiting to be paid."""
+
+    node: str
+    bolt11: str
+    zap_json: str  # the zap request, as the callback got it
+    relays: tuple[str, ...]  # where its receipt goes
+    expires_at: int  # unix time: unpaid by then, it never will be
 
 
 @dataclass(slots=True)
@@ -185,7 +195,8 @@ class _Zaps:
             for url in tag[1:]
             if url.startswith(("ws://", "wss://"))
         )
-        self.pending[payment_hash] = (node, bolt11, zap_json, relays)
+        expires_at = decode(bolt11).expires_at
+        self.pending[payment_hash] = _Zap(node, bolt11, zap_json, relays, expires_at)
         self.wake.set()
 
     async def watch(self) -> None:
@@ -195,7 +206,7 @@ class _Zaps:
                 self.wake.clear()
                 await self.wake.wait()
             await asyncio.sleep(_RECEIPT_POLL)
-            for node in {zap[0] for zap in self.pending.values()}:
+            for node in {zap.node for zap in self.pending.values()}:
                 try:
                     received = await self.backend.received(node)
                 except (BackendUnavailable, SimulatorError) as exc:
@@ -205,12 +216,13 @@ class _Zaps:
                     zap = self.pending.pop(got.payment_hash, None)
                     if zap is not None:
                         self._publish(zap, int(got.at))
+            now = time.time()
+            self.pending = {h: z for h, z in self.pending.items() if z.expires_at > now}
 
     def _publish(self, zap: _Zap, paid_at: int) -> None:
-        _, bolt11, zap_json, relays = zap
         secret = self.backend.zapper_secret()
-        receipt = zap_receipt(secret, zap_json=zap_json, bolt11=bolt11, paid_at=paid_at)
-        task = asyncio.create_task(_send(receipt, relays))
+        receipt = zap_receipt(secret, zap_json=zap.zap_json, bolt11=zap.bolt11, paid_at=paid_at)
+        task = asyncio.create_task(_send(receipt, zap.relays))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
