@@ -798,7 +798,8 @@ class SimulatedBackend:
     the simulator's own commands: :meth:`create_invoice` (a payee invoice with its
     behaviour), :meth:`release` (end a hanging payment), :meth:`receive` (an
     outside payer pays one of the wallet's invoices), :meth:`set_outage` (make the
-    port fail for a while) and :meth:`attempts` (the log of payment attempts).
+    port fail for a while), :meth:`attempts` (the log of payment attempts), and
+    :meth:`add_node` / :meth:`received` (named payees and what they got).
 
     Every operation is one synchronous function (one transaction where it writes)
     run on a dedicated thread that owns the connection, so each costs one thread
