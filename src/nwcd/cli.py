@@ -12,6 +12,7 @@ command)::
     nwcd sim invoice --amount-msat N ...         an invoice the simulator can pay
     nwcd sim release HASH --outcome ...          end a hanging simulated payment
     nwcd sim pay BOLT11 [--amount-msat N]        pay the wallet's invoice from outside
+    nwcd sim node NAME | received NAME | lnurl   keysend payees, lightning addresses, zaps
     nwcd pay URI INVOICE...                      pay through a wallet (the client as a CLI)
     nwcd balance | info | invoice | lookup | history | keysend | watch | call URI ...
                                                  the other NIP-47 requests, as an app sends them
@@ -768,6 +769,12 @@ def build_parser() -> argparse.ArgumentParser:
     invoice.add_argument(
         "--fee-msat", type=int, default=0, metavar="N", help="the routing fee charged (default 0)"
     )
+    invoice.add_argument("--description", metavar="TEXT", help="the invoice's description")
+    invoice.add_argument(
+        "--description-hash",
+        metavar="HEX",
+        help="commit to sha256 of a description instead (BOLT-11 h tag, 64 hex digits)",
+    )
     invoice.add_argument("--json", action="store_true", help="machine-readable output only")
     release = sim_commands.add_parser("release", parents=[common], help="end a hanging payment")
     release.add_argument(
@@ -809,6 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  nwcd sim outage --mode hang --seconds 10\n"
         "  nwcd sim outage --end\n",
     )
+    _sim_recipient_commands(sim_commands, common)
     outage_action = outage.add_mutually_exclusive_group(required=True)
     outage_action.add_argument(
         "--mode",
@@ -1473,6 +1481,45 @@ async def _connection_revoke(args: argparse.Namespace) -> int:
 # -- simulator -------------------------------------------------------------------------
 
 
+def _sim_recipient_commands(sim_commands: Any, common: argparse.ArgumentParser) -> None:
+    """``nwcd sim node | received | lnurl``: payees whose side of a payment one can see."""
+    node = sim_commands.add_parser(
+        "node",
+        parents=[common],
+        help="a named simulated node (a keysend payee); prints its pubkey",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  nwcd sim node podcast\n"
+        '  nwcd keysend "$NWC_URI" $(nwcd sim node podcast) --amount-sat 21\n',
+    )
+    node.add_argument("name", metavar="NAME", help="a-z, 0-9, '.', '_', '-' (made if new)")
+    node.add_argument("--json", action="store_true", help="machine-readable output only")
+    received = sim_commands.add_parser(
+        "received",
+        parents=[common],
+        help="what a simulated node received: keysends with their TLV records, paid invoices",
+    )
+    received.add_argument("node", metavar="NAME|PUBKEY", help="a named node or a payee pubkey")
+    received.add_argument("--json", action="store_true", help="machine-readable output only")
+    lnurl = sim_commands.add_parser(
+        "lnurl",
+        parents=[common],
+        help="serve lightning addresses (LNURL-pay, zaps) of simulated nodes until Ctrl-C",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve NAME@HOST:PORT lightning addresses in plain HTTP: any NAME is a\n"
+        "simulated node, made on first use. A wallet on this data dir pays them; see what\n"
+        "arrived with `nwcd sim received NAME`.",
+        epilog="examples:\n  nwcd sim lnurl --port 8085\n  nwcd sim lnurl --json\n",
+    )
+    lnurl.add_argument(
+        "--port", type=int, default=0, metavar="P", help="the port (default 0: any free one)"
+    )
+    lnurl.add_argument("--host", default="127.0.0.1", help="the address (default 127.0.0.1)")
+    lnurl.add_argument(
+        "--json", action="store_true", help="print one JSON line (url, port, example address)"
+    )
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -1495,6 +1542,8 @@ async def _sim_invoice(args: argparse.Namespace) -> int:
             latency_ms=args.latency_ms,
             outcome=args.outcome,
             fee_msat=args.fee_msat,
+            description=args.description,
+            description_hash=args.description_hash,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -1569,6 +1618,99 @@ async def _sim_outage(args: argparse.Namespace) -> int:
     else:
         print(f"simulated backend outage ({args.mode}) for {args.seconds:g} s")
     return 0
+
+
+async def _sim_node(args: argparse.Namespace) -> int:
+    from nwcd.bootstrap import open_simulator
+
+    backend = await open_simulator(_settings(args))
+    try:
+        pubkey = await backend.add_node(args.name, existing_ok=True)
+    finally:
+        await backend.close()
+    print(json.dumps({"name": args.name, "pubkey": pubkey}) if args.json else pubkey)
+    return 0
+
+
+async def _sim_received(args: argparse.Namespace) -> int:
+    from nwcd.bootstrap import open_simulator
+
+    backend = await open_simulator(_settings(args))
+    try:
+        received = await backend.received(args.node)
+    finally:
+        await backend.close()
+    if args.json:
+        print(json.dumps({"received": [_received_json(got) for got in received]}))
+    elif not received:
+        print(f"{args.node} received nothing yet", file=sys.stderr)
+    for got in () if args.json else received:
+        print("\n".join(_received_lines(got)))
+    return 0
+
+
+def _received_json(got: Any) -> dict[str, Any]:
+    """A :class:`~nwcd.backends.simulator.ReceivedPayment` in ``sim received --json``."""
+    return {
+        "kind": got.kind,
+        "amount_msat": got.amount_msat,
+        "payment_hash": got.payment_hash,
+        "at": int(got.at),
+        "tlv_records": [
+            {"type": r.type, "value": r.value, "text": r.text, "json": r.json}
+            for r in got.tlv_records
+        ],
+        "description": got.description,
+        "metadata": got.metadata,
+    }
+
+
+def _received_lines(got: Any) -> list[str]:
+    """One payment of ``sim received``: a headline, then its TLV records, comment or zap."""
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(got.at))
+    lines = [f"{at}  {got.kind:<7}  {got.amount_msat} msat  {got.payment_hash}"]
+    for record in got.tlv_records:
+        if record.text and record.text.isprintable():
+            lines.append(f"  tlv {record.type}: {record.text}")
+        else:
+            lines.append(f"  tlv {record.type} (hex): {record.value}")
+    metadata = got.metadata or {}
+    if metadata.get("comment"):
+        lines.append(f"  comment: {metadata['comment']}")
+    zap = metadata.get("zap_request")
+    if isinstance(zap, dict):
+        lines.append(f"  zap from {zap.get('pubkey')}: {zap.get('content', '')}")
+    return lines
+
+
+async def _sim_lnurl(args: argparse.Namespace) -> int:
+    from nwcd.backends.sim_lnurl import lnurl_server
+    from nwcd.bootstrap import open_simulator
+
+    if not 0 <= args.port <= 65535:
+        raise CliError("--port must be in [0, 65535]")
+    backend = await open_simulator(_settings(args))
+    try:
+        async with lnurl_server(backend, args.host, args.port) as server:
+            example = server.address("alice")
+            if args.json:
+                shown = {
+                    "url": server.url,
+                    "port": server.port,
+                    "authority": server.authority,
+                    "example_address": example,
+                    "nostr_pubkey": server.nostr_pubkey,
+                }
+                print(json.dumps(shown), flush=True)
+            else:
+                print(f"LNURL server on {server.url} (any name is a simulated node)")
+                print(f"pay e.g. {example} from a wallet on this data dir, then see it with:")
+                print("  nwcd sim received alice")
+                print("Ctrl-C stops it", flush=True)
+            await asyncio.Event().wait()
+    finally:
+        await backend.close()
+    return 0  # pragma: no cover - only Ctrl-C ends it
 
 
 # -- wallet / demo ----------------------------------------------------------------------
@@ -1668,6 +1810,9 @@ _COMMANDS: dict[
     ("sim", "release"): _sim_release,
     ("sim", "outage"): _sim_outage,
     ("sim", "pay"): _sim_pay,
+    ("sim", "node"): _sim_node,
+    ("sim", "received"): _sim_received,
+    ("sim", "lnurl"): _sim_lnurl,
     ("wallet", "balance"): _wallet_balance,
     ("wallet", "history"): _wallet_history,
     ("demo", None): _demo,

@@ -19,6 +19,8 @@ from nwcd.backends.simulator import (
     PAYEE_COUNT,
     SCHEMA_VERSION,
     Attempt,
+    ReceivedPayment,
+    ReceivedTlv,
     SimInvoice,
     SimulatedBackend,
     SimulatorConfig,
@@ -32,6 +34,7 @@ from nwcd.nip47.methods import (
     MakeHoldInvoiceParams,
     MakeInvoiceParams,
     Method,
+    TlvRecord,
 )
 from nwcd.nip47.results import Transaction
 from nwcd.ports import Failed, LightningBackend, PaymentOutcome, Pending, Succeeded
@@ -93,6 +96,23 @@ async def until_in_flight(sim: SimulatedBackend, payment_hash: str) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("the payment never went in flight")
+
+
+async def keysend(
+    sim: SimulatedBackend,
+    preimage: str,
+    pubkey: str | None = None,
+    *,
+    amount_msat: int = 500,
+    tlv_records: tuple[TlvRecord, ...] = (),
+) -> PaymentOutcome:
+    return await sim.pay_keysend(
+        pubkey=pubkey or sim.payee_pubkeys[0],
+        amount_msat=amount_msat,
+        preimage=preimage,
+        tlv_records=tlv_records,
+        fee_limit_msat=0,
+    )
 
 
 def zbase32_decode(text: str) -> bytes:
@@ -436,6 +456,115 @@ async def test_keysend_over_the_balance_raises(tmp_path: Path) -> None:
         assert caught.value.code is ErrorCode.INSUFFICIENT_BALANCE
 
 
+# --- named nodes: what a keysend payee or an LNURL user received -----------------------------
+
+
+async def test_named_nodes_have_stable_keys(config: SimulatorConfig, tmp_path: Path) -> None:
+    async with opened(config) as sim:
+        alice = await sim.add_node("alice")
+        assert len(alice) == 66
+        assert alice[:2] in ("02", "03")
+        assert await sim.add_node("alice", existing_ok=True) == alice
+        with pytest.raises(SimulatorError, match="exists already"):
+            await sim.add_node("alice")
+        for bad in ("", "Alice", "a b", "x" * 65, "bob@host"):
+            with pytest.raises(SimulatorError, match="node name"):
+                await sim.add_node(bad)
+        bob = await sim.add_node("bob")
+        zapper = sim.zapper_secret().public_key.hex
+        assert [(n.name, n.pubkey) for n in await sim.nodes()] == [("alice", alice), ("bob", bob)]
+        assert len({alice, bob, sim.node_pubkey, *sim.payee_pubkeys}) == PAYEE_COUNT + 3
+    async with opened(config) as again:  # the file's seed decides the keys
+        assert await again.add_node("alice", existing_ok=True) == alice
+        assert again.zapper_secret().public_key.hex == zapper
+    async with opened(SimulatorConfig(tmp_path / "other")) as other:
+        assert await other.add_node("alice") != alice
+        assert other.zapper_secret().public_key.hex != zapper
+
+
+async def test_invoice_of_a_node_with_a_description_hash(sim: SimulatedBackend) -> None:
+    pubkey = await sim.add_node("carol")
+    metadata = '[["text/plain","Pay carol"]]'
+    digest = hashlib.sha256(metadata.encode()).hexdigest()
+    invoice = await sim.create_invoice(
+        5_000, description=metadata, description_hash=digest, node="carol", metadata={"c": 1}
+    )
+    decoded = decode(invoice.invoice)
+    assert (decoded.payee, decoded.description, decoded.description_hash) == (pubkey, None, digest)
+    plain = decode((await sim.create_invoice(1_000, description_hash="AB" * 32)).invoice)
+    assert (plain.payee, plain.description_hash) == (sim.payee_pubkeys[0], "ab" * 32)
+    assert decode((await sim.create_invoice(1_000)).invoice).description == (
+        "nwcd simulated payment"
+    )
+    with pytest.raises(SimulatorError, match="no simulated node"):
+        await sim.create_invoice(1_000, node="nobody")
+    with pytest.raises(ValueError, match="description_hash"):
+        await sim.create_invoice(1_000, description_hash="12")
+    with pytest.raises(ValueError, match="not both"):
+        await sim.create_invoice(1_000, node="carol", payee_index=1)
+    assert await sim.received("carol") == []
+    assert await pay(sim, invoice) == Succeeded(invoice.preimage, 0)
+    [got] = await sim.received(pubkey)
+    assert got == ReceivedPayment(
+        kind="invoice",
+        amount_msat=5_000,
+        payment_hash=invoice.payment_hash,
+        at=got.at,
+        description=metadata,
+        metadata={"c": 1},
+    )
+    assert abs(got.at - time.time()) < 60
+
+
+async def test_keysend_to_a_node_keeps_its_tlv_records(sim: SimulatedBackend) -> None:
+    pubkey = await sim.add_node("podcast")
+    boost = '{"action":"boost","message":"Great show ⚡"}'
+    records = (
+        TlvRecord(7629169, boost.encode().hex()),
+        TlvRecord(34349334, b"Hello".hex()),
+        TlvRecord(696969, "FF00"),  # not UTF-8
+        TlvRecord(5482373484, "ab" * 32),
+    )
+    outcome = await keysend(sim, "11" * 32, pubkey, amount_msat=21_000, tlv_records=records)
+    assert outcome == Succeeded("11" * 32, 0)
+    invoice = await sim.create_invoice(3_000, node="podcast")
+    await pay(sim, invoice)
+    await pay(sim, await sim.create_invoice(1_000, outcome="fail", node="podcast"))
+    await keysend(sim, "22" * 32, await sim.add_node("other"))  # not listed: another node's
+    sent, paid = await sim.received("podcast")
+    assert (sent.kind, sent.amount_msat, sent.description, sent.metadata) == (
+        "keysend",
+        21_000,
+        None,
+        None,
+    )
+    assert sent.payment_hash == hashlib.sha256(bytes.fromhex("11" * 32)).hexdigest()
+    assert sent.tlv_records == (
+        ReceivedTlv(
+            7629169, boost.encode().hex(), boost, {"action": "boost", "message": "Great show ⚡"}
+        ),
+        ReceivedTlv(34349334, "48656c6c6f", "Hello", None),
+        ReceivedTlv(696969, "ff00"),
+        ReceivedTlv(5482373484, "ab" * 32),
+    )
+    assert (paid.kind, paid.amount_msat, paid.payment_hash, paid.tlv_records) == (
+        "invoice",
+        3_000,
+        invoice.payment_hash,
+        (),
+    )
+    assert sent.at <= paid.at
+
+
+async def test_received_of_a_fixed_payee_and_of_nobody(sim: SimulatedBackend) -> None:
+    await keysend(sim, "33" * 32, sim.payee_pubkeys[2], tlv_records=(TlvRecord(1, "00"),))
+    [got] = await sim.received(sim.payee_pubkeys[2].upper())
+    assert got.tlv_records == (ReceivedTlv(1, "00", "\x00", None),)
+    for unknown in ("nobody", "02" + "11" * 32):
+        with pytest.raises(SimulatorError, match="no simulated node"):
+            await sim.received(unknown)
+
+
 # --- the wallet's own invoices --------------------------------------------------------------
 
 
@@ -625,8 +754,22 @@ async def test_incoming_stream_reports_held_then_settled(config: SimulatorConfig
         )
 
 
+def as_version_3(path: Path) -> None:
+    """Turn a simulator file back into version 3: no named nodes, no TLVs kept."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.executescript(
+            "DROP TABLE nodes; DROP INDEX payments_destination;"
+            " ALTER TABLE payments DROP COLUMN tlv_records;"
+            " ALTER TABLE invoices DROP COLUMN payee_pubkey; PRAGMA user_version = 3;"
+        )
+    finally:
+        db.close()
+
+
 def as_version_2(path: Path) -> None:
     """Turn a simulator file back into version 2: the same invoices, without hold invoices."""
+    as_version_3(path)
     db = sqlite3.connect(path)
     try:
         rows = db.execute(
@@ -895,16 +1038,6 @@ def port_calls(sim: SimulatedBackend, payment_hash: str) -> list[Callable[[], Aw
     ]
 
 
-async def keysend(sim: SimulatedBackend, preimage: str, pubkey: str | None = None) -> object:
-    return await sim.pay_keysend(
-        pubkey=pubkey or sim.payee_pubkeys[0],
-        amount_msat=500,
-        preimage=preimage,
-        tlv_records=(),
-        fee_limit_msat=0,
-    )
-
-
 async def test_error_outage_starts_payments_and_loses_their_answer(
     config: SimulatorConfig,
 ) -> None:
@@ -1122,6 +1255,28 @@ async def test_attempts_of_one_batch_are_logged_in_queue_order(tmp_path: Path) -
         ]
 
 
+async def test_a_version_3_file_is_upgraded_keeping_its_data(config: SimulatorConfig) -> None:
+    async with opened(config) as sim:
+        invoice = await sim.create_invoice(1_000, payee_index=1)
+        made = await sim.make_invoice(MakeInvoiceParams(2_000, description_hash="cd" * 32))
+        assert await keysend(sim, "44" * 32) == Succeeded("44" * 32, 0)
+        assert await pay(sim, invoice) == Succeeded(invoice.preimage, 0)
+        balance = await sim.get_balance()
+    as_version_3(config.path)
+    async with opened(config) as sim:
+        assert await sim.get_balance() == balance
+        assert await sim.lookup_invoice(payment_hash=made.payment_hash, invoice=None) == made
+        assert await pay(sim, invoice) == Failed("invoice already paid")
+        assert [r.payment_hash for r in await sim.received(sim.payee_pubkeys[1])] == [
+            invoice.payment_hash
+        ]
+        [old_keysend] = await sim.received(sim.payee_pubkeys[0])
+        assert (old_keysend.amount_msat, old_keysend.tlv_records) == (500, ())
+        await keysend(sim, "55" * 32, await sim.add_node("dave"), tlv_records=(TlvRecord(7, "61"),))
+        [got] = await sim.received("dave")
+        assert got.tlv_records == (ReceivedTlv(7, "61", "a"),)
+
+
 async def test_version_1_file_is_migrated(config: SimulatorConfig) -> None:
     async with opened(config) as sim:
         node = sim.node_pubkey
@@ -1146,6 +1301,6 @@ async def test_version_1_file_is_migrated(config: SimulatorConfig) -> None:
             await sim.get_balance()
     db = sqlite3.connect(config.path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         db.close()

@@ -38,6 +38,12 @@ then goes on. The outage is stored in the meta rows and checked by each
 operation's thread function, from a cache re-read only when another process
 wrote. The simulator's own commands are never affected.
 
+Named nodes (for LNURL and keysend tests): :meth:`SimulatedBackend.add_node`
+makes a payee node whose key is derived from the seed and its name, so it is
+the same in every process. Keysends to it keep their TLV records, and
+:meth:`SimulatedBackend.received` lists what it got, as a podcast host or an
+LNURL user would see it (``nwcd sim received``).
+
 Attempts log: every ``pay_invoice`` / ``pay_keysend`` that reaches the node
 appends a row to ``attempts`` (in the transaction of the start) saying what
 the node did with it: ``started``, ``already_paid``, ``in_transition`` or
@@ -55,8 +61,9 @@ import hmac
 import json
 import math
 import os
+import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +83,7 @@ from nwcd.nip47.methods import (
     TlvRecord,
 )
 from nwcd.nip47.results import NodeInfo, Transaction
+from nwcd.nostr.keys import SecretKey
 from nwcd.ports import (
     BACKEND_METHODS,
     NOT_FOUND,
@@ -94,8 +102,11 @@ __all__ = [
     "AttemptResult",
     "OutageMode",
     "Outcome",
+    "ReceivedPayment",
+    "ReceivedTlv",
     "ReleaseOutcome",
     "SimInvoice",
+    "SimNode",
     "SimulatedBackend",
     "SimulatorConfig",
     "SimulatorError",
@@ -106,7 +117,7 @@ ReleaseOutcome = Literal["succeed", "fail"]
 OutageMode = Literal["error", "hang"]
 AttemptResult = Literal["started", "already_paid", "in_transition", "refused"]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 PAYEE_COUNT: Final = 3
 DEFAULT_INITIAL_BALANCE_MSAT: Final = 100_000_000_000
 
@@ -133,6 +144,8 @@ _GENESIS_HEIGHT: Final = 101  # regtest nodes start after mining 101 blocks
 _BLOCK_SECONDS: Final = 600
 _DEFAULT_DESCRIPTION: Final = "nwcd simulated payment"
 _HANG_POLL: Final = 0.05  # seconds between looks at a hang outage (it may end early)
+# A node name is the user part of a lightning address (LUD-16), so one rule fits both.
+_NODE_NAME: Final = re.compile(r"[a-z0-9._-]{1,64}")
 
 # Every payment attempt that reached the node and what it did with it (append-only).
 _ATTEMPTS_TABLE: Final = """CREATE TABLE attempts (
@@ -196,6 +209,19 @@ _TRANSACTIONS_VIEW: Final = """CREATE VIEW wallet_transactions AS
            p.settled_at, NULL, p.status, NULL, NULL
     FROM payments p LEFT JOIN invoices i ON i.payment_hash = p.payment_hash"""
 
+# Version 4: named payee nodes, the node an invoice belongs to (NULL for the wallet's
+# and for payee invoices made before), the TLV records a keysend carried (JSON).
+_NODES: Final = (
+    """CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        pubkey TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    )""",
+    "ALTER TABLE invoices ADD COLUMN payee_pubkey TEXT",
+    "ALTER TABLE payments ADD COLUMN tlv_records TEXT",
+    "CREATE INDEX payments_destination ON payments (destination)",
+)
+
 # The current schema, for a new file (an older one is brought up by _UPGRADES).
 _SCHEMA: Final = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -219,6 +245,7 @@ _SCHEMA: Final = (
     "CREATE INDEX payments_invoice ON payments (invoice)",
     _TRANSACTIONS_VIEW,
     _ATTEMPTS_TABLE,
+    *_NODES,
 )
 _V2_INVOICE_COLUMNS: Final = (
     "payment_hash, invoice, node, payee_index, preimage, payment_secret, amount_msat,"
@@ -239,6 +266,7 @@ _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
         "ALTER TABLE invoices_v3 RENAME TO invoices",
         _TRANSACTIONS_VIEW,
     ),
+    3: _NODES,
 }
 
 _PAYMENT_SQL: Final = """
@@ -258,7 +286,7 @@ _BALANCE_SQL: Final = """SELECT
      WHERE node = 'wallet' AND settled_at IS NOT NULL)
   - (SELECT COALESCE(SUM(amount_msat + fee_msat), 0) FROM payments WHERE status != 'failed')"""
 _PAYEE_INVOICE_SQL: Final = (
-    "SELECT i.payment_hash, i.invoice, i.payee_index, i.preimage, i.amount_msat,"
+    "SELECT i.payment_hash, i.invoice, i.payee_index, i.payee_pubkey, i.preimage, i.amount_msat,"
     " i.expires_at, i.latency_ms, i.outcome, i.fee_msat, i.release_outcome,"
     " p.status AS payment_status"
     " FROM invoices i LEFT JOIN payments p ON p.payment_hash = i.payment_hash"
@@ -331,6 +359,46 @@ class Attempt:
     result: AttemptResult
 
 
+@dataclass(frozen=True, slots=True)
+class SimNode:
+    """A named payee node of the simulated network (a keysend payee, an LNURL user)."""
+
+    name: str
+    pubkey: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedTlv:
+    """A TLV record a node got with a keysend, with what it reads as where it can.
+
+    ``text``: the value as UTF-8, if it is; ``json``: that text parsed, if it is a
+    JSON object or array (a podcast's boostagram, 7629169, is one).
+    """
+
+    type: int
+    value: str
+    text: str | None = None
+    json: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedPayment:
+    """A payment a simulated node received: a keysend, or the payment of its invoice.
+
+    ``description`` and ``metadata`` are the invoice's (for an LNURL invoice: the text
+    its description hash commits to, and the payer's comment or zap request).
+    """
+
+    kind: Literal["keysend", "invoice"]
+    amount_msat: int
+    payment_hash: str
+    at: float
+    tlv_records: tuple[ReceivedTlv, ...] = ()
+    description: str | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
 class _Hang(Exception):
     """A port operation met a ``hang`` outage before doing anything: retry from ``until``."""
 
@@ -358,8 +426,54 @@ def _derive_key(seed: bytes, label: bytes) -> bytes:
         counter += 1  # pragma: no cover - probability ~2^-128
 
 
+def _is_hash(text: str) -> bool:
+    """64 hex characters (a SHA-256)."""
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 def _node_pubkey(secret: bytes) -> str:
     return str(coincurve.PrivateKey(secret).public_key.format(compressed=True).hex())
+
+
+def _node_label(name: str) -> bytes:
+    """The key label of a named node (never one of the fixed labels: they have no colon).
+
+    Raises:
+        SimulatorError: not a lowercase lightning address user name.
+    """
+    if not _NODE_NAME.fullmatch(name):
+        raise SimulatorError(
+            f"node name {name!r}: 1-64 of a-z, 0-9, '.', '_' and '-' (a lightning address user)"
+        )
+    return b"node:" + name.encode()
+
+
+def _received_tlv(type_: int, value: str) -> ReceivedTlv:
+    """A TLV record with its UTF-8 text and JSON, where the value is either."""
+    try:
+        text: str | None = bytes.fromhex(value).decode("utf-8")
+    except ValueError:  # not hex, or not UTF-8
+        return ReceivedTlv(type_, value)
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return ReceivedTlv(type_, value, text, parsed if isinstance(parsed, dict | list) else None)
+
+
+def _received(row: sqlite3.Row) -> ReceivedPayment:
+    """A payment row (joined with its invoice) as its payee sees it."""
+    records = json.loads(row["tlv_records"] or "[]")
+    metadata = row["metadata"]
+    return ReceivedPayment(
+        kind=row["kind"],
+        amount_msat=row["amount_msat"],
+        payment_hash=row["payment_hash"],
+        at=row["settled_at"],
+        tlv_records=tuple(_received_tlv(r["type"], r["value"]) for r in records),
+        description=row["description"],
+        metadata=json.loads(metadata) if metadata else None,
+    )
 
 
 def zbase32(data: bytes) -> str:
@@ -684,7 +798,8 @@ class SimulatedBackend:
     the simulator's own commands: :meth:`create_invoice` (a payee invoice with its
     behaviour), :meth:`release` (end a hanging payment), :meth:`receive` (an
     outside payer pays one of the wallet's invoices), :meth:`set_outage` (make the
-    port fail for a while) and :meth:`attempts` (the log of payment attempts).
+    port fail for a while), :meth:`attempts` (the log of payment attempts), and
+    :meth:`add_node` / :meth:`received` (named payees and what they got).
 
     Every operation is one synchronous function (one transaction where it writes)
     run on a dedicated thread that owns the connection, so each costs one thread
@@ -727,6 +842,7 @@ class SimulatedBackend:
         )
         self.node_pubkey = _node_pubkey(self._node_secret)
         self.payee_pubkeys = tuple(_node_pubkey(secret) for secret in self._payee_secrets)
+        self._zapper = SecretKey(_derive_key(self._seed, b"lnurl nostr"))
         self._closed = False
         self._starts: list[_Start] = []  # pay_invoice starts waiting for the thread
         self._flusher: asyncio.Task[None] | None = None
@@ -840,14 +956,23 @@ class SimulatedBackend:
         latency_ms: int = 0,
         outcome: Outcome = "succeed",
         fee_msat: int = 0,
-        description: str = _DEFAULT_DESCRIPTION,
+        description: str | None = None,
+        description_hash: str | None = None,
         expiry: int = bolt11.DEFAULT_EXPIRY,
-        payee_index: int = 0,
+        payee_index: int | None = None,
+        node: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> SimInvoice:
-        """A signed invoice of simulated payee ``payee_index`` that behaves as told when paid.
+        """A signed invoice of a simulated payee that behaves as told when paid.
+
+        The payee is ``node`` (a name from :meth:`add_node`) or fixed payee
+        ``payee_index`` (default 0). With ``description_hash`` the invoice commits to
+        it (BOLT-11 ``h``, as LNURL-pay needs) and ``description`` is only stored, as
+        the text it hashes; ``metadata`` is stored for :meth:`received`.
 
         Raises:
             ValueError: an argument is out of range.
+            SimulatorError: no node has this name.
             BackendUnavailable: the state file cannot be written.
         """
         if amount_msat is not None and amount_msat <= 0:
@@ -856,30 +981,44 @@ class SimulatedBackend:
             raise ValueError("latency_ms and fee_msat must not be negative, expiry positive")
         if outcome not in get_args(Outcome):
             raise ValueError(f"outcome must be one of {get_args(Outcome)}")
-        if not 0 <= payee_index < PAYEE_COUNT:
+        if node is not None and payee_index is not None:
+            raise ValueError("give a node or a payee_index, not both")
+        if not 0 <= (payee_index or 0) < PAYEE_COUNT:
             raise ValueError(f"payee_index must be in [0, {PAYEE_COUNT})")
+        if description_hash is not None and not _is_hash(description_hash):
+            raise ValueError("description_hash must be 64 hex characters")
+        if node is None:
+            secret = self._payee_secrets[payee_index or 0]
+        else:
+            secret = _derive_key(self._seed, _node_label(node))
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).hexdigest()
         payment_secret = os.urandom(32).hex()
         now = self._clock.now()
+        if description is None and description_hash is None:
+            description = _DEFAULT_DESCRIPTION
         text = bolt11.encode(
-            secret=self._payee_secrets[payee_index],
+            secret=secret,
             payment_hash=payment_hash,
             payment_secret=payment_secret,
             timestamp=int(now),
             network=self._network,
             amount_msat=amount_msat,
-            description=description,
+            description=None if description_hash is not None else description,
+            description_hash=description_hash,
             expiry=expiry,
         )
         values = (
             payment_hash,
             text,
-            payee_index,
+            None if node is not None else payee_index or 0,
+            _node_pubkey(secret),
             preimage.hex(),
             payment_secret,
             amount_msat,
             description,
+            None if description_hash is None else description_hash.lower(),
+            None if metadata is None else json.dumps(metadata),
             now,
             int(now) + expiry,
             latency_ms,
@@ -888,16 +1027,90 @@ class SimulatedBackend:
         )
 
         def insert() -> None:
-            self._db.execute(
-                """INSERT INTO invoices (payment_hash, invoice, node, payee_index, preimage,
-                    payment_secret, amount_msat, description, created_at, expires_at,
-                    latency_ms, outcome, fee_msat)
-                VALUES (?, ?, 'payee', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                values,
-            )
+            with _Transaction(self._db):
+                if node is not None:
+                    self._node_row(node)
+                self._db.execute(
+                    """INSERT INTO invoices (payment_hash, invoice, node, payee_index,
+                        payee_pubkey, preimage, payment_secret, amount_msat, description,
+                        description_hash, metadata, created_at, expires_at, latency_ms,
+                        outcome, fee_msat)
+                    VALUES (?, ?, 'payee', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    values,
+                )
 
         await self._run(insert)
         return SimInvoice(text, payment_hash, preimage.hex(), amount_msat)
+
+    async def add_node(self, name: str, *, existing_ok: bool = False) -> str:
+        """Add a named payee node (keysend payee, LNURL user); return its pubkey (hex).
+
+        Its key comes from the seed and the name, so adding it again (``existing_ok``)
+        in any process gives the same pubkey.
+
+        Raises:
+            SimulatorError: a bad name, or the node exists and not ``existing_ok``.
+        """
+        pubkey = _node_pubkey(_derive_key(self._seed, _node_label(name)))
+
+        def insert() -> None:
+            inserted = self._db.execute(
+                "INSERT OR IGNORE INTO nodes (name, pubkey, created_at) VALUES (?, ?, ?)",
+                (name, pubkey, self._clock.now()),
+            ).rowcount
+            if not inserted and not existing_ok:
+                raise SimulatorError(f"a node named {name!r} exists already")
+
+        await self._run(insert)
+        return pubkey
+
+    async def nodes(self) -> list[SimNode]:
+        """The named nodes, oldest first."""
+        rows = await self._run(
+            functools.partial(
+                _rows, self._db, "SELECT name, pubkey, created_at FROM nodes ORDER BY created_at"
+            )
+        )
+        return [SimNode(row[0], row[1], row[2]) for row in rows]
+
+    async def received(self, name_or_pubkey: str) -> list[ReceivedPayment]:
+        """What a named node (or a fixed payee, by pubkey) received: its keysends with
+        their TLV records and its paid invoices, in the order they settled.
+
+        Raises:
+            SimulatorError: no node has this name or pubkey.
+        """
+        key = name_or_pubkey.strip().lower()
+
+        def select() -> list[sqlite3.Row]:
+            _settle_due(self._db, self._ledger, self._clock.now())
+            pubkey = key if key in self.payee_pubkeys else self._node_row(key)["pubkey"]
+            return _rows(
+                self._db,
+                "SELECT p.kind, p.payment_hash, p.amount_msat, p.settled_at, p.tlv_records,"
+                " i.description, i.metadata"
+                " FROM payments p LEFT JOIN invoices i ON i.payment_hash = p.payment_hash"
+                " WHERE p.destination = ? AND p.status = 'succeeded'"
+                " ORDER BY p.settled_at, p.payment_hash",
+                (pubkey,),
+            )
+
+        return [_received(row) for row in await self._run(select)]
+
+    def zapper_secret(self) -> SecretKey:
+        """The nostr key the LNURL server signs zap receipts with (``nostrPubkey``):
+        from the seed, so the same for every process sharing the file."""
+        return self._zapper
+
+    def _node_row(self, name_or_pubkey: str) -> sqlite3.Row:
+        row = _one(
+            self._db,
+            "SELECT * FROM nodes WHERE name = ? OR pubkey = ?",
+            (name_or_pubkey, name_or_pubkey),
+        )
+        if row is None:
+            raise SimulatorError(f"no simulated node is named {name_or_pubkey!r} (nwcd sim node)")
+        return row
 
     async def release(self, payment_hash: str, outcome: ReleaseOutcome) -> None:
         """End a hanging payment with ``outcome``; before any payment, preset it.
@@ -1228,7 +1441,9 @@ class SimulatedBackend:
         invoice, amount_msat, now = start.invoice, start.amount_msat, state.now
         payment_hash = invoice.payment_hash
         row = state.invoices.get(payment_hash)
-        if row is None or invoice.payee != self.payee_pubkeys[row["payee_index"]]:
+        if row is None or invoice.payee != (
+            row["payee_pubkey"] or self.payee_pubkeys[row["payee_index"]]
+        ):
             # Unknown hash, another node's invoice, or our own (no self-payments).
             return Failed(NO_ROUTE)
         payment_status = state.statuses.get(payment_hash, row["payment_status"])
@@ -1394,9 +1609,8 @@ class SimulatedBackend:
         tlv_records: tuple[TlvRecord, ...],
         fee_limit_msat: int,
     ) -> PaymentOutcome:
-        """Spontaneous payment to a simulated payee node: succeeds at once, without fee.
-
-        The TLV records are accepted and not kept (no simulated payee reads them).
+        """Spontaneous payment to a simulated payee node (fixed or named): succeeds at
+        once, without fee. Its TLV records are kept for :meth:`received`.
 
         Raises:
             RequestError: ``INSUFFICIENT_BALANCE``, before anything is paid.
@@ -1408,8 +1622,9 @@ class SimulatedBackend:
         except ValueError:
             raw = b""
         payment_hash = hashlib.sha256(raw).hexdigest() if len(raw) == 32 else ""
+        records = json.dumps([{"type": r.type, "value": r.value.lower()} for r in tlv_records])
         keysend = functools.partial(
-            self._keysend, pubkey.lower(), amount_msat, raw.hex(), payment_hash
+            self._keysend, pubkey.lower(), amount_msat, raw.hex(), payment_hash, records
         )
         result = await self._call(keysend, answer_lost=True)
         if isinstance(result, RequestError):
@@ -1417,7 +1632,7 @@ class SimulatedBackend:
         return result
 
     def _keysend(
-        self, pubkey: str, amount_msat: int, preimage: str, payment_hash: str
+        self, pubkey: str, amount_msat: int, preimage: str, payment_hash: str, records: str
     ) -> PaymentOutcome | RequestError:
         """A keysend start and its attempt, in one transaction (on the thread).
 
@@ -1427,31 +1642,39 @@ class SimulatedBackend:
         with _Transaction(db, self._ledger):
             now = self._clock.now()
             _settle_due(db, self._ledger, now)
-            result = self._start_keysend(now, pubkey, amount_msat, preimage, payment_hash)
+            result = self._start_keysend(now, pubkey, amount_msat, preimage, payment_hash, records)
             logged = _attempt_result(result, started=isinstance(result, Succeeded))
             db.execute(_INSERT_ATTEMPT_SQL, (payment_hash, "keysend", now, logged))
         return result
 
     def _start_keysend(
-        self, now: float, pubkey: str, amount_msat: int, preimage: str, payment_hash: str
+        self,
+        now: float,
+        pubkey: str,
+        amount_msat: int,
+        preimage: str,
+        payment_hash: str,
+        records: str,
     ) -> PaymentOutcome | RequestError:
         """A keysend's checks and payment row (in :meth:`_keysend`'s transaction)."""
-        if pubkey not in self.payee_pubkeys:
+        db = self._db
+        if pubkey not in self.payee_pubkeys and not _one(
+            db, "SELECT 1 FROM nodes WHERE pubkey = ?", (pubkey,)
+        ):
             return Failed(NO_ROUTE)
         if not payment_hash:
             return Failed("invalid preimage")
         if amount_msat <= 0:
             return Failed(INCORRECT_AMOUNT)
-        db = self._db
         if _one(db, "SELECT 1 FROM payments WHERE payment_hash = ?", (payment_hash,)):
             return Failed(ALREADY_PAID)  # keysends never stay in flight nor fail once stored
         if amount_msat > self._initial_balance + self._ledger.value():
             return _insufficient(amount_msat, 0)
         db.execute(
             """INSERT INTO payments (payment_hash, kind, destination, amount_msat,
-                fee_msat, preimage, status, created_at, settle_at, settled_at)
-            VALUES (?, 'keysend', ?, ?, 0, ?, 'succeeded', ?, ?, ?)""",
-            (payment_hash, pubkey, amount_msat, preimage, now, now, now),
+                fee_msat, preimage, status, created_at, settle_at, settled_at, tlv_records)
+            VALUES (?, 'keysend', ?, ?, 0, ?, 'succeeded', ?, ?, ?, ?)""",
+            (payment_hash, pubkey, amount_msat, preimage, now, now, now, records),
         )
         self._ledger.move(-amount_msat)
         return Succeeded(preimage, 0)
