@@ -530,20 +530,98 @@ def _client_commands(commands: Any) -> None:
 
     pay = add(
         "pay",
-        "pay invoices through a wallet",
+        "pay invoices, lightning addresses, nodes, splits and podcast value blocks",
         '  nwcd pay "$NWC_URI" lnbc210n1p... lnbc1u1p...\n'
-        "  nwcd pay lnbc210n1p... --timeout 30 --json   # URI from NWC_URI\n",
-        description="Pay invoices through a wallet: one multi_pay_invoice request (several\n"
-        "above 100 invoices). Each invoice is shown by its position in the input as its\n"
-        "result arrives, with its amount, fee and outcome (preimages: with --json).\n"
-        "Exit 0 when every invoice is paid (or was paid before), else 1.",
+        "  nwcd pay lnbc210n1p... --timeout 30 --json   # URI from NWC_URI\n"
+        '  nwcd pay "$NWC_URI" --to alice@example.com=2100 --to bob@example.com=900\n'
+        '  nwcd pay "$NWC_URI" --split 10000 alice@example.com=60 bob@example.com=40\n'
+        '  nwcd pay "$NWC_URI" --value-block feed.xml --amount-sat 1000 --message "great show"\n'
+        '  nwcd pay "$NWC_URI" --to alice@example.com=21 --dry-run\n',
+        description="Pay through a wallet in one multi_pay_invoice request (several above\n"
+        "100 invoices; keysends in one multi_pay_keysend). Recipients: invoices, lightning\n"
+        "addresses (name@host), LNURL-pay (lnurl1...) and node pubkeys (keysend), with an\n"
+        "amount each (--to, in sat), a total split by shares (--split) or a podcast's value\n"
+        "block (--value-block). Lightning addresses are resolved first, all at once, and\n"
+        "each invoice is checked (amount, description hash) before anything is paid.\n"
+        "Each recipient is shown by its position as its result arrives (preimages: with\n"
+        "--json). Exit 0 when every recipient is paid (or was paid before), else 1.",
     )
     pay.add_argument(
-        "invoices", nargs="*", metavar="INVOICE", help="BOLT-11 invoices (lnbc...) to pay"
+        "invoices",
+        nargs="*",
+        metavar="INVOICE",
+        help="BOLT-11 invoices (lnbc...) to pay",
+    )
+    pay.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="TARGET[=SATS]",
+        help="a recipient: name@host, lnurl1..., a node pubkey or an invoice, and its"
+        " amount in sat (an invoice's own amount when left out); repeat for more",
+    )
+    pay.add_argument(
+        "--split",
+        nargs="+",
+        metavar=("TOTAL_SATS", "TARGET=SHARE"),
+        help="split TOTAL_SATS over the TARGET=SHARE pairs after it (whole sats, rounded"
+        " down; what is left over goes to the largest share)",
+    )
+    pay.add_argument(
+        "--value-block",
+        metavar="FEED",
+        help="pay a podcast's value block (<podcast:value>) from a feed's XML file or URL",
+    )
+    pay.add_argument(
+        "--amount-sat", type=_sat, metavar="N", help="with --value-block: the total to pay"
+    )
+    pay.add_argument(
+        "--episode", metavar="GUID", help="with --value-block: the episode (its <guid>)"
+    )
+    pay.add_argument("--message", metavar="TEXT", help="with --value-block: a boostagram message")
+    pay.add_argument(
+        "--sender", metavar="NAME", help="with --value-block: your name in the boostagram"
+    )
+    pay.add_argument(
+        "--comment", metavar="TEXT", help="a comment for each lightning address (LUD-12)"
+    )
+    pay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve every recipient and show what would be paid; pay nothing",
     )
     pay.add_argument(
         "--amount-msat", type=_msat, metavar="N", help="the amount for invoices without one"
     )
+
+    zap = add(
+        "zap",
+        "zap a note or a profile (NIP-57), zap splits included",
+        '  nwcd zap "$NWC_URI" note1... --amount-sat 21 --comment "nice"\n'
+        '  nwcd zap "$NWC_URI" npub1... --amount-sat 1000 --key "$NOSTR_NSEC"\n',
+        description="Zap a note or a profile: the note's zap split (zap tags) or its author,\n"
+        "or the profile's owner, each through the lightning address of its profile. The\n"
+        "zap requests (kind 9734) are signed with --key (env NWCD_ZAP_KEY), else with a\n"
+        "new key each time (an anonymous zap); all invoices are paid in one batch. Notes\n"
+        "and profiles are read from the connection's relays and --relay.",
+    )
+    zap.add_argument("target", metavar="NOTE_OR_NPUB", help="note1, nevent1, npub1 or nprofile1")
+    zap.add_argument("--amount-sat", type=_sat, required=True, metavar="N", help="amount in sat")
+    zap.add_argument("--comment", metavar="TEXT", help="a comment for the zap")
+    zap.add_argument(
+        "--key", metavar="NSEC", help="your Nostr secret key (default: env NWCD_ZAP_KEY)"
+    )
+    zap.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also read notes and profiles here, and ask for the zap receipt here",
+    )
+    zap.add_argument(
+        "--dry-run", action="store_true", help="resolve and show what would be paid; pay nothing"
+    )
+    _timeout_argument(zap, None, "give up waiting after SECONDS in all (default: 60 s)")
     _timeout_argument(
         pay,
         None,

@@ -32,6 +32,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nwcd import bolt11
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     import argparse
 
     from nwcd.client.client import NWCClient, PaymentResult
+    from nwcd.client.recipients import Recipient, RecipientResult
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -716,6 +718,8 @@ async def pay(args: argparse.Namespace) -> int:
     if uri_text is not None and not looks_like_uri(uri_text) and _looks_like_invoice(uri_text):
         invoices.insert(0, uri_text)  # the URI comes from NWC_URI
         uri_text = None
+    if args.to or args.split is not None or args.value_block is not None:
+        return await _pay_recipients(args, uri_text, invoices)
     uri = connection_uri(uri_text)
     if not invoices:
         raise CommandError("give at least one invoice (lnbc...) after the URI")
@@ -760,6 +764,218 @@ async def pay(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in ordered) else 1
 
 
+# -- pay: recipients, splits, value blocks, zaps -----------------------------------------
+
+
+def _sats(text: str, where: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise CommandError(f"{where}: {text!r} is not a positive whole number of sats")
+    return value
+
+
+def _sats_after(text: str) -> tuple[str, int | None]:
+    """``--to TARGET=SATS``, or a bare ``TARGET`` (an invoice's own amount)."""
+    target, sep, number = text.rpartition("=")
+    if not sep:
+        return text.strip(), None
+    if not target.strip():
+        raise CommandError(f"--to {text!r}: give TARGET=SATS")
+    return target.strip(), _sats(number, f"--to {text!r}")
+
+
+def recipients_of(args: argparse.Namespace, invoices: Sequence[str]) -> list[Recipient]:
+    """The recipients a ``nwcd pay`` command line asks for (amounts given in sat): the
+    invoices, each ``--to``, then the ``--split`` shares."""
+    from nwcd.client.recipients import Recipient, split_recipients
+    from nwcd.recipients.errors import RecipientError
+    from nwcd.recipients.split import parse_share_args
+
+    recipients = [Recipient(_strip_invoice(text)) for text in invoices]
+    for text in args.to:
+        target, sats = _sats_after(text)
+        recipients.append(Recipient(target, sats * 1000 if sats else None, args.comment))
+    if args.split is not None:
+        total, *pairs = args.split
+        if not pairs:
+            raise CommandError("give --split TOTAL_SATS TARGET=SHARE [TARGET=SHARE ...]")
+        try:
+            shares = parse_share_args(pairs)
+            total_msat = _sats(total, "--split") * 1000
+            recipients += split_recipients(total_msat, shares, comment=args.comment)
+        except RecipientError as exc:
+            raise CommandError(exc.reason) from None
+    return recipients
+
+
+def _recipient_line(position: int, total: int, result: RecipientResult) -> str:
+    width = len(str(total))
+    amount = format_msat(result.amount_msat) if result.amount_msat is not None else "amount ?"
+    where = f"[{position:>{width}}/{total}] {result.recipient} {amount}"
+    if result.status == "paid":
+        line = f"{where}: paid, fee {format_msat(result.fee_msat or 0)}"
+        action = result.success_action or {}
+        note = action.get("message") or action.get("plaintext") or action.get("url")
+        return f"{line}; the recipient says: {note}" if note else line
+    if result.status == "resolved":
+        return (
+            f"{where}: would pay {_short(result.invoice or '')}"
+            if result.invoice
+            else (f"{where}: would keysend")
+        )
+    if result.status == "unknown":
+        return f"{where}: no answer in time: the payment may still complete ({result.error})"
+    return f"{where}: FAILED {result.error}"
+
+
+async def _pay_and_show(
+    args: argparse.Namespace,
+    uri_text: str | None,
+    recipients: Sequence[Recipient | RecipientResult],
+    *,
+    dry_run: bool,
+) -> int:
+    """Resolve, then pay (or only show, ``dry_run``); print per recipient; the exit code."""
+    from nwcd.client.recipients import dry_run as dry_results
+    from nwcd.client.recipients import pay_planned, plan
+
+    deadline = _Deadline(args.timeout) if args.timeout is not None else None
+    total = len(recipients)
+
+    def show(index: int, result: RecipientResult) -> None:
+        if not args.json:
+            print(_recipient_line(index + 1, total, result), flush=True)
+
+    planned = await plan(recipients)
+    if dry_run:
+        results = dry_results(planned)
+        for index, result in enumerate(results):
+            show(index, result)
+    else:
+        uri = connection_uri(uri_text)
+        async with _wallet(uri, deadline) as client:
+            limit = deadline.left() if deadline is not None else client.batch_timeout(total)
+            results = await pay_planned(client, planned, timeout=limit, on_result=show)
+    wanted = "resolved" if dry_run else "paid"
+    if args.json:
+        _dump([result.to_json() for result in results])
+    else:
+        done = sum(r.status == wanted for r in results)
+        sent = sum(r.amount_msat or 0 for r in results if r.status == wanted)
+        fees = sum(r.fee_msat or 0 for r in results if r.status == wanted)
+        verb = "resolved (nothing paid)" if dry_run else "paid"
+        print(
+            f"{count(total, 'recipient')}: {done} {verb}, {total - done} not;"
+            f" {format_msat(sent)}" + ("" if dry_run else f" + fees {format_msat(fees)}")
+        )
+    return 0 if results and all(r.status == wanted for r in results) else 1
+
+
+_FEED_LIMIT = 8 << 20  # bytes: feeds with many episodes are large, but not this large
+
+
+async def _read_feed(source: str) -> bytes:
+    """A podcast feed's XML from a file or an http(s) URL (bounded in size)."""
+    if not source.startswith(("http://", "https://")):
+        try:
+            body = await asyncio.to_thread(Path(source).read_bytes)
+        except OSError as exc:
+            raise CommandError(f"cannot read {source}: {exc.strerror}") from None
+        if len(body) > _FEED_LIMIT:
+            raise CommandError(f"{source}: the feed is over {_FEED_LIMIT >> 20} MiB")
+        return body
+    import httpx
+
+    async with httpx.AsyncClient(timeout=20, follow_redirects=True) as http:
+        try:
+            async with http.stream("GET", source) as response:
+                response.raise_for_status()
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _FEED_LIMIT:
+                        raise CommandError(f"{source}: the feed is over {_FEED_LIMIT >> 20} MiB")
+                return body
+        except httpx.HTTPError as exc:
+            raise CommandError(f"cannot fetch {source}: {exc}") from None
+
+
+async def _value_block_recipients(args: argparse.Namespace) -> list[Recipient]:
+    """``--value-block FEED``: the feed's value block split over ``--amount-sat``."""
+    from nwcd.client.recipients import value_block_recipients
+    from nwcd.recipients.errors import RecipientError
+    from nwcd.recipients.value_block import parse_value_block
+
+    if args.amount_sat is None:
+        raise CommandError("--value-block needs --amount-sat, the total to split")
+    try:
+        block = parse_value_block(await _read_feed(args.value_block), episode_guid=args.episode)
+    except RecipientError as exc:
+        raise CommandError(f"{args.value_block}: {exc.reason}") from None
+    recipients = value_block_recipients(
+        block, args.amount_sat * 1000, message=args.message, sender_name=args.sender
+    )
+    if not recipients:
+        raise CommandError(f"{args.value_block}: no recipient gets a whole sat of this amount")
+    return recipients
+
+
+async def _pay_recipients(
+    args: argparse.Namespace, uri_text: str | None, invoices: list[str]
+) -> int:
+    recipients: list[Recipient] = []
+    if args.value_block is not None:
+        recipients = await _value_block_recipients(args)
+    recipients += recipients_of(args, invoices)
+    if not recipients:
+        raise CommandError("no one to pay: give --to, --split or --value-block recipients")
+    return await _pay_and_show(args, uri_text, recipients, dry_run=args.dry_run)
+
+
+async def zap(args: argparse.Namespace) -> int:
+    from nwcd.client.zaps import zap_recipients
+    from nwcd.nostr.keys import SecretKey
+    from nwcd.nostr.nip19 import Nip19Error, parse_pointer
+    from nwcd.recipients.errors import RecipientError
+    from nwcd.relay.pool import RelayPool
+
+    uri = connection_uri(args.uri)
+    try:
+        pointer = parse_pointer(args.target)
+    except Nip19Error as exc:
+        raise CommandError(
+            f"{args.target!r}: {exc} (give note1..., nevent1..., npub1...)"
+        ) from None
+    key_text = args.key or os.environ.get("NWCD_ZAP_KEY")
+    try:
+        secret = SecretKey.parse(key_text) if key_text else SecretKey.generate()
+    except ValueError:
+        raise CommandError(
+            "--key (or NWCD_ZAP_KEY) is not a Nostr secret key (nsec1... or hex)"
+        ) from None
+    relays = tuple(dict.fromkeys([*uri.relays, *args.relay, *pointer.relays]))
+    seconds = args.timeout if args.timeout is not None else 10.0
+    async with RelayPool(relays) as pool:
+        if not await pool.wait_connected(min(10.0, seconds)):
+            raise CommandError(f"no relay reachable: {', '.join(relays)}")
+        try:
+            recipients = await zap_recipients(
+                pool,
+                pointer,
+                args.amount_sat * 1000,
+                secret=secret,
+                relays=relays,
+                comment=args.comment,
+                timeout=min(10.0, seconds),
+            )
+        except RecipientError as exc:
+            raise CommandError(exc.reason, exit_code=1) from None
+    return await _pay_and_show(args, args.uri, recipients, dry_run=args.dry_run)
+
+
 HANDLERS: Mapping[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "balance": balance,
     "budget": budget,
@@ -774,4 +990,5 @@ HANDLERS: Mapping[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]]
     "watch": watch,
     "call": call,
     "pay": pay,
+    "zap": zap,
 }
