@@ -469,6 +469,8 @@ CLIENT_COMMANDS: list[list[str]] = [
     ["watch", "--count", "1"],
     ["call", "get_balance"],
     ["pay", "lnbcrt1invoice"],
+    ["pay", "--to", "alice@127.0.0.1:1=21"],
+    ["zap", "npub1sg6plzptd64u62a878hep2kev88swjh3tw00gjsfl8f237lmu63q0uf63m", "--amount-sat", "1"],
 ]
 
 

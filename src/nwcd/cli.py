@@ -1870,6 +1870,7 @@ _CLIENT_COMMANDS = (
     "watch",
     "call",
     "pay",
+    "zap",
 )
 
 _COMMANDS: dict[

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nwcd.backends.sim_lnurl import SimLnurlServer, lnurl_server
 
+from nwcd.backends.sim_lnurl import SimLnurlServer, lnurl_server
 from nwcd.client.client import NWCClient
 from nwcd.client.recipients import (
     Recipient,

@@ -89,6 +89,47 @@ class RelayUnreachable(NwcdError):
         super().__init__(message)
 
 
+async def connect_relays(pool: RelayPool, timeout: float) -> None:
+    """Wait for one relay of ``pool``; fail as soon as every relay is known to be unreachable.
+
+    Raises:
+        RelayUnreachable: why, per relay.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    waiting = asyncio.ensure_future(pool.wait_connected(timeout))
+    probes: dict[str, asyncio.Future[str | None]] = {}
+    reasons: dict[str, str] = {}
+    try:
+        await asyncio.wait({waiting}, timeout=min(_PROBE_AFTER, timeout))
+        if not waiting.done():
+            probes = {
+                url: asyncio.ensure_future(_probe(url, deadline - loop.time()))
+                for url in pool.relays
+            }
+            pending: set[asyncio.Future[Any]] = {waiting, *probes.values()}
+            while not waiting.done():
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for url, probe in probes.items():
+                    if probe in done and (reason := probe.result()) is not None:
+                        reasons[url] = reason
+                if probes and len(reasons) == len(probes) and not waiting.done():
+                    raise RelayUnreachable(reasons)
+        if waiting.result():
+            return
+        raise RelayUnreachable(
+            {
+                url: reasons.get(url, f"no connection within {_seconds(timeout)} s")
+                for url in pool.relays
+            }
+        )
+    finally:
+        futures: list[asyncio.Future[Any]] = [waiting, *probes.values()]
+        for future in futures:
+            future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)
+
+
 class NWCError(RequestError):
     """The wallet answered with an error; ``wallet_code`` is its code exactly as sent."""
 
@@ -230,41 +271,7 @@ class NWCClient:
         await self._pool.close()
 
     async def _connect(self) -> None:
-        """Wait for one relay; fail as soon as every relay is known to be unreachable."""
-        timeout = self._connect_timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        waiting = asyncio.ensure_future(self._pool.wait_connected(timeout))
-        probes: dict[str, asyncio.Future[str | None]] = {}
-        reasons: dict[str, str] = {}
-        try:
-            await asyncio.wait({waiting}, timeout=min(_PROBE_AFTER, timeout))
-            if not waiting.done():
-                probes = {
-                    url: asyncio.ensure_future(_probe(url, deadline - loop.time()))
-                    for url in self._pool.relays
-                }
-                pending: set[asyncio.Future[Any]] = {waiting, *probes.values()}
-                while not waiting.done():
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for url, probe in probes.items():
-                        if probe in done and (reason := probe.result()) is not None:
-                            reasons[url] = reason
-                    if probes and len(reasons) == len(probes) and not waiting.done():
-                        raise RelayUnreachable(reasons)
-            if waiting.result():
-                return
-            raise RelayUnreachable(
-                {
-                    url: reasons.get(url, f"no connection within {_seconds(timeout)} s")
-                    for url in self._pool.relays
-                }
-            )
-        finally:
-            futures: list[asyncio.Future[Any]] = [waiting, *probes.values()]
-            for future in futures:
-                future.cancel()
-            await asyncio.gather(*futures, return_exceptions=True)
+        await connect_relays(self._pool, self._connect_timeout)
 
     async def _read_info(self) -> WalletInfo:
         subscription = await self._pool.subscribe(

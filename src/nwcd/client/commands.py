@@ -936,6 +936,7 @@ async def _pay_recipients(
 
 
 async def zap(args: argparse.Namespace) -> int:
+    from nwcd.client.client import connect_relays
     from nwcd.client.zaps import zap_recipients
     from nwcd.nostr.keys import SecretKey
     from nwcd.nostr.nip19 import Nip19Error, parse_pointer
@@ -959,8 +960,7 @@ async def zap(args: argparse.Namespace) -> int:
     relays = tuple(dict.fromkeys([*uri.relays, *args.relay, *pointer.relays]))
     seconds = args.timeout if args.timeout is not None else 10.0
     async with RelayPool(relays) as pool:
-        if not await pool.wait_connected(min(10.0, seconds)):
-            raise CommandError(f"no relay reachable: {', '.join(relays)}")
+        await connect_relays(pool, min(10.0, seconds))
         try:
             recipients = await zap_recipients(
                 pool,
