@@ -314,3 +314,32 @@ async def test_the_client_checks_every_url_it_requests() -> None:
     async with new_http_client() as client:
         with pytest.raises(RecipientError, match="plain http"):
             await client.get("http://example.com/")
+
+
+async def test_a_value_block_share_below_the_minimum_is_skipped(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    """The client's plan: a value-block share under ``minSendable`` is skipped, not sent and
+    not failed; the same amount asked for explicitly is a failure with the reason."""
+    from nwcd.client.recipients import Planned, Recipient, RecipientResult, plan
+
+    address = f"range@{server.base.removeprefix('http://')}"
+    skipped, failed, fine = await plan(
+        [
+            Recipient(address, 3_000, skip_below_minimum=True),
+            Recipient(address, 3_000),
+            Recipient(address, 6_000, skip_below_minimum=True),
+        ],
+        http=http,
+    )
+    assert isinstance(skipped, RecipientResult)
+    assert isinstance(failed, RecipientResult)
+    assert (skipped.status, skipped.error) == (
+        "skipped",
+        "below the 5000 msat the recipient accepts",
+    )
+    assert failed.status == "failed"
+    assert "outside what the recipient accepts" in (failed.error or "")
+    assert isinstance(fine, Planned)
+    assert fine.amount_msat == 6_000
+    assert [call["amount"] for call in server.calls] == ["6000"]

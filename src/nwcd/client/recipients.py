@@ -59,7 +59,7 @@ __all__ = [
     "value_block_recipients",
 ]
 
-Status = Literal["paid", "failed", "unknown", "resolved"]
+Status = Literal["paid", "failed", "unknown", "resolved", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +85,17 @@ class Recipient:
     comment: str | None = None
     tlv_records: tuple[tuple[int, str], ...] = ()
     zap: ZapAsk | None = None
+    skip_below_minimum: bool = False
+    """A value-block share below the server's ``minSendable`` is not sent (``skipped``,
+    not ``failed``); its part is not given to the others."""
 
 
 @dataclass(frozen=True, slots=True)
 class RecipientResult:
     """What happened to one recipient. ``status``: ``paid``; ``failed`` (``error`` says
     why; nothing was paid); ``unknown`` (no answer in time: the payment may still
-    complete); ``resolved`` (a dry run: it would be paid ``invoice``)."""
+    complete); ``resolved`` (a dry run: it would be paid ``invoice``); ``skipped`` (a
+    value-block share below what the recipient accepts: not sent, ``error`` says why)."""
 
     recipient: str
     amount_msat: int | None
@@ -225,6 +229,13 @@ async def _plan_one(
         if isinstance(target, KeysendTarget):
             return Planned(recipient, amount, pubkey=target.pubkey)
         params = await pay_params(http, target)
+        if recipient.skip_below_minimum and amount < params.min_sendable_msat:
+            return RecipientResult(
+                recipient.target,
+                amount,
+                "skipped",
+                error=f"below the {params.min_sendable_msat} msat the recipient accepts",
+            )
         zap = _zap_request(params, target, recipient, amount)
         comment = None if zap is not None else recipient.comment
         resolved = await resolve(
@@ -368,7 +379,8 @@ def value_block_recipients(
     """A podcast value block's recipients for ``total_msat``, split by the value spec's
     rule (:func:`nwcd.recipients.value_block.value_amounts`): a node gets a keysend with
     the boostagram record (TLV 7629169) and its own custom record; a lightning address is
-    paid through LNURL-pay with the message as its comment. Zero parts are left out."""
+    paid through LNURL-pay with the message as its comment, and skipped when its part is
+    below the server's minimum. Zero parts are left out."""
     record = boostagram(
         block.podcast,
         block.episode,
@@ -389,5 +401,5 @@ def value_block_recipients(
             pairs = tuple((int(tlv["type"]), str(tlv["value"])) for tlv in tlvs)
             recipients.append(Recipient(who.address, amount, tlv_records=pairs))
         else:
-            recipients.append(Recipient(who.address, amount, message))
+            recipients.append(Recipient(who.address, amount, message, skip_below_minimum=True))
     return recipients
