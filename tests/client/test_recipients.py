@@ -222,3 +222,26 @@ async def test_the_cli_forms(tmp_path: Path, paying: Paying) -> None:
     assert good["ok"] is True
     assert bad["ok"] is False
     assert bad["error"]
+
+
+async def test_a_wallet_without_batches_gets_single_payments(
+    tmp_path: Path, nwcd_relay: object
+) -> None:
+    url = nwcd_relay.url  # type: ignore[attr-defined]
+    async with WalletHarness(tmp_path, [url]) as wallet:
+        uri = await wallet.connect(methods=frozenset({"pay_invoice", "pay_keysend", "get_info"}))
+        await wallet.start()
+        node = await wallet.backend.add_node("node")
+        async with lnurl_server(wallet.backend) as server:
+            recipients = [
+                Recipient(server.address("alice"), 1_000),
+                Recipient(server.address("bob"), 2_000),
+                Recipient(node, 3_000, tlv_records=((696969, "6869"),)),
+            ]
+            async with NWCClient(uri, timeout=30) as client:
+                sent = methods_sent(client)
+                results = await pay_recipients(client, recipients)
+        assert sorted(sent) == ["pay_invoice", "pay_invoice", "pay_keysend"]
+        assert [r.status for r in results] == ["paid"] * 3
+        [keysend] = await wallet.backend.received("node")
+        assert [(t.type, t.text) for t in keysend.tlv_records] == [(696969, "hi")]
