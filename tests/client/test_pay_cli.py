@@ -12,11 +12,15 @@ from tests.service.harness import WalletHarness
 
 
 async def nwcd_pay(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    return await nwcd_command("pay", *args, env=env)
+
+
+async def nwcd_command(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``nwcd ARGS`` as a process: its exit code, stdout and stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "nwcd",
-        "pay",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -21,25 +19,10 @@ from nwcd.nostr.keys import SecretKey
 from nwcd.nostr.nip19 import encode_nevent
 from nwcd.recipients.zap import zap_description_hash
 from nwcd.relay.pool import RelayPool
+from tests.client.test_pay_cli import nwcd_command
 from tests.service.harness import WalletHarness
 
 pytestmark = pytest.mark.relay
-
-
-async def nwcd_zap(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nwcd",
-        "zap",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 async def test_a_notes_zap_split_and_a_profile(tmp_path: Path, nostr_relay: object) -> None:
@@ -78,7 +61,8 @@ async def test_a_notes_zap_split_and_a_profile(tmp_path: Path, nostr_relay: obje
                 assert (await pool.publish(event)).ok
 
             nevent = encode_nevent(note.id, relays=(relay,))
-            code, out, err = await nwcd_zap(
+            code, out, err = await nwcd_command(
+                "zap",
                 uri.format(), nevent, "--amount-sat", "40", "--comment", "gm",
                 "--key", zapper.reveal_nsec(), "--json",
             )  # fmt: skip
@@ -91,8 +75,8 @@ async def test_a_notes_zap_split_and_a_profile(tmp_path: Path, nostr_relay: obje
             ]
             assert "no profile" in results[2]["error"]
 
-            code, out, err = await nwcd_zap(
-                uri.format(), alice.public_key.npub(), "--amount-sat", "5", "--json"
+            code, out, err = await nwcd_command(
+                "zap", uri.format(), alice.public_key.npub(), "--amount-sat", "5", "--json"
             )
             assert code == 0, err
             [profile_zap] = json.loads(out)
