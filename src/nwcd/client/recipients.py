@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from nwcd import bolt11
+from nwcd.client.client import TIMEOUT_CODE, InvoiceRequest, KeysendRequest
 from nwcd.errors import InvalidInvoice
 from nwcd.recipients.errors import RecipientError
 from nwcd.recipients.lnurl import (
@@ -36,8 +37,10 @@ from nwcd.recipients.lnurl import (
     parse_target,
     reveal,
 )
+from nwcd.recipients.resolve import new_http_client, pay_params, resolve
 from nwcd.recipients.split import split_total
 from nwcd.recipients.value_block import ValueBlock, boostagram, tlv_records, value_amounts
+from nwcd.recipients.zap import zap_request
 
 if TYPE_CHECKING:
     import httpx
@@ -165,10 +168,8 @@ def split_recipients(
     ]
 
 
-def _failed(recipient: Recipient, reason: str, **fields: Any) -> RecipientResult:
-    return RecipientResult(
-        recipient.target, recipient.amount_msat, "failed", error=reason, **fields
-    )
+def _failed(recipient: Recipient, reason: str) -> RecipientResult:
+    return RecipientResult(recipient.target, recipient.amount_msat, "failed", error=reason)
 
 
 def _invoice_plan(recipient: Recipient, target: InvoiceTarget) -> Planned:
@@ -193,8 +194,6 @@ def _zap_request(
 ) -> Event | None:
     """The signed kind-9734 request that makes this payment a zap (the comment goes in
     its content), or None for a plain payment."""
-    from nwcd.recipients.zap import zap_request
-
     zap = recipient.zap
     if zap is None:
         return None
@@ -215,8 +214,6 @@ def _zap_request(
 async def _plan_one(
     recipient: Recipient | RecipientResult, http: httpx.AsyncClient
 ) -> Planned | RecipientResult:
-    from nwcd.recipients.resolve import pay_params, resolve
-
     if isinstance(recipient, RecipientResult):
         return recipient
     try:
@@ -257,8 +254,6 @@ async def _http(http: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClie
     if http is not None:
         yield http
         return
-    from nwcd.recipients.resolve import new_http_client
-
     async with new_http_client() as client:
         yield client
 
@@ -273,8 +268,6 @@ async def plan(
 
 
 def _paid(planned: Planned, result: PaymentResult) -> RecipientResult:
-    from nwcd.client.client import TIMEOUT_CODE
-
     if result.ok:
         action = planned.success_action
         return planned.result(
@@ -298,8 +291,6 @@ async def pay_planned(
 ) -> list[RecipientResult]:
     """Pay the resolved recipients in one batch per kind; results in input order.
     ``on_result(index, result)`` is called as each arrives (failed plans first)."""
-    from nwcd.client.client import InvoiceRequest, KeysendRequest
-
     results: dict[int, RecipientResult] = {}
 
     def done(index: int, result: RecipientResult) -> None:
