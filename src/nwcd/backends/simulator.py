@@ -1855,23 +1855,31 @@ class SimulatedBackend:
         return self._incoming(self._clock.now())
 
     async def _incoming(self, since: float) -> AsyncIterator[Transaction]:
+        """Changes of this process wake the loop; another process's show in the file's
+        stat (checked every ``poll_interval``, a syscall), so an idle wallet queries the
+        file only every ``_FULL_CHECK`` seconds, a bound for what a stat could miss."""
         wake = asyncio.Event()
         self._incoming_wakeups.add(wake)
+        loop = asyncio.get_running_loop()
         try:
             cursor: int | None = None
+            mark, checked_at = _file_mark(self._config.path), -_FULL_CHECK
             while not self._closed:
-                wake.clear()
-                try:
-                    now, cursor, rows = await self._run(
-                        functools.partial(self._incoming_events, since, cursor)
-                    )
-                except BackendUnavailable:
-                    if self._closed:
-                        return
-                    raise
-                for row in rows:
-                    cursor = int(row["event_seq"])
-                    yield _transaction(row, now)
+                seen = _file_mark(self._config.path)
+                if wake.is_set() or seen != mark or loop.time() - checked_at >= _FULL_CHECK:
+                    wake.clear()
+                    mark, checked_at = seen, loop.time()  # before the query: none is missed
+                    try:
+                        now, cursor, rows = await self._run(
+                            functools.partial(self._incoming_events, since, cursor)
+                        )
+                    except BackendUnavailable:
+                        if self._closed:
+                            return
+                        raise
+                    for row in rows:
+                        cursor = int(row["event_seq"])
+                        yield _transaction(row, now)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._config.poll_interval):
                         await wake.wait()
@@ -1906,6 +1914,24 @@ if TYPE_CHECKING:  # mypy proves the simulator implements the port
 
     def _implements_port(backend: SimulatedBackend) -> LightningBackend:
         return backend
+
+
+_FULL_CHECK = 1.0
+"""Seconds between queries for incoming payments while the file's stat shows no change."""
+
+
+def _file_mark(path: Path) -> tuple[int, ...]:
+    """What changes when any process commits to the file: the WAL's and the database's
+    size and modification time (a checkpoint may reset the WAL)."""
+    mark: list[int] = []
+    for name in (f"{path}-wal", str(path)):
+        try:
+            status = os.stat(name)
+        except FileNotFoundError:
+            mark += (-1, -1)
+        else:
+            mark += (status.st_mtime_ns, status.st_size)
+    return tuple(mark)
 
 
 def _connect(config: SimulatorConfig, clock: Clock) -> tuple[sqlite3.Connection, dict[str, str]]:
