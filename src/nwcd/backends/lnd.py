@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from nwcd import bolt11
-from nwcd.backends._http import BadResponse, map_exceptions
+from nwcd.backends._http import BadResponse, http_transport, map_exceptions
 from nwcd.bolt11 import Invoice
 from nwcd.errors import (
     BackendError,
@@ -427,22 +427,27 @@ class LndBackend:
         client = httpx.AsyncClient(
             base_url=config.url.rstrip("/"),
             headers={"User-Agent": "nwcd", _MACAROON_HEADER: config.macaroon},
-            verify=verify,
             timeout=httpx.Timeout(config.timeout),
-            limits=_POOL,
-            transport=transport,
+            transport=transport if transport is not None else http_transport(verify, _POOL),
             trust_env=False,
             follow_redirects=False,
         )
         return cls(config, client)
 
     async def close(self) -> None:
-        """Close the HTTP client; running streams end."""
+        """Close the HTTP client; running streams end.
+
+        The hold invoice watchers are cancelled and waited for before the client
+        closes: none is left to finish (or open) a connection after this returns.
+        """
         self._closed = True
-        for watcher in self._hold_watchers.values():
+        watchers = list(self._hold_watchers.values())
+        for watcher in watchers:
             watcher.cancel()
         for stream in self._streams:
             stream.put_nowait(None)
+        if watchers:
+            await asyncio.wait(watchers)
         await self._client.aclose()
 
     async def __aenter__(self) -> LndBackend:
@@ -862,6 +867,7 @@ class LndBackend:
         finally:
             self._streams.discard(stream)
             settled.cancel()
+            await asyncio.wait([settled])  # its connection closed before the stream ends
 
     async def _watch_open_holds(self) -> None:
         """Watch the hold invoices LND has open (made before this stream started)."""
