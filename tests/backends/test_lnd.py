@@ -199,36 +199,6 @@ async def test_send_errors_map_to_outcomes() -> None:
     await backend.close()
 
 
-async def test_a_request_cancelled_in_its_tls_handshake_closes_its_connection() -> None:
-    """A task cancelled while its connection's TLS handshake runs (a hold invoice watcher
-    when the backend closes) closes that connection then, not the garbage collector
-    later (``ResourceWarning: unclosed transport``)."""
-    hello = asyncio.Event()
-    closed = asyncio.Event()
-
-    async def never_answers_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1)  # the ClientHello: the client waits in its handshake
-        hello.set()
-        await reader.read()  # until the client closes
-        closed.set()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(never_answers_tls, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        config = LndConfig(f"https://127.0.0.1:{port}", MACAROON, None, timeout=30)
-        async with await LndBackend.open(config) as backend:
-            asking = asyncio.create_task(backend.get_info())
-            async with asyncio.timeout(10):
-                await hello.wait()
-            asking.cancel()
-            await asyncio.wait([asking])
-            assert asking.cancelled()
-            async with asyncio.timeout(10):
-                await closed.wait()
-
-
 # --- the network -------------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from nwcd import bolt11
-from nwcd.backends._http import BadResponse, http_transport, map_exceptions
+from nwcd.backends._http import BadResponse, map_exceptions
 from nwcd.bolt11 import Invoice
 from nwcd.errors import (
     BackendError,
@@ -50,6 +50,7 @@ from nwcd.errors import (
     InvalidInvoice,
     RequestError,
 )
+from nwcd.http_transport import http_transport
 from nwcd.nip47.methods import (
     ListTransactionsParams,
     MakeHoldInvoiceParams,

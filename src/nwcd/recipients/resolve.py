@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from nwcd import __version__, bolt11
+from nwcd.http_transport import http_transport
 from nwcd.nostr.event import Event
 from nwcd.recipients.errors import RecipientError
 from nwcd.recipients.lnurl import (
@@ -70,6 +71,7 @@ def new_http_client() -> httpx.AsyncClient:
         headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
         event_hooks={"request": [_check_request]},
         trust_env=False,
+        transport=http_transport(),
     )
 
 
