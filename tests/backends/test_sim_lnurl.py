@@ -17,7 +17,6 @@ from nwcd.backends.sim_lnurl import (
     COMMENT_ALLOWED,
     MAX_SENDABLE_MSAT,
     MIN_SENDABLE_MSAT,
-    ZAP_RECEIPT_KIND,
     SimLnurlServer,
     lnurl_server,
     pay_metadata,
@@ -26,6 +25,7 @@ from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.bolt11 import decode
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import SecretKey
+from nwcd.nostr.kinds import Kind
 from nwcd.ports import Succeeded
 from nwcd.recipients.zap import zap_request, zap_request_json
 from nwcd.relay.pool import RelayPool
@@ -205,7 +205,7 @@ async def test_a_paid_zap_gets_its_receipt_on_the_requests_relays(
     )
     async with RelayPool([nwcd_relay.url]) as pool:
         receipts = await pool.subscribe(
-            [Filter(kinds=(ZAP_RECEIPT_KIND,), tags={"p": (recipient,)})]
+            [Filter(kinds=(Kind.ZAP_RECEIPT,), tags={"p": (recipient,)})]
         )
         response = await http.get(callback, params={"amount": 5_000, "nostr": zap})
         invoice = decode(response.json()["pr"])
@@ -213,7 +213,7 @@ async def test_a_paid_zap_gets_its_receipt_on_the_requests_relays(
         receipt = await asyncio.wait_for(receipts.get(), 10)
     receipt.verify()
     assert receipt.pubkey == server.nostr_pubkey
-    assert receipt.kind == ZAP_RECEIPT_KIND
+    assert receipt.kind == Kind.ZAP_RECEIPT
     assert receipt.tag_value("p") == recipient
     assert receipt.tag_value("e") == zapped_event
     assert receipt.tag_value("P") == json.loads(zap)["pubkey"]

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from nwcd import bolt11
-from nwcd.backends.sim_lnurl import ZAP_RECEIPT_KIND, lnurl_server
+from nwcd.backends.sim_lnurl import lnurl_server
 from nwcd.client.zaps import fetch
 from nwcd.nostr.event import sign_event
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import SecretKey
+from nwcd.nostr.kinds import Kind
 from nwcd.nostr.nip19 import encode_nevent
-from nwcd.recipients.zap import zap_description_hash
+from nwcd.recipients.lnurl import description_hash
 from nwcd.relay.pool import RelayPool
 from tests.client.test_pay_cli import nwcd_command
 from tests.service.harness import WalletHarness
@@ -40,7 +41,7 @@ async def test_a_notes_zap_split_and_a_profile(tmp_path: Path, nostr_relay: obje
             profiles = [
                 sign_event(
                     key,
-                    kind=0,
+                    kind=Kind.METADATA,
                     content=json.dumps({"name": name, "lud16": lnurl.address(name)}),
                     created_at=now,
                 )
@@ -99,7 +100,7 @@ async def test_a_notes_zap_split_and_a_profile(tmp_path: Path, nostr_relay: obje
             async with asyncio.timeout(20):
                 while True:
                     receipts = await fetch(
-                        pool, [Filter(kinds=(ZAP_RECEIPT_KIND,), tags={"e": (note.id,)})], 5
+                        pool, [Filter(kinds=(Kind.ZAP_RECEIPT,), tags={"e": (note.id,)})], 5
                     )
                     if len(receipts) == 2:
                         break
@@ -114,4 +115,4 @@ async def test_a_notes_zap_split_and_a_profile(tmp_path: Path, nostr_relay: obje
             assert receipt_invoice is not None
             paid = bolt11.decode(receipt_invoice)
             assert paid.payment_hash == split_alice.payment_hash
-            assert paid.description_hash == zap_description_hash(description)
+            assert paid.description_hash == description_hash(description)

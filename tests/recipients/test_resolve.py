@@ -29,7 +29,7 @@ from nwcd.recipients.lnurl import (
     reveal,
 )
 from nwcd.recipients.resolve import MAX_RESPONSE_BYTES, new_http_client, pay_params, resolve
-from nwcd.recipients.zap import check_zap_request, zap_description_hash, zap_request
+from nwcd.recipients.zap import check_zap_request, zap_request
 from tests.recipients.support import mint
 
 PREIMAGE = bytes(range(32))
@@ -138,7 +138,7 @@ def build_app(server: Server) -> web.Application:
                 check_zap_request(query["nostr"], amount_msat=amount)
             except RecipientError as exc:
                 return web.json_response({"status": "ERROR", "reason": exc.reason})
-            hashed = zap_description_hash(query["nostr"])
+            hashed = description_hash(query["nostr"])
         elif name == "cberror":
             return web.json_response({"status": "ERROR", "reason": "Invoice limit reached"})
         elif name == "wrongamount":

@@ -9,13 +9,13 @@ import pytest
 
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import SecretKey
+from nwcd.nostr.kinds import Kind
 from nwcd.recipients.errors import RecipientError
+from nwcd.recipients.lnurl import description_hash
 from nwcd.recipients.zap import (
     MAX_ZAP_REQUEST_LENGTH,
-    ZAP_REQUEST_KIND,
     ZapSplit,
     check_zap_request,
-    zap_description_hash,
     zap_request,
     zap_request_json,
     zap_splits,
@@ -44,7 +44,7 @@ def make_request(**changes: object) -> Event:
     return zap_request(SENDER, **args)  # type: ignore[arg-type]
 
 
-def signed(tags: list[list[str]], *, kind: int = ZAP_REQUEST_KIND) -> str:
+def signed(tags: list[list[str]], *, kind: int = Kind.ZAP_REQUEST) -> str:
     event = sign_event(SENDER, kind=kind, content="", tags=tags, created_at=1_700_000_000)
     return zap_request_json(event)
 
@@ -98,8 +98,8 @@ def test_json_is_compact_and_hash_is_of_the_utf8_text() -> None:
     assert "⚡" in text
     assert json.loads(text) == event.to_json()
     # sha256 of the UTF-8 bytes, as the invoice's description hash must be.
-    assert zap_description_hash(text) == hashlib.sha256(text.encode()).hexdigest()
-    assert zap_description_hash("{}") == (
+    assert description_hash(text) == hashlib.sha256(text.encode()).hexdigest()
+    assert description_hash("{}") == (
         "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
     )
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import socket
@@ -36,7 +35,9 @@ from nwcd.bolt11 import decode
 from nwcd.errors import BackendUnavailable
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import SecretKey
+from nwcd.nostr.kinds import Kind
 from nwcd.recipients.errors import RecipientError
+from nwcd.recipients.lnurl import description_hash
 from nwcd.recipients.zap import check_zap_request
 from nwcd.relay.pool import RelayPool
 
@@ -44,7 +45,6 @@ __all__ = [
     "COMMENT_ALLOWED",
     "MAX_SENDABLE_MSAT",
     "MIN_SENDABLE_MSAT",
-    "ZAP_RECEIPT_KIND",
     "SimLnurlServer",
     "lnurl_server",
     "pay_metadata",
@@ -56,7 +56,6 @@ log = logging.getLogger("nwcd.simulator")
 MIN_SENDABLE_MSAT: Final = 1_000
 MAX_SENDABLE_MSAT: Final = 100_000_000_000  # 1 BTC
 COMMENT_ALLOWED: Final = 255  # LUD-12: the longest comment the callback takes
-ZAP_RECEIPT_KIND: Final = 9735
 _RECEIPT_POLL: Final = 0.1  # seconds between looks for paid zap invoices
 _PUBLISH_TIMEOUT: Final = 5.0  # seconds to wait for the relays' OK of a receipt
 
@@ -97,8 +96,7 @@ class _Mint:
 
     @property
     def description_hash(self) -> str:
-        """sha256 of the exact text: the metadata (LUD-06) or the zap request (NIP-57)."""
-        return hashlib.sha256(self.description.encode("utf-8")).hexdigest()
+        return description_hash(self.description)
 
 
 def pay_metadata(name: str, authority: str) -> str:
@@ -163,7 +161,7 @@ def zap_receipt(secret: SecretKey, *, zap_json: str, bolt11: str, paid_at: int) 
         if tag and tag[0] == name and len(tag) > 1
     ]
     tags += [["P", request["pubkey"]], ["bolt11", bolt11], ["description", zap_json]]
-    return sign_event(secret, kind=ZAP_RECEIPT_KIND, content="", tags=tags, created_at=paid_at)
+    return sign_event(secret, kind=Kind.ZAP_RECEIPT, content="", tags=tags, created_at=paid_at)
 
 
 @dataclass(frozen=True, slots=True)

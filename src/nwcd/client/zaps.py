@@ -18,6 +18,7 @@ from nwcd.client.recipients import Recipient, RecipientResult, ZapAsk
 from nwcd.nostr.event import Event
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import PublicKey, SecretKey
+from nwcd.nostr.kinds import Kind
 from nwcd.nostr.nip19 import Pointer
 from nwcd.recipients.errors import RecipientError
 from nwcd.recipients.split import split_total
@@ -25,8 +26,6 @@ from nwcd.recipients.zap import zap_splits
 from nwcd.relay.pool import RelayPool
 
 __all__ = ["fetch", "lightning_address", "zap_recipients"]
-
-_METADATA_KIND = 0
 
 
 async def fetch(pool: RelayPool, filters: Sequence[Filter], timeout: float) -> list[Event]:
@@ -42,7 +41,7 @@ async def fetch(pool: RelayPool, filters: Sequence[Filter], timeout: float) -> l
             got[event.id] = event
     finally:
         await subscription.close()
-    return [event for event in got.values() if event.signature_valid()]
+    return list(got.values())  # the pool verified each one
 
 
 def lightning_address(profile: Event) -> str | None:
@@ -92,7 +91,7 @@ async def zap_recipients(
         weights = [(pointer.id, 1)]
     amounts = split_total(amount_msat, [weight for _, weight in weights])
     pubkeys = tuple(dict.fromkeys(pubkey for pubkey, _ in weights))
-    profiles = await fetch(pool, [Filter(kinds=(_METADATA_KIND,), authors=pubkeys)], timeout)
+    profiles = await fetch(pool, [Filter(kinds=(Kind.METADATA,), authors=pubkeys)], timeout)
     newest: dict[str, Event] = {}
     for profile in profiles:
         if profile.pubkey not in newest or profile.created_at > newest[profile.pubkey].created_at:

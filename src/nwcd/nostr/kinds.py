@@ -8,8 +8,11 @@ __all__ = ["Kind", "is_ephemeral", "is_replaceable"]
 
 
 class Kind(IntEnum):
-    """Kinds of NIP-47 (and NIP-42 for relay authentication)."""
+    """Kinds of NIP-47, NIP-42 (relay authentication) and those zaps use (NIP-01, NIP-57)."""
 
+    METADATA = 0
+    ZAP_REQUEST = 9734
+    ZAP_RECEIPT = 9735
     NWC_INFO = 13194
     NWC_REQUEST = 23194
     NWC_RESPONSE = 23195

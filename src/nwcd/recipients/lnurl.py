@@ -409,9 +409,10 @@ def callback_url(
     return parts._replace(query=query, fragment="").geturl()
 
 
-def description_hash(metadata: str) -> str:
-    """The hex ``sha256`` of the metadata text, which the invoice's ``h`` field must hold."""
-    return hashlib.sha256(metadata.encode("utf-8")).hexdigest()
+def description_hash(text: str) -> str:
+    """The hex ``sha256`` an invoice's ``h`` field must hold for ``text``: the pay
+    metadata (LUD-06), or a zap request's JSON exactly as sent (NIP-57)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_invoice(

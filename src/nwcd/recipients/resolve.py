@@ -34,7 +34,7 @@ from nwcd.recipients.lnurl import (
     parse_pay_params,
     server_reason,
 )
-from nwcd.recipients.zap import check_zap_request, zap_description_hash, zap_request_json
+from nwcd.recipients.zap import check_zap_request, zap_request_json
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -192,7 +192,7 @@ async def resolve(
         zap_json = zap_request_json(zap_request)
         check_zap_request(zap_json, amount_msat=amount_msat)
         lnurl = zap_request.tag_value("lnurl") or encode_lnurl(target.url)
-        expected = zap_description_hash(zap_json)
+        expected = description_hash(zap_json)
     url = callback_url(params, amount_msat, comment=comment, zap_request=zap_json, lnurl=lnurl)
     answer = await _get_json(http, url, timeout)
     decoded, action = check_pay_answer(

@@ -9,7 +9,6 @@ checks; Appendix G: ``zap`` tags that split a zap between several people).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -19,21 +18,19 @@ from typing import Final
 from nwcd.errors import InvalidEvent, InvalidKey
 from nwcd.nostr.event import Event, parse_event, sign_event
 from nwcd.nostr.keys import PublicKey, SecretKey
+from nwcd.nostr.kinds import Kind
 from nwcd.recipients.errors import RecipientError
 
 __all__ = [
     "MAX_ZAP_REQUEST_LENGTH",
-    "ZAP_REQUEST_KIND",
     "ZapSplit",
     "check_zap_request",
     "is_nostr_pubkey",
-    "zap_description_hash",
     "zap_request",
     "zap_request_json",
     "zap_splits",
 ]
 
-ZAP_REQUEST_KIND: Final = 9734
 # Far above any honest zap request (a comment and a few relays), small enough to parse freely.
 MAX_ZAP_REQUEST_LENGTH: Final = 65536
 _HEX: Final = frozenset("0123456789abcdef")
@@ -101,18 +98,13 @@ def zap_request(
     if coordinate is not None:
         tags.append(["a", coordinate])
     return sign_event(
-        secret, kind=ZAP_REQUEST_KIND, content=comment, tags=tags, created_at=created_at
+        secret, kind=Kind.ZAP_REQUEST, content=comment, tags=tags, created_at=created_at
     )
 
 
 def zap_request_json(event: Event) -> str:
     """The text sent as the ``nostr`` parameter: compact JSON, non-ASCII kept verbatim."""
     return json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":"))
-
-
-def zap_description_hash(zap_json: str) -> str:
-    """The description hash (hex) a zap invoice must carry: ``sha256`` of the JSON as sent."""
-    return hashlib.sha256(zap_json.encode("utf-8")).hexdigest()
 
 
 def _tags(event: Event, name: str) -> list[tuple[str, ...]]:
@@ -157,8 +149,8 @@ def check_zap_request(text: str, *, amount_msat: int | None) -> Event:
         event.verify()
     except InvalidEvent as exc:
         raise RecipientError(f"the zap request is not a valid nostr event: {exc}") from None
-    if event.kind != ZAP_REQUEST_KIND:
-        raise RecipientError(f"a zap request is of kind {ZAP_REQUEST_KIND}, not {event.kind}")
+    if event.kind != Kind.ZAP_REQUEST:
+        raise RecipientError(f"a zap request is of kind {Kind.ZAP_REQUEST:d}, not {event.kind}")
     if not event.tags:
         raise RecipientError("the zap request has no tags")
     recipient = _single_value(event, "p", required=True)
