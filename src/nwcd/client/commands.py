@@ -898,18 +898,20 @@ async def _read_feed(source: str) -> bytes:
         return body
     import httpx
 
-    async with httpx.AsyncClient(timeout=20, follow_redirects=True) as http:
+    from nwcd.http_transport import http_transport
+    from nwcd.recipients.errors import RecipientError
+    from nwcd.recipients.resolve import read_bounded
+
+    transport = http_transport()  # feeds may be plain HTTP: not the LNURL client
+    async with httpx.AsyncClient(timeout=20, follow_redirects=True, transport=transport) as http:
         try:
             async with http.stream("GET", source) as response:
                 response.raise_for_status()
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > _FEED_LIMIT:
-                        raise CommandError(f"{source}: the feed is over {_FEED_LIMIT >> 20} MiB")
-                return body
+                return await read_bounded(response, source, _FEED_LIMIT)
         except httpx.HTTPError as exc:
             raise CommandError(f"cannot fetch {source}: {exc}") from None
+        except RecipientError as exc:
+            raise CommandError(exc.reason) from None
 
 
 async def _value_block_recipients(args: argparse.Namespace) -> list[Recipient]:

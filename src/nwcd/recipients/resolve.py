@@ -43,6 +43,7 @@ __all__ = [
     "Resolved",
     "new_http_client",
     "pay_params",
+    "read_bounded",
     "resolve",
 ]
 
@@ -79,15 +80,22 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
-async def _read(response: httpx.Response, host: str) -> bytes:
+async def read_bounded(
+    response: httpx.Response, host: str, limit: int = MAX_RESPONSE_BYTES
+) -> bytes:
+    """A streamed response's body, refused as soon as it is known to exceed ``limit`` bytes.
+
+    Raises:
+        RecipientError: too large (``host`` names the server).
+    """
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise RecipientError(f"{host} answered more than {MAX_RESPONSE_BYTES // 1024} KiB")
+    if declared.isdigit() and int(declared) > limit:
+        raise RecipientError(f"{host} answered more than {limit // 1024} KiB")
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise RecipientError(f"{host} answered more than {MAX_RESPONSE_BYTES // 1024} KiB")
+        if len(body) > limit:
+            raise RecipientError(f"{host} answered more than {limit // 1024} KiB")
     return bytes(body)
 
 
@@ -99,7 +107,7 @@ async def _fetch(http: httpx.AsyncClient, url: str) -> tuple[str, int, bytes]:
         async with http.stream("GET", url, follow_redirects=False) as response:
             location = response.headers.get("location")
             if response.status_code not in _REDIRECTS or location is None:
-                return url, response.status_code, await _read(response, _host(url))
+                return url, response.status_code, await read_bounded(response, _host(url))
         url = urljoin(url, location)
         if url in seen:
             raise RecipientError(f"{_host(url)} redirects in a loop")
