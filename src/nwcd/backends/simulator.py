@@ -83,6 +83,7 @@ from nwcd.nip47.methods import (
     TlvRecord,
 )
 from nwcd.nip47.results import NodeInfo, Transaction
+from nwcd.nostr.event import is_hex
 from nwcd.nostr.keys import SecretKey
 from nwcd.ports import (
     BACKEND_METHODS,
@@ -424,11 +425,6 @@ def _derive_key(seed: bytes, label: bytes) -> bytes:
         if 0 < int.from_bytes(key, "big") < _CURVE_ORDER:
             return key
         counter += 1  # pragma: no cover - probability ~2^-128
-
-
-def _is_hash(text: str) -> bool:
-    """64 hex characters (a SHA-256)."""
-    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def _node_pubkey(secret: bytes) -> str:
@@ -985,7 +981,7 @@ class SimulatedBackend:
             raise ValueError("give a node or a payee_index, not both")
         if not 0 <= (payee_index or 0) < PAYEE_COUNT:
             raise ValueError(f"payee_index must be in [0, {PAYEE_COUNT})")
-        if description_hash is not None and not _is_hash(description_hash):
+        if description_hash is not None and not is_hex(description_hash.lower(), 64):
             raise ValueError("description_hash must be 64 hex characters")
         if node is None:
             secret = self._payee_secrets[payee_index or 0]

@@ -22,7 +22,7 @@ from typing import Any, Final
 from nwcd.errors import InvalidEvent
 from nwcd.nostr.keys import SecretKey, verify_signature
 
-__all__ = ["Event", "Tags", "compute_id", "parse_event", "sign_event"]
+__all__ = ["Event", "Tags", "compute_id", "is_hex", "parse_event", "sign_event"]
 
 Tags = tuple[tuple[str, ...], ...]
 
@@ -31,7 +31,8 @@ _FIELDS: Final = frozenset(("id", "pubkey", "created_at", "kind", "tags", "conte
 _MAX_TIMESTAMP: Final = 2**53 - 1
 
 
-def _is_hex(value: object, length: int) -> bool:
+def is_hex(value: object, length: int) -> bool:
+    """``value`` is ``length`` lowercase hex characters (an id, a key, a hash)."""
     return isinstance(value, str) and len(value) == length and _HEX.issuperset(value)
 
 
@@ -132,11 +133,11 @@ def parse_event(data: object) -> Event:
         data["tags"],
         data["content"],
     )
-    if not _is_hex(event_id, 64):
+    if not is_hex(event_id, 64):
         raise InvalidEvent("id must be 64 lowercase hex characters")
-    if not _is_hex(pubkey, 64):
+    if not is_hex(pubkey, 64):
         raise InvalidEvent("pubkey must be 64 lowercase hex characters")
-    if not _is_hex(sig, 128):
+    if not is_hex(sig, 128):
         raise InvalidEvent("sig must be 128 lowercase hex characters")
     if type(created_at) is not int or not 0 <= created_at <= _MAX_TIMESTAMP:
         raise InvalidEvent("created_at must be a non-negative integer")

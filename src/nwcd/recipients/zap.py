@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from nwcd.errors import InvalidEvent, InvalidKey
-from nwcd.nostr.event import Event, parse_event, sign_event
+from nwcd.nostr.event import Event, is_hex, parse_event, sign_event
 from nwcd.nostr.keys import PublicKey, SecretKey
 from nwcd.nostr.kinds import Kind
 from nwcd.recipients.errors import RecipientError
@@ -33,11 +33,6 @@ __all__ = [
 
 # Far above any honest zap request (a comment and a few relays), small enough to parse freely.
 MAX_ZAP_REQUEST_LENGTH: Final = 65536
-_HEX: Final = frozenset("0123456789abcdef")
-
-
-def _is_hex(text: str, length: int) -> bool:
-    return len(text) == length and _HEX.issuperset(text)
 
 
 def is_nostr_pubkey(text: object) -> bool:
@@ -83,7 +78,7 @@ def zap_request(
         raise RecipientError("a zap's amount must be positive")
     if not relays:
         raise RecipientError("a zap request needs at least one relay for the zap receipt")
-    if event_id is not None and not _is_hex(event_id, 64):
+    if event_id is not None and not is_hex(event_id, 64):
         raise RecipientError(f"{event_id!r} is not an event id (64 hex digits)")
     if coordinate is not None and not _is_coordinate(coordinate):
         raise RecipientError(f"{coordinate!r} is not an event coordinate (kind:pubkey:d)")
@@ -157,7 +152,7 @@ def check_zap_request(text: str, *, amount_msat: int | None) -> Event:
     if recipient is None or not is_nostr_pubkey(recipient):
         raise RecipientError("the zap request's 'p' tag is not a nostr public key")
     zapped = _single_value(event, "e", required=False)
-    if zapped is not None and not _is_hex(zapped, 64):
+    if zapped is not None and not is_hex(zapped, 64):
         raise RecipientError("the zap request's 'e' tag is not an event id")
     relays = _tags(event, "relays")
     if not relays or not any(relay for tag in relays for relay in tag[1:]):
