@@ -1613,20 +1613,18 @@ async def _sim_invoice(args: argparse.Namespace) -> int:
 
     if args.amount_msat <= 0:
         raise CliError("--amount-msat must be positive")
-    backend = await open_simulator(_settings(args))
-    try:
-        invoice = await backend.create_invoice(
-            args.amount_msat,
-            latency_ms=args.latency_ms,
-            outcome=args.outcome,
-            fee_msat=args.fee_msat,
-            description=args.description,
-            description_hash=args.description_hash,
-        )
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        await backend.close()
+    async with await open_simulator(_settings(args)) as backend:
+        try:
+            invoice = await backend.create_invoice(
+                args.amount_msat,
+                latency_ms=args.latency_ms,
+                outcome=args.outcome,
+                fee_msat=args.fee_msat,
+                description=args.description,
+                description_hash=args.description_hash,
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if args.json:
         print(
             json.dumps(
@@ -1646,13 +1644,11 @@ async def _sim_invoice(args: argparse.Namespace) -> int:
 async def _sim_release(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_simulator
 
-    backend = await open_simulator(_settings(args))
-    try:
-        await backend.release(args.payment_hash, args.outcome)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        await backend.close()
+    async with await open_simulator(_settings(args)) as backend:
+        try:
+            await backend.release(args.payment_hash, args.outcome)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     print(f"released {args.payment_hash} with outcome {args.outcome}")
     return 0
 
@@ -1667,13 +1663,11 @@ async def _sim_pay(args: argparse.Namespace) -> int:
         payment_hash = bolt11.decode(args.invoice.strip()).payment_hash
     except InvalidInvoice as exc:
         raise CliError(f"not a valid invoice: {exc}") from None
-    backend = await open_simulator(_settings(args))
-    try:
-        tx = await backend.receive(payment_hash, args.amount_msat)
-    except SimulatorError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        await backend.close()
+    async with await open_simulator(_settings(args)) as backend:
+        try:
+            tx = await backend.receive(payment_hash, args.amount_msat)
+        except SimulatorError as exc:
+            raise CliError(str(exc)) from None
     held = " (held: the app settles or cancels it)" if tx.state == "accepted" else ""
     print(f"paid {tx.amount_msat} msat to {payment_hash}: {tx.state}{held}")
     return 0
@@ -1686,11 +1680,8 @@ async def _sim_outage(args: argparse.Namespace) -> int:
         raise CliError("--end takes no --seconds")
     if args.mode is not None and args.seconds is None:
         raise CliError("--mode needs --seconds (how long the outage lasts)")
-    backend = await open_simulator(_settings(args))
-    try:
+    async with await open_simulator(_settings(args)) as backend:
         await backend.set_outage(None if args.end else args.mode, args.seconds or 0)
-    finally:
-        await backend.close()
     if args.end:
         print("simulated backend outage ended")
     else:
@@ -1701,11 +1692,8 @@ async def _sim_outage(args: argparse.Namespace) -> int:
 async def _sim_node(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_simulator
 
-    backend = await open_simulator(_settings(args))
-    try:
+    async with await open_simulator(_settings(args)) as backend:
         pubkey = await backend.add_node(args.name, existing_ok=True)
-    finally:
-        await backend.close()
     print(json.dumps({"name": args.name, "pubkey": pubkey}) if args.json else pubkey)
     return 0
 
@@ -1713,11 +1701,8 @@ async def _sim_node(args: argparse.Namespace) -> int:
 async def _sim_received(args: argparse.Namespace) -> int:
     from nwcd.bootstrap import open_simulator
 
-    backend = await open_simulator(_settings(args))
-    try:
+    async with await open_simulator(_settings(args)) as backend:
         received = await backend.received(args.node)
-    finally:
-        await backend.close()
     if args.json:
         print(json.dumps({"received": [_received_json(got) for got in received]}))
     elif not received:
@@ -1767,27 +1752,26 @@ async def _sim_lnurl(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CliError("--port must be in [0, 65535]")
-    backend = await open_simulator(_settings(args))
-    try:
-        async with lnurl_server(backend, args.host, args.port) as server:
-            example = server.address("alice")
-            if args.json:
-                shown = {
-                    "url": server.url,
-                    "port": server.port,
-                    "authority": server.authority,
-                    "example_address": example,
-                    "nostr_pubkey": server.nostr_pubkey,
-                }
-                print(json.dumps(shown), flush=True)
-            else:
-                print(f"LNURL server on {server.url} (any name is a simulated node)")
-                print(f"pay e.g. {example} from a wallet on this data dir, then see it with:")
-                print("  nwcd sim received alice")
-                print("Ctrl-C stops it", flush=True)
-            await asyncio.Event().wait()
-    finally:
-        await backend.close()
+    async with (
+        await open_simulator(_settings(args)) as backend,
+        lnurl_server(backend, args.host, args.port) as server,
+    ):
+        example = server.address("alice")
+        if args.json:
+            shown = {
+                "url": server.url,
+                "port": server.port,
+                "authority": server.authority,
+                "example_address": example,
+                "nostr_pubkey": server.nostr_pubkey,
+            }
+            print(json.dumps(shown), flush=True)
+        else:
+            print(f"LNURL server on {server.url} (any name is a simulated node)")
+            print(f"pay e.g. {example} from a wallet on this data dir, then see it with:")
+            print("  nwcd sim received alice")
+            print("Ctrl-C stops it", flush=True)
+        await asyncio.Event().wait()
     return 0  # pragma: no cover - only Ctrl-C ends it
 
 
