@@ -245,3 +245,18 @@ async def test_a_wallet_without_batches_gets_single_payments(
         assert [r.status for r in results] == ["paid"] * 3
         [keysend] = await wallet.backend.received("node")
         assert [(t.type, t.text) for t in keysend.tlv_records] == [(696969, "hi")]
+
+
+async def test_an_amountless_invoice_is_paid_the_amount_given(paying: Paying) -> None:
+    backend = paying.wallet.backend
+    amountless = await backend.create_invoice(None)
+    priced = await backend.create_invoice(4_000)
+    async with NWCClient(paying.uri, timeout=30) as client:
+        results = await pay_recipients(
+            client,
+            [Recipient(amountless.invoice, 7_000), Recipient(priced.invoice)],
+        )
+    assert [(r.status, r.amount_msat) for r in results] == [("paid", 7_000), ("paid", 4_000)]
+    assert [r.preimage for r in results] == [amountless.preimage, priced.preimage]
+    got = await paying.received(backend.payee_pubkeys[0])  # both invoices are payee 0's
+    assert sorted(p.amount_msat for p in got) == [4_000, 7_000]

@@ -134,7 +134,8 @@ class RecipientResult:
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    """A recipient ready to pay: an invoice (``pubkey`` None) or a keysend."""
+    """A recipient ready to pay: an invoice (``pubkey`` None) or a keysend.
+    ``amountless``: the invoice names no amount, so the request must (``amount_msat``)."""
 
     recipient: Recipient
     amount_msat: int
@@ -142,6 +143,7 @@ class Planned:
     payment_hash: str | None = None
     pubkey: str | None = None
     success_action: SuccessAction | None = None
+    amountless: bool = False
 
     def result(self, status: Status, **fields: Any) -> RecipientResult:
         return RecipientResult(
@@ -186,7 +188,13 @@ def _invoice_plan(recipient: Recipient, target: InvoiceTarget) -> Planned:
         raise RecipientError(
             f"the invoice asks {amount} msat, not the {recipient.amount_msat} msat given"
         )
-    return Planned(recipient, amount, invoice=target.invoice, payment_hash=decoded.payment_hash)
+    return Planned(
+        recipient,
+        amount,
+        invoice=target.invoice,
+        payment_hash=decoded.payment_hash,
+        amountless=decoded.amount_msat is None,
+    )
 
 
 def _zap_request(
@@ -314,14 +322,8 @@ async def pay_planned(
             )
         else:
             assert item.invoice is not None
-            decoded_amount = bolt11.decode(item.invoice).amount_msat
-            invoices.append(
-                InvoiceRequest(
-                    item.invoice,
-                    None if decoded_amount is not None else item.amount_msat,
-                    id=str(index),
-                )
-            )
+            amount = item.amount_msat if item.amountless else None
+            invoices.append(InvoiceRequest(item.invoice, amount, id=str(index)))
 
     async def drain(stream: AsyncIterator[PaymentResult]) -> None:
         async for result in stream:
