@@ -18,42 +18,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.lnd_service import cpu_seconds
+from bench.load import get_balance_load
 from bench.multi_pay import free_port, make_connection, relay_process, service
 
-from nwcd.client.client import NWCClient
 from nwcd.console.credentials import Credentials
 from nwcd.nip47.uri import ConnectionUri
 
 PASSWORD = "bench password"
-
-
-async def load(uri: str, seconds: float, concurrency: int) -> None:
-    """One client process: ``concurrency`` get_balance loops; prints latencies as JSON."""
-    latencies: list[float] = []
-    async with NWCClient(ConnectionUri.parse(uri), timeout=30) as client:
-        deadline = time.monotonic() + seconds
-
-        async def loop() -> None:
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                await client.get_balance()
-                latencies.append(time.perf_counter() - started)
-
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-    print(json.dumps(latencies))
 
 
 async def operator(base: str, stop: asyncio.Event) -> int:
@@ -87,27 +68,21 @@ async def one_run(
             asyncio.create_task(operator(f"http://127.0.0.1:{port}", stop)) if console else None
         )
         await asyncio.sleep(1)
-        before = cpu_seconds(process.pid)
-        command = [__file__, "--load", uri.format(), "--seconds", str(args.seconds)]
-        command += ["--concurrency", str(args.concurrency)]
-        clients = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, *command, stdout=asyncio.subprocess.PIPE
-            )
-            for _ in range(args.clients)
-        ]
-        outputs = [await c.communicate() for c in clients]
-        cpu = cpu_seconds(process.pid) - before
+        result = await get_balance_load(
+            uri.format(),
+            (process.pid,),
+            seconds=args.seconds,
+            clients=args.clients,
+            concurrency=args.concurrency,
+        )
         stop.set()
         if watcher is not None:
             await watcher
-    latencies = sorted(x for out, _ in outputs for x in json.loads(out))
-    count = len(latencies)
     return {
-        "rps": count / args.seconds,
-        "p50": latencies[count // 2] * 1000,
-        "p99": latencies[int(count * 0.99)] * 1000,
-        "cpu_ms": cpu / count * 1000,
+        "rps": result.per_second,
+        "p50": result.p50_ms,
+        "p99": result.p99_ms,
+        "cpu_ms": result.cpu_ms_per_request,
     }
 
 
@@ -118,11 +93,7 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--relay", default="nostr-relay")
-    parser.add_argument("--load", metavar="URI", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.load:
-        await load(args.load, args.seconds, args.concurrency)
-        return
     results: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory(prefix="nwcd-console-bench-") as tmp:
         data_dir = Path(tmp) / "nwcd"

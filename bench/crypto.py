@@ -23,10 +23,14 @@ import statistics
 import sys
 import timeit
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import coincurve
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import Report, Row
 from nwcd.nostr import nip04, nip44
 from nwcd.nostr.event import Event, parse_event, sign_event
 from nwcd.nostr.keys import PublicKey, SecretKey
@@ -180,7 +184,8 @@ def _request(app: SecretKey, wallet: SecretKey, content: str) -> str:
     return json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":"))
 
 
-def bench_request(number: int, repeat: int) -> None:
+def bench_request(number: int, repeat: int) -> dict[str, tuple[float, float]]:
+    """Print, and return, microseconds per step: ``{step: (NIP-44, NIP-04)}``."""
     wallet, app = SecretKey.generate(), SecretKey.generate()
     request_text = json.dumps(REQUEST_PAYLOAD, separators=(",", ":"))
     response_text = json.dumps(RESPONSE_PAYLOAD, separators=(",", ":"))
@@ -270,11 +275,30 @@ def bench_request(number: int, repeat: int) -> None:
         f"event on the wire {len(wire44)} / {len(wire04)} bytes)"
     )
     print(f"{'':40}{'NIP-44':>12}{'NIP-04':>12}")
+    costs = {}
     for name, fn44, fn04 in steps:
-        print(
-            f"{name:40}{measure(fn44, number=number, repeat=repeat):12.1f}"
-            f"{measure(fn04, number=number, repeat=repeat):12.1f}"
+        costs[name] = (
+            measure(fn44, number=number, repeat=repeat),
+            measure(fn04, number=number, repeat=repeat),
         )
+        print(f"{name:40}{costs[name][0]:12.1f}{costs[name][1]:12.1f}")
+    return costs
+
+
+async def collect(workdir: Path, quick: bool) -> Report:
+    """The floor the service's CPU figures are compared with (NIP-44, keys cached)."""
+    costs = bench_request(*((300, 3) if quick else (1000, 5)))
+    request = costs["= whole request, key cached"][0] / 1000
+    # A paid batch item: its response and one notification, each encrypted and signed.
+    item = 2 * (costs["encrypt response (cached key)"][0] + costs["sign response event"][0]) / 1000
+    return Report(
+        rows=[
+            Row("crypto", "floor per request: verify, decrypt, encrypt, sign (NIP-44)", request,
+                "ms", "", None, "the service's CPU per get_balance is compared with this"),
+            Row("crypto", "floor per batch item: encrypt + sign response and notification",
+                item, "ms", "", None, "the service's CPU per item is compared with this"),
+        ]
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -36,19 +36,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.multi_pay import make_connection, relay_process, service, timed_batch
 from tests.backends.lnd_network import LndNetwork, LndNode, connections_to, lnd_network
 
+from bench.load import cpu_seconds
+from bench.multi_pay import make_connection, relay_process, service, timed_batch
+from bench.report import Curve, Report, Row
 from nwcd.relay.pool import RelayPool
 
 AMOUNT_MSAT = 10_000  # small: every run pays hundreds of invoices over the same channels
-_CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICK
 
 
 @dataclass
@@ -234,6 +229,47 @@ def report(results: Results, args: argparse.Namespace) -> None:
         "\nreference (Alby Hub v1.21.2, measured here before): 100 direct 1.18-1.41 s,"
         " first response 512 ms."
     )
+
+
+def rows(results: Results, sizes: list[int]) -> Report:
+    """The report's rows (targets of the real-backend issue) and curves."""
+    report = Report()
+    for route in ("direct", "two hops"):
+        for label, mode in (("nwcd", "nwcd"), ("LND alone", "alone"), ("one by one", "one by one")):
+            points = tuple((size, results.median(mode, route, size, "last")) for size in sizes)
+            report.curves.append(Curve("lnd", f"{label}, {route}", points))
+        for size in sizes:
+
+            def m(mode: str, what: str, size: int = size, route: str = route) -> float:
+                return results.median(mode, route, size, what)
+
+            ratio = m("nwcd", "last") / m("alone", "last")
+            at_100 = size == 100
+            report.rows += [
+                Row("lnd", f"{size}, {route}: nwcd to the last answer", m("nwcd", "last"), "s",
+                    "<= 1.10x LND alone" if at_100 else "", ratio <= 1.10 if at_100 else None,
+                    f"LND alone {m('alone', 'last'):.3f} s ({ratio:.2f}x); one by one"
+                    f" {m('one by one', 'last'):.2f} s; Alby Hub 1.18-1.41 s at 100 direct"),
+                Row("lnd", f"{size}, {route}: nwcd first answer", m("nwcd", "first"), "s",
+                    "<= LND alone's first + 50 ms" if at_100 else "",
+                    m("nwcd", "first") <= m("alone", "first") + 0.05 if at_100 else None,
+                    f"LND alone's first {m('alone', 'first'):.3f} s; Alby Hub 0.512 s"),
+                Row("lnd", f"{size}, {route}: LND A's CPU per batch under nwcd", m("nwcd", "cpu"),
+                    "s", "<= alone + 10%" if at_100 else "",
+                    m("nwcd", "cpu") <= m("alone", "cpu") * 1.1 if at_100 else None,
+                    f"alone {m('alone', 'cpu'):.2f} s"),
+            ]  # fmt: skip
+    return report
+
+
+async def collect(workdir: Path, quick: bool) -> Report:
+    sizes = [10, 100] if quick else [10, 50, 100]
+    args = argparse.Namespace(
+        runs=1 if quick else 3, sizes=",".join(map(str, sizes)), relay="nostr-rs-relay", pause=1.0
+    )
+    with lnd_network() as network:
+        results = await run(args, network, workdir)
+    return rows(results, sizes)
 
 
 async def main() -> None:

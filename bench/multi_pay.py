@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.load import cpu_seconds
+from bench.report import Curve, Report, Row, check
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.client.client import NWCClient
 from nwcd.nip47.encryption import Scheme, seal_content
@@ -343,3 +345,113 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+
+
+# The report of ``python -m bench all``.
+
+HUB_100_AT_200MS = (0.74, 1.0)  # Alby Hub v1.21.2 through nostr-relay, measured side by side
+
+
+async def _events_per_payment(
+    uri: ConnectionUri, pool: RelayPool, sim: SimulatedBackend, size: int
+) -> float:
+    """What one paid invoice costs the relay: the service's events (responses and
+    notifications) counted on the relay during a batch, divided by its invoices."""
+    wallet = uri.wallet_pubkey.hex
+    kinds = (Kind.NWC_RESPONSE, Kind.NWC_NOTIFICATION, Kind.NWC_NOTIFICATION_NIP04)
+    watch = await pool.subscribe(
+        [Filter(kinds=kinds, authors=(wallet,), since=int(time.time()))], queue_size=size * 8
+    )
+    await one_batch(uri, pool, sim, size, 0)
+    await asyncio.sleep(3)  # notifications wait for the answers (up to 2 s)
+    seen = 0
+    while watch.get_nowait() is not None:
+        seen += 1
+    await watch.close()
+    return seen / size
+
+
+async def collect(workdir: Path, quick: bool) -> Report:
+    """Batch time against batch size (concurrent and one at a time), CPU per item,
+    relay events per payment, idle CPU: ``nwcd serve`` on the simulator, nostr-relay."""
+    report = Report()
+    sizes = (10, 50, 100) if quick else (10, 50, 100, 200)
+    runs = 2 if quick else 3
+    async with relay_process("nostr-relay", workdir / "relay") as relay_url:
+        curves: dict[str, list[tuple[float, float]]] = {"concurrent": [], "one at a time": []}
+        for per_connection, label in ((None, "concurrent"), (1, "one at a time")):
+            data_dir = workdir / f"batch-{per_connection}"
+            data_dir.mkdir(parents=True)
+            uri = await make_connection(data_dir, relay_url)
+            async with (
+                service(data_dir, relay_url, per_connection=per_connection) as process,
+                RelayPool([relay_url]) as pool,
+                await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite")) as sim,
+            ):
+                await pool.wait_connected(10)
+                await one_batch(uri, pool, sim, 10, 0)  # warm-up
+                for size in sizes if per_connection is None else sizes[: 3 if not quick else 2]:
+                    times = []
+                    for _ in range(runs if per_connection is None else 1):
+                        await asyncio.sleep(1.5)
+                        times.append(await one_batch(uri, pool, sim, size, 200))
+                    curves[label].append((size, statistics.median(times)))
+                if per_connection is not None:
+                    continue
+                report.rows.append(await _cpu_per_item(uri, pool, sim, process.pid))
+                per_payment = await _events_per_payment(uri, pool, sim, 100)
+                report.rows.append(
+                    Row("relay", "events per payment (response + notifications)", per_payment,
+                        "events", "2 (3 when the app's encryption is unknown)",
+                        check(per_payment, at_most=2.0))
+                )  # fmt: skip
+                report.rows.append(await _idle(process.pid, 5 if quick else 20))
+        for label, points in curves.items():
+            report.curves.append(Curve("batch", f"nwcd {label}", tuple(points)))
+        sequential = dict(curves["one at a time"])
+        for batch_size, seconds in curves["concurrent"]:
+            report.rows.append(_batch_row(int(batch_size), seconds, sequential.get(batch_size)))
+    return report
+
+
+def _batch_row(size: int, seconds: float, one_at_a_time: float | None) -> Row:
+    compare = f"one at a time {one_at_a_time:.2f} s" if one_at_a_time is not None else ""
+    if size not in (100, 200):
+        return Row(
+            "batch", f"{size} invoices at 200 ms, nostr-relay", seconds, "s", "", None, compare
+        )
+    factor = 2 if size == 100 else 3
+    hub = HUB_100_AT_200MS[0] * size / 100  # Hub pays about linearly in batch size
+    low, high = HUB_100_AT_200MS
+    return Row(
+        "batch",
+        f"{size} invoices at 200 ms, nostr-relay",
+        seconds,
+        "s",
+        f">= {factor}x faster than Alby Hub (~{hub:.2f} s)",
+        hub / seconds >= factor,
+        f"{compare}; Alby Hub {low}-{high} s at 100".strip("; "),
+    )
+
+
+async def _cpu_per_item(
+    uri: ConnectionUri, pool: RelayPool, sim: SimulatedBackend, pid: int, batches: int = 5
+) -> Row:
+    """Service CPU per item of 100-invoice batches on an instant backend, notifications
+    included (each batch is followed by the time its notifications take)."""
+    await asyncio.sleep(2.5)
+    before = cpu_seconds(pid)
+    for _ in range(batches):
+        await one_batch(uri, pool, sim, 100, 0)
+        await asyncio.sleep(2.5)
+    per_item = (cpu_seconds(pid) - before) / (batches * 100) * 1000
+    return Row("batch", "service CPU per item (100-invoice batch, instant backend)", per_item,
+               "ms", "<= 0.5 ms", check(per_item, at_most=0.5))  # fmt: skip
+
+
+async def _idle(pid: int, seconds: float) -> Row:
+    before = cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    share = (cpu_seconds(pid) - before) / seconds * 100
+    return Row("idle", f"nwcd serve, 1 connection, simulator, over {seconds:.0f} s", share,
+               "% of a core", "~0 (Alby Hub ~0)", check(share, at_most=0.2))  # fmt: skip

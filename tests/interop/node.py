@@ -133,6 +133,12 @@ class NodeProcess:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    @property
+    def pid(self) -> int:
+        """The Node process's id (for CPU figures in the benchmarks)."""
+        assert self._process is not None, "not started"
+        return self._process.pid
+
     # -- reading -------------------------------------------------------------------------
 
     async def _read_stdout(self) -> None:

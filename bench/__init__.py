@@ -1,0 +1,1 @@
+"""Benchmarks: run them all with ``python -m bench all`` (see bench/__main__.py)."""
