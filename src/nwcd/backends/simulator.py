@@ -76,6 +76,7 @@ from nwcd import bolt11
 from nwcd.bolt11 import Invoice, Network
 from nwcd.clock import SYSTEM_CLOCK, Clock
 from nwcd.errors import BackendUnavailable, ErrorCode, NwcdError, RequestError
+from nwcd.filewatch import file_changes
 from nwcd.nip47.methods import (
     ListTransactionsParams,
     MakeHoldInvoiceParams,
@@ -1851,24 +1852,17 @@ class SimulatedBackend:
         return self._incoming(self._clock.now())
 
     async def _incoming(self, since: float) -> AsyncIterator[Transaction]:
-        """Changes of this process wake the loop; another process's show in the file's
-        stat (a syscall: every ``poll_interval`` while the file changes, 4 times less
-        often after ``_FULL_CHECK`` quiet seconds), so an idle wallet queries the file
-        only every ``_FULL_CHECK`` seconds, a bound for what a stat could miss."""
+        """Changes of this process wake the loop; another process's show as a change of
+        the file (:func:`~nwcd.filewatch.file_changes`: the kernel's word on Linux, a
+        stat elsewhere), and the file is queried at least every ``_FULL_CHECK`` seconds,
+        a bound for what a sign could miss."""
         wake = asyncio.Event()
         self._incoming_wakeups.add(wake)
-        loop = asyncio.get_running_loop()
         try:
-            cursor: int | None = None
-            mark, checked_at = _file_mark(self._config.path), -_FULL_CHECK
-            changed_at = loop.time()
-            while not self._closed:
-                seen = _file_mark(self._config.path)
-                if wake.is_set() or seen != mark:
-                    changed_at = loop.time()
-                if changed_at >= checked_at or loop.time() - checked_at >= _FULL_CHECK:
-                    wake.clear()
-                    mark, checked_at = seen, loop.time()  # before the query: none is missed
+            async with file_changes(self._config.path, wake, interval=self._config.poll_interval):
+                cursor: int | None = None
+                while not self._closed:
+                    wake.clear()  # before the query: a change during it wakes the next
                     try:
                         now, cursor, rows = await self._run(
                             functools.partial(self._incoming_events, since, cursor)
@@ -1880,11 +1874,9 @@ class SimulatedBackend:
                     for row in rows:
                         cursor = int(row["event_seq"])
                         yield _transaction(row, now)
-                quiet = loop.time() - changed_at >= _FULL_CHECK
-                interval = self._config.poll_interval * (_QUIET_SLOWDOWN if quiet else 1)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):
-                        await wake.wait()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_FULL_CHECK):
+                            await wake.wait()
         finally:
             self._incoming_wakeups.discard(wake)
 
@@ -1918,26 +1910,8 @@ if TYPE_CHECKING:  # mypy proves the simulator implements the port
         return backend
 
 
-_FULL_CHECK = 1.0
-"""Seconds between queries for incoming payments while the file's stat shows no change."""
-
-_QUIET_SLOWDOWN = 4
-"""After ``_FULL_CHECK`` seconds without a change, the file's stat is checked this many
-times less often (another process's payment is then seen within 0.1 s, not 25 ms)."""
-
-
-def _file_mark(path: Path) -> tuple[int, ...]:
-    """What changes when any process commits to the file: the WAL's and the database's
-    size and modification time (a checkpoint may reset the WAL)."""
-    mark: list[int] = []
-    for name in (f"{path}-wal", str(path)):
-        try:
-            status = os.stat(name)
-        except FileNotFoundError:
-            mark += (-1, -1)
-        else:
-            mark += (status.st_mtime_ns, status.st_size)
-    return tuple(mark)
+_FULL_CHECK = 5.0
+"""Seconds between queries for incoming payments while nothing says the file changed."""
 
 
 def _connect(config: SimulatorConfig, clock: Clock) -> tuple[sqlite3.Connection, dict[str, str]]:

@@ -17,6 +17,7 @@ Migrations are numbered ``.sql`` files applied in order, tracked by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nwcd.filewatch import file_changes
 from nwcd.nostr.event import Event
 from nwcd.policy.authorize import Deny
 from nwcd.policy.grants import Connection
@@ -90,6 +92,10 @@ def _enable_wal(db: sqlite3.Connection, *, timeout: float) -> None:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(0.01)
+
+
+_VERSION_BOUND = 5.0
+"""Seconds between connection-version queries while nothing says the file changed."""
 
 
 class SqliteStore:
@@ -239,14 +245,21 @@ class SqliteStore:
         return int(version)
 
     async def connection_changes(self, poll_interval: float) -> AsyncIterator[int]:
-        """Polls the version (SQLite has no way to push a change to another process)."""
-        last = None
-        while True:
-            version = await self.connections_version()
-            if version != last:
-                last = version
-                yield version
-            await asyncio.sleep(poll_interval)
+        """The version when the file changed (SQLite cannot push a change to another
+        process: :func:`~nwcd.filewatch.file_changes` tells when to look, at most every
+        ``poll_interval``), and at least every ``_VERSION_BOUND`` seconds."""
+        wake = asyncio.Event()
+        async with file_changes(self.path, wake, interval=poll_interval):
+            last = None
+            while True:
+                wake.clear()  # before the query: a change during it wakes the next
+                version = await self.connections_version()
+                if version != last:
+                    last = version
+                    yield version
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_VERSION_BOUND):
+                        await wake.wait()
 
     async def touch_connection(self, wallet_pubkey: str, now: int) -> None:
         await self._write(lambda tx: tx.execute(sql.TOUCH_CONNECTION, (now, wallet_pubkey)))
