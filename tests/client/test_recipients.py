@@ -224,6 +224,43 @@ async def test_the_cli_forms(tmp_path: Path, paying: Paying) -> None:
     assert bad["error"]
 
 
+async def test_a_value_block_from_a_feed_url(tmp_path: Path, paying: Paying) -> None:
+    """``--value-block URL``: the feed fetched over HTTP (plain HTTP is allowed for feeds),
+    and a feed that cannot be fetched is a one-line error before anything is paid."""
+    from aiohttp import web
+
+    host = await paying.wallet.backend.add_node("host")
+    app_node = await paying.wallet.backend.add_node("app")
+    feed = render_feed(tmp_path, paying, host, app_node).read_bytes()
+
+    async def serve_feed(request: web.Request) -> web.Response:
+        return web.Response(body=feed, content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/feed.xml", serve_feed)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        uri = paying.uri.format()
+        code, out, _ = await nwcd_pay(
+            uri, "--value-block", f"{base}/feed.xml", "--amount-sat", "1000", "--json"
+        )
+        assert code == 0, out
+        assert [(r["recipient"], r["amount_msat"]) for r in json.loads(out)] == [(host, 1_000_000)]
+        code, out, err = await nwcd_pay(
+            uri, "--value-block", f"{base}/missing.xml", "--amount-sat", "1000"
+        )
+        assert code != 0
+        assert f"cannot fetch {base}/missing.xml" in err
+        assert [p.amount_msat for p in await paying.received("host")] == [1_000_000]
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_wallet_without_batches_gets_single_payments(
     tmp_path: Path, nwcd_relay: object
 ) -> None:
