@@ -75,6 +75,7 @@ from nwcd.service.admin import (
     update_connection,
     usages,
 )
+from nwcd.text import positive_sats
 
 __all__ = ["main"]
 
@@ -212,12 +213,9 @@ def _count(low: int, high: int, what: str) -> Any:
 
 def _sat(text: str) -> int:
     try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of sat") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of sat, not {value}")
-    return value
+        return positive_sats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _tlv(text: str) -> tuple[int, str]:

@@ -39,7 +39,7 @@ from nwcd import bolt11
 from nwcd.errors import InvalidInvoice, InvalidMessage, InvalidUri
 from nwcd.nip47.results import Budget, Transaction
 from nwcd.nip47.uri import ConnectionUri
-from nwcd.text import count
+from nwcd.text import count, positive_sats
 
 if TYPE_CHECKING:
     import argparse
@@ -769,12 +769,9 @@ async def pay(args: argparse.Namespace) -> int:
 
 def _sats(text: str, where: str) -> int:
     try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise CommandError(f"{where}: {text!r} is not a positive whole number of sats")
-    return value
+        return positive_sats(text)
+    except ValueError as exc:
+        raise CommandError(f"{where}: {exc}") from None
 
 
 def _sats_after(text: str) -> tuple[str, int | None]:
