@@ -37,7 +37,12 @@ from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import SecretKey
 from nwcd.nostr.kinds import Kind
 from nwcd.recipients.errors import RecipientError
-from nwcd.recipients.lnurl import description_hash
+from nwcd.recipients.lnurl import (
+    check_amount,
+    check_comment,
+    description_hash,
+    parse_pay_params,
+)
 from nwcd.recipients.zap import check_zap_request
 from nwcd.relay.pool import RelayPool
 
@@ -123,24 +128,24 @@ def _pay_params(name: str, authority: str, nostr_pubkey: str) -> dict[str, Any]:
     }
 
 
-def _mint(query: Mapping[str, str], metadata: str) -> _Mint:
-    """Decide the callback's invoice from its query, as the pay request promised.
+def _mint(query: Mapping[str, str], promised: dict[str, Any]) -> _Mint:
+    """Decide the callback's invoice from its query, as the pay request ``promised``
+    (checked by the same rules a paying client applies to it).
 
     Raises:
         RecipientError: no valid amount, out of range, a comment too long, a bad zap request.
     """
+    params = parse_pay_params(promised)
     amount_text = query.get("amount", "")
     if not amount_text.isascii() or not amount_text.isdigit():
         raise RecipientError("amount (msat) is required, as a whole number")
     amount = int(amount_text)
-    if not MIN_SENDABLE_MSAT <= amount <= MAX_SENDABLE_MSAT:
-        raise RecipientError(
-            f"amount {amount} msat is outside [{MIN_SENDABLE_MSAT}, {MAX_SENDABLE_MSAT}]"
-        )
+    check_amount(params, amount)
     comment = query.get("comment", "")
-    if len(comment) > COMMENT_ALLOWED:
-        raise RecipientError(f"the comment is longer than {COMMENT_ALLOWED} characters")
+    if comment:
+        check_comment(params, comment)
     extra: dict[str, Any] = {"comment": comment} if comment else {}
+    metadata = params.metadata
     zap = query.get("nostr")
     if zap is None:
         return _Mint(amount, metadata, extra)
@@ -264,7 +269,8 @@ async def _callback(request: web.Request) -> web.Response:
     backend, authority = request.app[_BACKEND], request.app[_AUTHORITY]
     try:
         name = await _node(request)
-        mint = _mint(request.query, pay_metadata(name, authority))
+        promised = _pay_params(name, authority, backend.zapper_secret().public_key.hex)
+        mint = _mint(request.query, promised)
         invoice = await backend.create_invoice(
             mint.amount_msat,
             description=mint.description,

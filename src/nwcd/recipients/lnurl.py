@@ -371,6 +371,21 @@ def check_amount(params: PayParams, amount_msat: int) -> None:
         )
 
 
+def check_comment(params: PayParams, comment: str) -> None:
+    """Refuse a comment the server does not take (LUD-12).
+
+    Raises:
+        RecipientError: the server takes no comments, or fewer characters.
+    """
+    if params.comment_allowed == 0:
+        raise RecipientError("the recipient's server does not accept comments")
+    limit = min(params.comment_allowed, MAX_COMMENT_LENGTH)
+    if len(comment) > limit:
+        raise RecipientError(
+            f"the comment has {len(comment)} characters, the recipient accepts {limit}"
+        )
+
+
 def callback_url(
     params: PayParams,
     amount_msat: int,
@@ -389,13 +404,7 @@ def callback_url(
     check_amount(params, amount_msat)
     extra: list[tuple[str, str]] = [("amount", str(amount_msat))]
     if comment:
-        if params.comment_allowed == 0:
-            raise RecipientError("the recipient's server does not accept comments")
-        limit = min(params.comment_allowed, MAX_COMMENT_LENGTH)
-        if len(comment) > limit:
-            raise RecipientError(
-                f"the comment has {len(comment)} characters, the recipient accepts {limit}"
-            )
+        check_comment(params, comment)
         extra.append(("comment", comment))
     if zap_request is not None:
         if not params.allows_nostr:
