@@ -106,9 +106,11 @@ async def service(
     per_connection: int | None,
     backend: Sequence[str] = (),
     extra: Sequence[str] = (),
+    ready_timeout: float = 30,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``nwcd serve`` as its own process; ``backend``: TOML lines after the service's
-    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``)."""
+    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``);
+    ``ready_timeout``: seconds to wait for its "nwcd ready"."""
     config = data_dir / "nwcd.toml"
     # Throughput is measured: no request rate limits (their defaults would be the figure).
     lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
@@ -131,7 +133,7 @@ async def service(
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(ready_timeout):
         while b"nwcd ready" not in await process.stderr.readline():
             pass
     drain = asyncio.create_task(_drain(process))
