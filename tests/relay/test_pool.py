@@ -14,7 +14,7 @@ from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import SecretKey
 from nwcd.nostr.messages import ClientReq, encode
-from nwcd.relay.connection import ConnectionOptions, backoff_delay
+from nwcd.relay.connection import ConnectionOptions, RelayConnection, backoff_delay
 from nwcd.relay.pool import PoolOptions, RelayPool, split_filters
 from nwcd.relay.server import LocalRelay
 
@@ -217,6 +217,39 @@ async def test_reqs_past_the_subscriptions_per_socket_go_on_more_sockets(
             assert (await next_event(subscription)).id == event.id
         await subscription.close()
         assert pool._lane_load == [0, 0, 0]
+
+
+async def test_one_more_value_sends_only_the_req_that_changed(
+    relay: LocalRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = SecretKey.generate()
+    targets = [SecretKey.generate().public_key.hex for _ in range(30)]
+    since = int(time.time()) - 60
+    options = PoolOptions(max_filter_values=7, max_filters_per_req=1)
+    async with RelayPool([relay.url], options=options) as pool:
+        subscription = await pool.subscribe(
+            [Filter(kinds=(1,), tags={"p": tuple(targets)}, since=since)]
+        )
+        await asyncio.wait_for(subscription.eose.wait(), 10)
+        sent: list[str] = []
+        original = RelayConnection.subscribe
+
+        async def spy(self: RelayConnection, part_id: str, filters: tuple[Filter, ...]) -> None:
+            sent.append(part_id)
+            await original(self, part_id, filters)
+
+        monkeypatch.setattr(RelayConnection, "subscribe", spy)
+        newcomer = SecretKey.generate().public_key.hex
+        # A later ``since`` asks for less: the parts the relay holds still cover it.
+        await subscription.update(
+            [Filter(kinds=(1,), tags={"p": (*targets, newcomer)}, since=since + 5)]
+        )
+        assert sent == [f"{subscription.id}.4"]  # 7, 7, 7, 7 unchanged; 2 -> 3 values
+        await asyncio.wait_for(subscription.eose.wait(), 10)
+        for target in (newcomer, targets[0]):
+            event = note(secret, "hello", p=target)
+            await pool.publish(event)
+            assert (await next_event(subscription)).id == event.id
 
 
 async def test_slow_consumer_gets_backpressure_not_unbounded_memory(relay: LocalRelay) -> None:

@@ -168,6 +168,19 @@ def _split_one(f: Filter, max_values: int) -> list[Filter]:
     return [f]
 
 
+def _covers(sent: tuple[Filter, ...] | None, wanted: tuple[Filter, ...]) -> bool:
+    """Whether a REQ already sent with ``sent`` gets every event ``wanted`` asks for: the
+    same filters, each with a ``since`` no later than the wanted one."""
+    if sent is None or len(sent) != len(wanted):
+        return False
+    for old, new in zip(sent, wanted, strict=True):
+        if old.since is not None and (new.since is None or new.since < old.since):
+            return False
+        if replace(new, since=old.since) != old:
+            return False
+    return True
+
+
 class Subscription:
     """Events matching some filters, from every relay of a pool, each once.
 
@@ -438,9 +451,20 @@ class RelayPool:
             part_id: self._release(part_id)
             for part_id in subscription.parts.keys() - new_parts.keys()
         }
-        subscription.parts = new_parts
-        subscription._eose_parts.clear()  # ``eose`` now waits for the new filters
-        subscription.eose.clear()
+        # A part the relays already hold as asked (or asking for more history) is not sent
+        # again: adding one wallet key to 100,000 must not send every REQ again.
+        kept = {
+            part_id: subscription.parts[part_id]
+            for part_id, group in new_parts.items()
+            if _covers(subscription.parts.get(part_id), group)
+        }
+        changed = {part_id: g for part_id, g in new_parts.items() if part_id not in kept}
+        subscription.parts = {**new_parts, **kept}
+        # ``eose`` now waits for the changed parts only.
+        for seen in subscription._eose_parts.values():
+            seen -= changed.keys() | stale.keys()
+        if changed or not subscription.parts:
+            subscription.eose.clear()
         for part_id in stale:
             self._parts.pop(part_id, None)
         for part_id in new_parts:
@@ -450,7 +474,7 @@ class RelayPool:
         for url in list(self._connections):
             for part_id, lane in stale.items():
                 await self._socket(url, lane).unsubscribe(part_id)
-            for part_id, group in new_parts.items():
+            for part_id, group in changed.items():
                 await self._socket(url, self._lane_of[part_id]).subscribe(part_id, group)
 
     def _place(self, part_id: str) -> None:

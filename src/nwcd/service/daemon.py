@@ -330,7 +330,9 @@ class WalletDaemon:
     # -- connections ---------------------------------------------------------------------
 
     def _filters(self) -> list[Filter]:
-        wallets = sorted(self.pipeline.connections)
+        # In the store's order (oldest first), not sorted: a new connection then changes
+        # the last REQ only, and the pool sends only REQs that changed.
+        wallets = list(self.pipeline.connections)
         since = self._now() - self._settings.horizon
         return [Filter(kinds=(Kind.NWC_REQUEST,), tags={"p": tuple(wallets)}, since=since)]
 
