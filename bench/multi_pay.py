@@ -150,6 +150,7 @@ async def service(
 
 
 SERVICE_TIMES: list[float] = []
+SERVICE_MESSAGES: list[str] = []  # the service's log messages from the info level up
 
 
 async def _drain(process: asyncio.subprocess.Process) -> None:
@@ -161,6 +162,8 @@ async def _drain(process: asyncio.subprocess.Process) -> None:
             entry = json.loads(line)
         except ValueError:
             continue
+        if entry.get("level") in ("INFO", "WARNING", "ERROR"):
+            SERVICE_MESSAGES.append(str(entry.get("message")))
         method, latency_ms = entry.get("method"), entry.get("latency_ms")
         if str(method).startswith("multi_pay") and latency_ms is not None:
             SERVICE_TIMES.append(latency_ms / 1e3)

@@ -11,6 +11,9 @@ measures:
 * start: seconds from spawning the process to "nwcd ready" in its log; then a
   ``get_balance`` from the last connection created must be answered (the
   service subscribed for every connection, not only the first);
+* settled: seconds from spawning until the service has published every info
+  event (past the first 500 connections they go out after "ready") and is idle
+  (under 10% of a core for half a second); the load starts then;
 * RSS of the service (VmRSS) once ready and after the load;
 * ``get_balance`` round trips from the last connection: p50/p99 over
   ``--requests`` sequential requests, requests/s with 8 in flight;
@@ -34,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.multi_pay import balance_rate, relay_process, service
+from bench.multi_pay import SERVICE_MESSAGES, balance_rate, relay_process, service
 from bench.report import Curve, Report, Row, check
 
 from nwcd.client.client import NWCClient
@@ -49,6 +52,7 @@ START_TARGET = {10_000: 5.0, 100_000: 30.0}  # seconds
 RSS_TARGET = {10_000: 200.0, 100_000: 1024.0}  # MB
 LATENCY_SLACK = 1.10  # p50 within 10% of N=1
 IN_FLIGHT = 8
+INFO_BATCH = 500  # DaemonOptions.info_batch: info events published before "ready"
 CREATE_CHUNK = 10_000  # add_connection calls queued at once (each chunk: one transaction)
 
 
@@ -57,6 +61,7 @@ class Measured:
     size: int
     create_s: float
     start_s: float
+    settled_s: float
     rss_ready_mb: float
     rss_loaded_mb: float
     p50_ms: float
@@ -115,6 +120,21 @@ async def create_connections(data_dir: Path, relay: str, size: int) -> list[Conn
     return [ends[i] for i in sorted(ends)]
 
 
+async def settle(pid: int, size: int, mark: int, *, limit: float = 600.0) -> None:
+    """Wait until the service logged that the info events after "ready" are out (log
+    messages from index ``mark`` on), then until it uses under 10% of a core."""
+    deadline = time.perf_counter() + limit
+    while size > INFO_BATCH and time.perf_counter() < deadline:
+        if any(m.startswith("published the info events") for m in SERVICE_MESSAGES[mark:]):
+            break
+        await asyncio.sleep(0.2)
+    while time.perf_counter() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.05:
+            return
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -142,6 +162,7 @@ async def measure(size: int, relay_kind: str, root: Path, requests: int) -> Meas
         first, last = uris[0], uris[-1]
         create_s = time.perf_counter() - started
         spawned = time.perf_counter()
+        mark = len(SERVICE_MESSAGES)
         async with service(data_dir, relay, per_connection=None, ready_timeout=600) as process:
             start_s = time.perf_counter() - spawned
             pid = process.pid
@@ -152,6 +173,8 @@ async def measure(size: int, relay_kind: str, root: Path, requests: int) -> Meas
             if first != last:
                 async with NWCClient.from_uri(first, timeout=60) as client:
                     await client.get_balance()
+            await settle(pid, size, mark)
+            settled_s = time.perf_counter() - spawned
             cpu_before = cpu_seconds(pid)
             times = await latencies(last, requests)
             total = 2 * requests
@@ -163,6 +186,7 @@ async def measure(size: int, relay_kind: str, root: Path, requests: int) -> Meas
         size=size,
         create_s=create_s,
         start_s=start_s,
+        settled_s=settled_s,
         rss_ready_mb=rss_ready,
         rss_loaded_mb=rss_loaded,
         p50_ms=statistics.median(times) * 1e3,
@@ -202,6 +226,7 @@ def rows_of(results: list[Measured], relay_kind: str) -> list[Row]:
                 check(m.start_s, at_most=start_target) if start_target else None,
             )
         )
+        rows.append(Row("scale", f"{case}: settled (idle after start)", m.settled_s, "s"))
         rows.append(
             Row(
                 "scale",
@@ -249,7 +274,8 @@ def rows_of(results: list[Measured], relay_kind: str) -> list[Row]:
 def table(results: list[Measured]) -> str:
     base = next((m for m in results if m.size == 1), results[0])
     header = (
-        f"{'N':>8} {'create s':>8} {'start s':>8} {'target':>7} {'RSS MB':>7} {'loaded':>7}"
+        f"{'N':>8} {'create s':>8} {'start s':>8} {'target':>7} {'settled':>7} {'RSS MB':>7}"
+        f" {'loaded':>7}"
         f" {'target':>7} {'p50 ms':>7} {'p99 ms':>7} {'x N=1':>6} {'req/s':>6} {'x N=1':>6}"
         f" {'CPU ms/req':>10} {'x N=1':>6}"
     )
@@ -259,7 +285,7 @@ def table(results: list[Measured]) -> str:
         rss_target = RSS_TARGET.get(m.size)
         lines.append(
             f"{m.size:>8,} {m.create_s:>8.1f} {m.start_s:>8.2f}"
-            f" {f'<={start_target:g}' if start_target else '':>7}"
+            f" {f'<={start_target:g}' if start_target else '':>7} {m.settled_s:>7.1f}"
             f" {m.rss_ready_mb:>7.0f} {m.rss_loaded_mb:>7.0f}"
             f" {f'<={rss_target:g}' if rss_target else '':>7}"
             f" {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.p50_ms / base.p50_ms:>6.2f}"
