@@ -41,6 +41,7 @@ from bench.multi_pay import SERVICE_MESSAGES, balance_rate, relay_process, servi
 from bench.report import Curve, Report, Row, check
 
 from nwcd.client.client import NWCClient
+from nwcd.errors import NwcdError
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.nostr.keys import SecretKey
 from nwcd.policy.grants import Connection
@@ -61,6 +62,7 @@ class Measured:
     size: int
     create_s: float
     start_s: float
+    answer_s: float  # the first and the last connection's first answers, clients' connect included
     settled_s: float
     rss_ready_mb: float
     rss_loaded_mb: float
@@ -68,6 +70,7 @@ class Measured:
     p99_ms: float
     req_per_s: float
     cpu_ms_per_request: float
+    answered: bool = True
 
 
 def rss_mb(pid: int) -> float:
@@ -168,11 +171,17 @@ async def measure(size: int, relay_kind: str, root: Path, requests: int) -> Meas
             pid = process.pid
             rss_ready = rss_mb(pid)
             # Answered for the last connection: the service subscribed for all of them.
-            async with NWCClient.from_uri(last, timeout=60) as client:
-                await client.get_balance()
-            if first != last:
-                async with NWCClient.from_uri(first, timeout=60) as client:
-                    await client.get_balance()
+            asked = time.perf_counter()
+            try:
+                for uri in dict.fromkeys((last, first)):
+                    async with NWCClient.from_uri(uri, timeout=60) as client:
+                        await client.get_balance()
+            except (TimeoutError, NwcdError) as exc:
+                print(f"N={size}: not answered ({type(exc).__name__})", file=sys.stderr)
+                nan = float("nan")
+                return Measured(size, create_s, start_s, nan, nan, rss_ready, rss_mb(pid),
+                                *(nan,) * 4, answered=False)  # fmt: skip
+            answer_s = time.perf_counter() - asked
             await settle(pid, size, mark)
             settled_s = time.perf_counter() - spawned
             cpu_before = cpu_seconds(pid)
@@ -186,6 +195,7 @@ async def measure(size: int, relay_kind: str, root: Path, requests: int) -> Meas
         size=size,
         create_s=create_s,
         start_s=start_s,
+        answer_s=answer_s,
         settled_s=settled_s,
         rss_ready_mb=rss_ready,
         rss_loaded_mb=rss_loaded,
@@ -224,6 +234,16 @@ def rows_of(results: list[Measured], relay_kind: str) -> list[Row]:
                 "s",
                 f"<= {start_target:g} s" if start_target else "",
                 check(m.start_s, at_most=start_target) if start_target else None,
+            )
+        )
+        rows.append(
+            Row(
+                "scale",
+                f"{case}: first and last connection answered after ready",
+                m.answer_s,
+                "s",
+                "answered",
+                m.answered,
             )
         )
         rows.append(Row("scale", f"{case}: settled (idle after start)", m.settled_s, "s"))
@@ -274,7 +294,8 @@ def rows_of(results: list[Measured], relay_kind: str) -> list[Row]:
 def table(results: list[Measured]) -> str:
     base = next((m for m in results if m.size == 1), results[0])
     header = (
-        f"{'N':>8} {'create s':>8} {'start s':>8} {'target':>7} {'settled':>7} {'RSS MB':>7}"
+        f"{'N':>8} {'create s':>8} {'start s':>8} {'target':>7} {'answer':>7} {'settled':>7}"
+        f" {'RSS MB':>7}"
         f" {'loaded':>7}"
         f" {'target':>7} {'p50 ms':>7} {'p99 ms':>7} {'x N=1':>6} {'req/s':>6} {'x N=1':>6}"
         f" {'CPU ms/req':>10} {'x N=1':>6}"
@@ -285,7 +306,9 @@ def table(results: list[Measured]) -> str:
         rss_target = RSS_TARGET.get(m.size)
         lines.append(
             f"{m.size:>8,} {m.create_s:>8.1f} {m.start_s:>8.2f}"
-            f" {f'<={start_target:g}' if start_target else '':>7} {m.settled_s:>7.1f}"
+            f" {f'<={start_target:g}' if start_target else '':>7}"
+            f" {f'{m.answer_s:.2f}' if m.answered else 'NONE':>7}"
+            f" {m.settled_s:>7.1f}"
             f" {m.rss_ready_mb:>7.0f} {m.rss_loaded_mb:>7.0f}"
             f" {f'<={rss_target:g}' if rss_target else '':>7}"
             f" {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.p50_ms / base.p50_ms:>6.2f}"
@@ -311,12 +334,13 @@ async def collect(workdir: Path, quick: bool) -> Report:
     sizes = QUICK_SIZES if quick else SIZES
     results, kind = await run(sizes, workdir, 100 if quick else 200)
     rows = rows_of(results, kind)
+    failed = [f"scale: {m.size:,} connections: no answer" for m in results if not m.answered]
     curve = Curve(
         plot="connections",
         label="nwcd get_balance",
         points=tuple((float(m.size), m.req_per_s) for m in results),
     )
-    return Report(rows=rows, curves=[curve])
+    return Report(rows=rows, curves=[curve], failed=failed)
 
 
 async def main() -> None:
