@@ -444,9 +444,13 @@ class WalletDaemon:
         """Connections whose info event is new or changed since last published (now
         counted as published: the caller publishes them)."""
         changes: list[tuple[Connection, InfoFingerprint]] = []
+        allowed: dict[frozenset[str] | None, tuple[str, ...]] = {}  # grants repeat: ~1 s/100k
         for connection in self.pipeline.connections.values():
-            methods = connection.allowed_methods(self._backend.methods)
-            fingerprint = (tuple(methods), connection.revoked_at is None, connection.relays)
+            methods = allowed.get(connection.methods)
+            if methods is None:
+                methods = tuple(connection.allowed_methods(self._backend.methods))
+                allowed[connection.methods] = methods
+            fingerprint = (methods, connection.revoked_at is None, connection.relays)
             if self._published_info.get(connection.wallet_pubkey) != fingerprint:
                 self._published_info[connection.wallet_pubkey] = fingerprint
                 changes.append((connection, fingerprint))
