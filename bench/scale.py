@@ -17,7 +17,9 @@ measures:
 * RSS of the service (VmRSS) once ready and after the load;
 * ``get_balance`` round trips from the last connection: p50/p99 over
   ``--requests`` sequential requests, requests/s with 8 in flight;
-* the service's CPU (user + system) per request over both.
+* the service's CPU (user + system) per request over both;
+* a connection added while it serves N: seconds from the store's commit to its
+  first answer (the service reloads connections and updates its subscription).
 
 Targets (one issue's): 10,000 connections start <= 5 s and RSS <= 200 MB;
 100,000 start <= 30 s and RSS <= 1 GB; latency within 10% of N=1.
@@ -70,6 +72,7 @@ class Measured:
     p99_ms: float
     req_per_s: float
     cpu_ms_per_request: float
+    added_s: float = float("nan")
     answered: bool = True
 
 
@@ -138,6 +141,34 @@ async def settle(pid: int, size: int, mark: int, *, limit: float = 600.0) -> Non
             return
 
 
+async def add_and_ask(data_dir: Path, relay: str, *, limit: float = 120.0) -> float:
+    """Add a connection while the service runs; seconds until it answers it."""
+    store = await SqliteStore.open(data_dir / "nwcd.sqlite")
+    wallet, app = SecretKey.generate(), SecretKey.generate()
+    try:
+        await store.add_connection(
+            Connection(
+                name="added",
+                wallet_key=wallet,
+                app_pubkey=app.public_key.hex,
+                relays=(relay,),
+                created_at=int(time.time()),
+            )
+        )
+    finally:
+        await store.close()
+    added = time.perf_counter()
+    uri = ConnectionUri(wallet.public_key, (relay,), app)
+    while time.perf_counter() - added < limit:
+        try:
+            async with NWCClient.from_uri(uri, timeout=1, info_timeout=1) as client:
+                await client.get_balance()
+            return time.perf_counter() - added
+        except (TimeoutError, NwcdError):
+            continue
+    return float("nan")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -191,6 +222,7 @@ async def measure(size: int, relay_kind: str, root: Path, requests: int) -> Meas
             # +2: the first request of each client (a warm-up, not timed).
             cpu_ms = (cpu_seconds(pid) - cpu_before) * 1e3 / (requests + total + 2)
             rss_loaded = rss_mb(pid)
+            added_s = await add_and_ask(data_dir, relay)
     return Measured(
         size=size,
         create_s=create_s,
@@ -203,6 +235,7 @@ async def measure(size: int, relay_kind: str, root: Path, requests: int) -> Meas
         p99_ms=percentile(times, 0.99) * 1e3,
         req_per_s=rate,
         cpu_ms_per_request=cpu_ms,
+        added_s=added_s,
     )
 
 
@@ -257,6 +290,9 @@ def rows_of(results: list[Measured], relay_kind: str) -> list[Row]:
                 check(rss, at_most=rss_target) if rss_target else None,
             )
         )
+        rows.append(
+            Row("scale", f"{case}: a connection added, to its first answer", m.added_s, "s")
+        )
         latency_target = base.p50_ms * LATENCY_SLACK if base and m is not base else None
         rows.append(
             Row(
@@ -298,7 +334,7 @@ def table(results: list[Measured]) -> str:
         f" {'RSS MB':>7}"
         f" {'loaded':>7}"
         f" {'target':>7} {'p50 ms':>7} {'p99 ms':>7} {'x N=1':>6} {'req/s':>6} {'x N=1':>6}"
-        f" {'CPU ms/req':>10} {'x N=1':>6}"
+        f" {'CPU ms/req':>10} {'x N=1':>6} {'added s':>7}"
     )
     lines = [header]
     for m in results:
@@ -314,6 +350,7 @@ def table(results: list[Measured]) -> str:
             f" {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.p50_ms / base.p50_ms:>6.2f}"
             f" {m.req_per_s:>6.0f} {m.req_per_s / base.req_per_s:>6.2f}"
             f" {m.cpu_ms_per_request:>10.2f} {m.cpu_ms_per_request / base.cpu_ms_per_request:>6.2f}"
+            f" {m.added_s:>7.2f}"
         )
     return "\n".join(lines)
 
