@@ -258,6 +258,9 @@ class _Lane:
     def requests(self) -> dict[str, tuple[Filter, ...]]:
         return self._pool._requests(self._lane)
 
+    def wants(self, subscription_id: str) -> bool:
+        return self._pool._lane_of.get(subscription_id) == self._lane
+
     async def on_event(
         self, connection: RelayConnection, subscription_id: str, event: Event, *, live: bool
     ) -> None:
@@ -509,6 +512,9 @@ class RelayPool:
 
     def requests(self) -> dict[str, tuple[Filter, ...]]:
         return self._requests(0)
+
+    def wants(self, subscription_id: str) -> bool:
+        return self._lane_of.get(subscription_id) == 0
 
     def _requests(self, lane: int) -> dict[str, tuple[Filter, ...]]:
         """The subscription parts one lane's sockets carry."""
