@@ -108,9 +108,11 @@ async def service(
     per_connection: int | None,
     backend: Sequence[str] = (),
     extra: Sequence[str] = (),
+    ready_timeout: float = 30,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``nwcd serve`` as its own process; ``backend``: TOML lines after the service's
-    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``)."""
+    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``);
+    ``ready_timeout``: seconds to wait for its "nwcd ready"."""
     config = data_dir / "nwcd.toml"
     # Throughput is measured: no request rate limits (their defaults would be the figure).
     lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
@@ -133,7 +135,7 @@ async def service(
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(ready_timeout):
         while b"nwcd ready" not in await process.stderr.readline():
             pass
     drain = asyncio.create_task(_drain(process))
@@ -150,6 +152,7 @@ async def service(
 
 
 SERVICE_TIMES: list[float] = []
+SERVICE_MESSAGES: list[str] = []  # the service's log messages from the info level up
 
 
 async def _drain(process: asyncio.subprocess.Process) -> None:
@@ -161,6 +164,8 @@ async def _drain(process: asyncio.subprocess.Process) -> None:
             entry = json.loads(line)
         except ValueError:
             continue
+        if entry.get("level") in ("INFO", "WARNING", "ERROR"):
+            SERVICE_MESSAGES.append(str(entry.get("message")))
         method, latency_ms = entry.get("method"), entry.get("latency_ms")
         if str(method).startswith("multi_pay") and latency_ms is not None:
             SERVICE_TIMES.append(latency_ms / 1e3)

@@ -309,3 +309,17 @@ def test_secret_key_parse_is_a_value_or_invalid_key(text: str) -> None:
     except InvalidKey:
         return
     assert text in (secret.reveal_hex(), secret.reveal_nsec())
+
+
+def test_a_stored_key_derives_nothing_until_used_and_is_checked_then() -> None:
+    real = SecretKey.generate()
+    stored = SecretKey.stored(real.reveal_hex(), real.public_key.hex)
+    assert stored.public_key == real.public_key
+    digest = bytes(32)
+    assert real.public_key.verify(stored.sign(digest), digest)
+    # A public key stored beside the wrong secret: refused before signing or decrypting.
+    other = SecretKey.generate().public_key.hex
+    with pytest.raises(InvalidKey):
+        SecretKey.stored(real.reveal_hex(), other).sign(digest)
+    with pytest.raises(InvalidKey):
+        SecretKey.stored(real.reveal_hex(), other).shared_x(real.public_key)

@@ -13,7 +13,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import SecretKey
-from nwcd.relay.connection import ConnectionOptions, backoff_delay
+from nwcd.nostr.messages import ClientReq, encode
+from nwcd.relay.connection import ConnectionOptions, RelayConnection, backoff_delay
 from nwcd.relay.pool import PoolOptions, RelayPool, split_filters
 from nwcd.relay.server import LocalRelay
 
@@ -52,6 +53,20 @@ def test_split_filters_respects_limits() -> None:
     values = [v for group in groups for f in group for v in f.tags["p"]]
     assert values == list(wallets)
     assert all(len(f.tags["p"]) <= 500 for group in groups for f in group)
+
+
+def test_split_filters_keeps_each_req_within_bytes() -> None:
+    wallets = tuple(f"{i:064x}" for i in range(5_000))
+    groups = split_filters(
+        [Filter(kinds=(23194,), tags={"p": wallets}, since=1_700_000_000)],
+        max_values=500,
+        max_filters=10,
+        max_bytes=96_000,
+    )
+    assert [len(group) for group in groups] == [2] * 5  # 10 filters of 500 values, ~34 kB each
+    sizes = [len(encode(ClientReq("x" * 64, group)).encode()) for group in groups]
+    assert max(sizes) <= 96_000
+    assert [v for group in groups for f in group for v in f.tags["p"]] == list(wallets)
 
 
 async def test_publish_and_subscribe(relay: LocalRelay) -> None:
@@ -184,6 +199,57 @@ async def test_many_p_values_are_split_and_all_work(relay: LocalRelay) -> None:
         last = note(secret, "to the last one", p=targets[-1])
         await pool.publish(last)
         assert (await next_event(subscription)).id == last.id
+
+
+async def test_reqs_past_the_subscriptions_per_socket_go_on_more_sockets(
+    relay: LocalRelay,
+) -> None:
+    secret = SecretKey.generate()
+    targets = [SecretKey.generate().public_key.hex for _ in range(30)]
+    options = PoolOptions(max_filter_values=7, max_filters_per_req=1, max_subscriptions=2)
+    async with RelayPool([relay.url], options=options) as pool:
+        subscription = await pool.subscribe([Filter(kinds=(1,), tags={"p": tuple(targets)})])
+        assert len(subscription.parts) == 5  # on 3 sockets: 2 + 2 + 1
+        await asyncio.wait_for(subscription.eose.wait(), 10)
+        for target in (targets[0], targets[-1]):
+            event = note(secret, "to one of them", p=target)
+            await pool.publish(event)
+            assert (await next_event(subscription)).id == event.id
+        await subscription.close()
+        assert pool._lane_load == [0, 0, 0]
+
+
+async def test_one_more_value_sends_only_the_req_that_changed(
+    relay: LocalRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = SecretKey.generate()
+    targets = [SecretKey.generate().public_key.hex for _ in range(30)]
+    since = int(time.time()) - 60
+    options = PoolOptions(max_filter_values=7, max_filters_per_req=1)
+    async with RelayPool([relay.url], options=options) as pool:
+        subscription = await pool.subscribe(
+            [Filter(kinds=(1,), tags={"p": tuple(targets)}, since=since)]
+        )
+        await asyncio.wait_for(subscription.eose.wait(), 10)
+        sent: list[str] = []
+        original = RelayConnection.subscribe
+
+        async def spy(self: RelayConnection, part_id: str, filters: tuple[Filter, ...]) -> None:
+            sent.append(part_id)
+            await original(self, part_id, filters)
+
+        monkeypatch.setattr(RelayConnection, "subscribe", spy)
+        newcomer = SecretKey.generate().public_key.hex
+        # A later ``since`` asks for less: the parts the relay holds still cover it.
+        await subscription.update(
+            [Filter(kinds=(1,), tags={"p": (*targets, newcomer)}, since=since + 5)]
+        )
+        assert sent == [f"{subscription.id}.4"]  # 7, 7, 7, 7 unchanged; 2 -> 3 values
+        await asyncio.wait_for(subscription.eose.wait(), 10)
+        for target in (newcomer, targets[0]):
+            event = note(secret, "hello", p=target)
+            await pool.publish(event)
+            assert (await next_event(subscription)).id == event.id
 
 
 async def test_slow_consumer_gets_backpressure_not_unbounded_memory(relay: LocalRelay) -> None:

@@ -28,6 +28,11 @@ class Filter:
     since: int | None = None
     until: int | None = None
     limit: int | None = None
+    # The tag values as sets, made on the first match: a filter with one ``#p`` per wallet
+    # connection (100,000 of them) must not be copied into a set for every event.
+    _tag_sets: dict[str, frozenset[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The wire form."""
@@ -90,8 +95,11 @@ class Filter:
             return False
         if self.until is not None and event.created_at > self.until:
             return False
-        for letter, values in self.tags.items():
-            wanted = set(values)
+        sets = self._tag_sets
+        if sets is None:
+            sets = {letter: frozenset(values) for letter, values in self.tags.items()}
+            object.__setattr__(self, "_tag_sets", sets)
+        for letter, wanted in sets.items():
             if not any(len(t) >= 2 and t[0] == letter and t[1] in wanted for t in event.tags):
                 return False
         return True

@@ -10,6 +10,13 @@ keeping one well-kept dependency.
 
 A :class:`SecretKey` also caches the ECDH shared secret per peer, so a request
 and its response never pay for ECDH twice.
+
+Key pairs and public keys are derived on first use, not when a key is parsed: a
+service loading 100,000 wallet connections would otherwise spend ~10 s on
+elliptic-curve work for keys most of which never sign anything in a session.
+A key read back from a store with the public key stored beside it
+(:meth:`SecretKey.stored`) derives nothing until it signs or decrypts; then the
+stored public key is checked against the secret once.
 """
 
 from __future__ import annotations
@@ -69,7 +76,17 @@ class PublicKey:
             raise InvalidKey("public key is not a point on secp256k1") from None
         self.raw = raw
         self.hex = raw.hex()
-        self._point = point
+        self._point: coincurve.PublicKeyXOnly | None = point
+
+    @classmethod
+    def _derived(cls, raw: bytes) -> PublicKey:
+        """A public key computed from a secret key here: a valid point, not parsed
+        again until it verifies something."""
+        key = cls.__new__(cls)
+        key.raw = raw
+        key.hex = raw.hex()
+        key._point = None
+        return key
 
     @classmethod
     def from_hex(cls, text: str) -> PublicKey:
@@ -94,6 +111,8 @@ class PublicKey:
         """Check a BIP-340 signature of a 32-byte message."""
         if len(signature) != 64:
             return False
+        if self._point is None:
+            self._point = coincurve.PublicKeyXOnly(self.raw)
         return bool(self._point.verify(signature, message))
 
     def lift(self) -> coincurve.PublicKey:
@@ -116,18 +135,45 @@ class PublicKey:
 class SecretKey:
     """A secp256k1 secret key. Its ``repr`` never shows the secret."""
 
-    __slots__ = ("_keypair", "_raw", "_shared", "public_key")
+    __slots__ = ("_keypair", "_public", "_raw", "_shared")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != 32 or not 0 < int.from_bytes(raw, "big") < _CURVE_ORDER:
             raise InvalidKey("a secret key is 32 bytes in [1, n-1]")
-        keypair: Any = ffi.new("secp256k1_keypair *")
-        if lib.secp256k1_keypair_create(GLOBAL_CONTEXT.ctx, keypair, raw) != 1:
-            raise InvalidKey("invalid secret key")  # pragma: no cover - range checked above
         self._raw = raw
-        self._keypair = keypair
-        self._shared: OrderedDict[bytes, bytes] = OrderedDict()
-        self.public_key = PublicKey(coincurve.PrivateKey(raw).public_key_xonly.format())
+        self._keypair: Any = None  # derived on first use (see the module's docstring)
+        self._public: PublicKey | None = None
+        self._shared: OrderedDict[bytes, bytes] | None = None
+
+    @classmethod
+    def stored(cls, secret_hex: str, public_hex: str) -> SecretKey:
+        """A key read back from a store with its public key: nothing is derived until
+        the key signs or decrypts, and then the stored public key must match.
+
+        Raises:
+            InvalidKey: either is not 64 lowercase hex characters, or the secret is
+                out of range.
+        """
+        key = cls.from_hex(secret_hex)
+        key._public = PublicKey._derived(_hex32(public_hex, "public key"))
+        return key
+
+    @property
+    def public_key(self) -> PublicKey:
+        if self._public is None:
+            self._public = PublicKey._derived(_xonly(self._pair()))
+        return self._public
+
+    def _pair(self) -> Any:
+        """The libsecp256k1 key pair, made once; a stored public key is checked then."""
+        if self._keypair is None:
+            keypair: Any = ffi.new("secp256k1_keypair *")
+            if lib.secp256k1_keypair_create(GLOBAL_CONTEXT.ctx, keypair, self._raw) != 1:
+                raise InvalidKey("invalid secret key")  # pragma: no cover - range checked
+            if self._public is not None and self._public.raw != _xonly(keypair):
+                raise InvalidKey("the stored public key does not belong to this secret key")
+            self._keypair = keypair
+        return self._keypair
 
     @classmethod
     def generate(cls) -> SecretKey:
@@ -172,7 +218,7 @@ class SecretKey:
             raise ValueError("aux_rand must be 32 bytes")
         signature: Any = ffi.new("unsigned char[64]")
         ok = lib.secp256k1_schnorrsig_sign32(
-            GLOBAL_CONTEXT.ctx, signature, message, self._keypair, aux
+            GLOBAL_CONTEXT.ctx, signature, message, self._pair(), aux
         )
         if ok != 1:  # pragma: no cover - cannot fail for a valid key pair
             raise RuntimeError("libsecp256k1 refused to sign")
@@ -180,6 +226,9 @@ class SecretKey:
 
     def shared_x(self, peer: PublicKey) -> bytes:
         """The unhashed ECDH x coordinate with ``peer`` (NIP-04 and NIP-44), cached."""
+        if self._shared is None:
+            self._pair()  # a stored public key is checked before the first decryption
+            self._shared = OrderedDict()
         cached = self._shared.get(peer.raw)
         if cached is not None:
             self._shared.move_to_end(peer.raw)
@@ -203,6 +252,17 @@ class SecretKey:
 
     def __reduce__(self) -> Any:
         raise TypeError("secret keys are not picklable")
+
+
+def _xonly(keypair: Any) -> bytes:
+    """The 32-byte x-only public key of a libsecp256k1 key pair."""
+    xonly: Any = ffi.new("secp256k1_xonly_pubkey *")
+    out: Any = ffi.new("unsigned char[32]")
+    ok = lib.secp256k1_keypair_xonly_pub(GLOBAL_CONTEXT.ctx, xonly, ffi.NULL, keypair)
+    ok &= lib.secp256k1_xonly_pubkey_serialize(GLOBAL_CONTEXT.ctx, out, xonly)
+    if ok != 1:  # pragma: no cover - cannot fail for a valid key pair
+        raise RuntimeError("libsecp256k1 could not serialize a public key")
+    return bytes(ffi.buffer(out, 32))
 
 
 def verify_signature(pubkey_hex: str, signature: bytes, message: bytes) -> bool:

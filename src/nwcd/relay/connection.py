@@ -96,6 +96,10 @@ class ConnectionOwner(Protocol):
         """Every subscription part to open: REQ id -> filters."""
         ...
 
+    def wants(self, subscription_id: str) -> bool:
+        """Whether ``subscription_id`` is one of :meth:`requests` (asked per event)."""
+        ...
+
     async def on_event(
         self, connection: RelayConnection, subscription_id: str, event: Event, *, live: bool
     ) -> None:
@@ -228,7 +232,7 @@ class RelayConnection:
                 await self._owner.on_event(self, subscription_id, event, live=live)
                 # Only for our own subscriptions, and never past "now": an event dated in
                 # the future must not move a resubscription's ``since`` beyond live events.
-                if subscription_id in self._owner.requests():
+                if self._owner.wants(subscription_id):
                     seen = min(event.created_at, int(self._clock.now()))
                     if seen > self._caught_up.get(subscription_id, 0):
                         self._caught_up[subscription_id] = seen
@@ -272,7 +276,7 @@ class RelayConnection:
                 waiter.set_result(result)
 
     async def _on_closed(self, subscription_id: str, text: str) -> None:
-        if subscription_id not in self._owner.requests():
+        if not self._owner.wants(subscription_id):
             return
         if text.startswith("auth-required:") and self._auth_key is not None:
             return  # re-sent after AUTH succeeds

@@ -6,7 +6,11 @@ Theory of operation:
   so a relay that is down never delays the others.
 * A :class:`Subscription` is opened on every relay. Filters with very many
   tag values (one ``#p`` per wallet connection) are split into several filters
-  and, past ``max_filters_per_req``, several REQs, to stay within relay limits.
+  and, past ``max_filters_per_req`` or ``max_req_bytes``, several REQs, to stay
+  within relay limits. Past ``max_subscriptions`` REQs on one socket, further
+  REQs go on more sockets to the same relay ("lanes", opened as needed): relays
+  cap subscriptions per connection (nostr-rs-relay 32, strfry 20), and 100,000
+  wallet keys need ~100 REQs of ~70 kB. Events are published on the first socket.
 * Incoming events are verified (id and signature) once per event id, however
   many relays deliver them, and reach each subscription once per sending
   (:mod:`nwcd.relay.deliveries`): copies from several relays are dropped, a
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import time
@@ -36,7 +41,12 @@ from nwcd.lru import BoundedSet
 from nwcd.nostr.event import Event
 from nwcd.nostr.filters import Filter, split_values
 from nwcd.nostr.keys import SecretKey
-from nwcd.relay.connection import ConnectionOptions, OkResult, RelayConnection
+from nwcd.relay.connection import (
+    ConnectionOptions,
+    ConnectionOwner,
+    OkResult,
+    RelayConnection,
+)
 from nwcd.relay.deliveries import DeliveryFilter
 
 __all__ = ["PoolOptions", "PublishResult", "RelayPool", "Subscription", "split_filters"]
@@ -46,11 +56,19 @@ log = logging.getLogger("nwcd.relay")
 
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
-    """Tuning for a pool. Defaults fit public relays (nostr-rs-relay, strfry)."""
+    """Tuning for a pool. Defaults fit public relays (nostr-rs-relay, strfry).
+
+    A REQ holds at most ``max_filters_per_req`` filters of ``max_filter_values``
+    values and ``max_req_bytes`` of JSON (relays take websocket messages of 128 kB
+    or more: nostr-rs-relay and strfry by default); a socket holds at most
+    ``max_subscriptions`` REQs (nostr-rs-relay allows 32, strfry 20).
+    """
 
     connection: ConnectionOptions = field(default_factory=ConnectionOptions)
     max_filter_values: int = 500
     max_filters_per_req: int = 10
+    max_req_bytes: int = 96_000
+    max_subscriptions: int = 16
     queue_size: int = 1024
     seen_capacity: int = 100_000
     copy_window: float = 10.0
@@ -84,21 +102,51 @@ class PublishResult:
         return bool(self.accepted or self.sent)
 
 
+REQ_ENVELOPE_BYTES = 96
+"""Room in a REQ for ``["REQ","<id>",`` ... ``]`` (ids are at most 64 characters)."""
+
+RESUME_BYTES = 32
+"""Room per filter for a ``since`` added or moved when a REQ is sent again on reconnect."""
+
+
 def split_filters(
-    filters: Sequence[Filter], *, max_values: int, max_filters: int
+    filters: Sequence[Filter],
+    *,
+    max_values: int,
+    max_filters: int,
+    max_bytes: int | None = None,
 ) -> list[tuple[Filter, ...]]:
     """Cut filters into groups of REQs that fit relay limits.
 
     A filter with more than ``max_values`` values in one tag or list field is
-    copied once per chunk of values; then filters are grouped by
-    ``max_filters`` per REQ.
+    copied once per chunk of values; then filters are grouped, at most
+    ``max_filters`` per REQ and, with ``max_bytes``, as many as keep the REQ's
+    JSON within ``max_bytes`` (a single filter larger than that goes alone).
     """
     expanded: list[Filter] = []
     for f in filters:
         expanded.extend(_split_one(f, max_values))
-    return [tuple(expanded[i : i + max_filters]) for i in range(0, len(expanded), max_filters)] or [
-        ()
-    ]
+    groups: list[tuple[Filter, ...]] = []
+    group: list[Filter] = []
+    size = REQ_ENVELOPE_BYTES
+    for f in expanded:
+        cost = _json_bytes(f) + RESUME_BYTES if max_bytes is not None else 0
+        if group and (
+            len(group) >= max_filters or (max_bytes is not None and size + cost > max_bytes)
+        ):
+            groups.append(tuple(group))
+            group, size = [], REQ_ENVELOPE_BYTES
+        group.append(f)
+        size += cost
+    if group or not groups:
+        groups.append(tuple(group))
+    return groups
+
+
+def _json_bytes(f: Filter) -> int:
+    """Bytes of a filter in a REQ, with its separating comma."""
+    text = json.dumps(f.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode()) + 1
 
 
 def _split_one(f: Filter, max_values: int) -> list[Filter]:
@@ -118,6 +166,19 @@ def _split_one(f: Filter, max_values: int) -> list[Filter]:
     if f.ids is not None and len(f.ids) > max_values:
         return [replace(f, ids=tuple(chunk)) for chunk in split_values(list(f.ids), max_values)]
     return [f]
+
+
+def _covers(sent: tuple[Filter, ...] | None, wanted: tuple[Filter, ...]) -> bool:
+    """Whether a REQ already sent with ``sent`` gets every event ``wanted`` asks for: the
+    same filters, each with a ``since`` no later than the wanted one."""
+    if sent is None or len(sent) != len(wanted):
+        return False
+    for old, new in zip(sent, wanted, strict=True):
+        if old.since is not None and (new.since is None or new.since < old.since):
+            return False
+        if replace(new, since=old.since) != old:
+            return False
+    return True
 
 
 class Subscription:
@@ -187,6 +248,34 @@ class Subscription:
             self.eose.set()
 
 
+class _Lane:
+    """The owner of a relay's extra socket: the pool, for the parts on that lane."""
+
+    def __init__(self, pool: RelayPool, lane: int) -> None:
+        self._pool = pool
+        self._lane = lane
+
+    def requests(self) -> dict[str, tuple[Filter, ...]]:
+        return self._pool._requests(self._lane)
+
+    def wants(self, subscription_id: str) -> bool:
+        return self._pool._lane_of.get(subscription_id) == self._lane
+
+    async def on_event(
+        self, connection: RelayConnection, subscription_id: str, event: Event, *, live: bool
+    ) -> None:
+        await self._pool.on_event(connection, subscription_id, event, live=live)
+
+    def on_eose(self, connection: RelayConnection, subscription_id: str) -> None:
+        self._pool.on_eose(connection, subscription_id)
+
+    def on_closed(self, connection: RelayConnection, subscription_id: str, message: str) -> None:
+        self._pool.on_closed(connection, subscription_id, message)
+
+    def on_state(self, connection: RelayConnection) -> None:
+        self._pool.on_state(connection)
+
+
 class RelayPool:
     """Connections to several relays, used as ``async with RelayPool(urls) as pool``."""
 
@@ -202,6 +291,10 @@ class RelayPool:
         self._clock = clock
         self._auth_key = auth_key
         self._connections: dict[str, RelayConnection] = {}
+        # Sockets to a relay beyond its first, for REQs past ``max_subscriptions``.
+        self._lanes: dict[str, list[RelayConnection]] = {}
+        self._lane_of: dict[str, int] = {}  # subscription part -> lane (0: first socket)
+        self._lane_load: list[int] = [0]  # parts per lane
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._subscriptions: dict[str, Subscription] = {}
         self._parts: dict[str, Subscription] = {}
@@ -213,14 +306,31 @@ class RelayPool:
         for url in relays:
             self._connections[url] = self._new_connection(url)
 
-    def _new_connection(self, url: str) -> RelayConnection:
+    def _new_connection(self, url: str, owner: ConnectionOwner | None = None) -> RelayConnection:
         return RelayConnection(
             url,
-            self,
+            owner or self,
             clock=self._clock,
             options=self._options.connection,
             auth_key=self._auth_key,
         )
+
+    def _socket(self, url: str, lane: int) -> RelayConnection:
+        """The socket to ``url`` that carries ``lane``'s REQs, opened if new."""
+        if lane == 0:
+            return self._connections[url]
+        extra = self._lanes.setdefault(url, [])
+        while len(extra) < lane:
+            number = len(extra) + 1
+            connection = self._new_connection(url, _Lane(self, number))
+            extra.append(connection)
+            if self._started:
+                self._start_task(f"{url}#{number}", connection)
+        return extra[lane - 1]
+
+    def _start_task(self, key: str, connection: RelayConnection) -> None:
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.create_task(connection.run(), name=f"relay {key}")
 
     async def __aenter__(self) -> RelayPool:
         self.start()
@@ -233,14 +343,19 @@ class RelayPool:
         """Start a task per relay."""
         self._started = True
         for url, connection in self._connections.items():
-            if url not in self._tasks:
-                self._tasks[url] = asyncio.create_task(connection.run(), name=f"relay {url}")
+            self._start_task(url, connection)
+        for url, extra in self._lanes.items():
+            for number, connection in enumerate(extra, 1):
+                self._start_task(f"{url}#{number}", connection)
 
     async def close(self) -> None:
         """Close every connection and stop their tasks."""
         self._started = False
         for connection in self._connections.values():
             await connection.close()
+        for extra in self._lanes.values():
+            for connection in extra:
+                await connection.close()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -266,18 +381,25 @@ class RelayPool:
         connection = self._new_connection(url)
         self._connections[url] = connection
         if self._started:
-            self._tasks[url] = asyncio.create_task(connection.run(), name=f"relay {url}")
+            self._start_task(url, connection)
+        for lane in range(1, len(self._lane_load)):
+            if self._lane_load[lane]:
+                self._socket(url, lane)
 
     async def remove_relay(self, url: str) -> None:
         """Disconnect from a relay and forget it."""
         connection = self._connections.pop(url, None)
-        task = self._tasks.pop(url, None)
-        if connection is not None:
-            await connection.close()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        lanes = self._lanes.pop(url, [])
+        sockets = [connection, *lanes] if connection is not None else lanes
+        keys = [url, *(f"{url}#{number}" for number in range(1, len(lanes) + 1))]
+        for socket in sockets:
+            await socket.close()
+        for key in keys:
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def wait_connected(self, timeout: float, *, count: int = 1) -> bool:
         """Wait until ``count`` relays (at least one by default) are connected."""
@@ -321,25 +443,58 @@ class RelayPool:
             subscription.filters,
             max_values=self._options.max_filter_values,
             max_filters=self._options.max_filters_per_req,
+            max_bytes=self._options.max_req_bytes,
         )
         new_parts = (
             {subscription.id: groups[0]}
             if len(groups) == 1
             else {f"{subscription.id}.{i}": group for i, group in enumerate(groups)}
         )
-        stale = subscription.parts.keys() - new_parts.keys()
-        subscription.parts = new_parts
-        subscription._eose_parts.clear()  # ``eose`` now waits for the new filters
-        subscription.eose.clear()
+        stale = {
+            part_id: self._release(part_id)
+            for part_id in subscription.parts.keys() - new_parts.keys()
+        }
+        # A part the relays already hold as asked (or asking for more history) is not sent
+        # again: adding one wallet key to 100,000 must not send every REQ again.
+        kept = {
+            part_id: subscription.parts[part_id]
+            for part_id, group in new_parts.items()
+            if _covers(subscription.parts.get(part_id), group)
+        }
+        changed = {part_id: g for part_id, g in new_parts.items() if part_id not in kept}
+        subscription.parts = {**new_parts, **kept}
+        # ``eose`` now waits for the changed parts only.
+        for seen in subscription._eose_parts.values():
+            seen -= changed.keys() | stale.keys()
+        if changed or not subscription.parts:
+            subscription.eose.clear()
         for part_id in stale:
             self._parts.pop(part_id, None)
         for part_id in new_parts:
             self._parts[part_id] = subscription
-        for connection in self._connections.values():
-            for part_id in stale:
-                await connection.unsubscribe(part_id)
-            for part_id, group in new_parts.items():
-                await connection.subscribe(part_id, group)
+            if part_id not in self._lane_of:
+                self._place(part_id)
+        for url in list(self._connections):
+            for part_id, lane in stale.items():
+                await self._socket(url, lane).unsubscribe(part_id)
+            for part_id, group in changed.items():
+                await self._socket(url, self._lane_of[part_id]).subscribe(part_id, group)
+
+    def _place(self, part_id: str) -> None:
+        """Put a new subscription part on the first socket with room for it."""
+        limit = max(1, self._options.max_subscriptions)
+        lane = next((i for i, load in enumerate(self._lane_load) if load < limit), None)
+        if lane is None:
+            lane = len(self._lane_load)
+            self._lane_load.append(0)
+        self._lane_of[part_id] = lane
+        self._lane_load[lane] += 1
+
+    def _release(self, part_id: str) -> int:
+        """Forget where a part was; its lane."""
+        lane = self._lane_of.pop(part_id, 0)
+        self._lane_load[lane] = max(0, self._lane_load[lane] - 1)
+        return lane
 
     async def _resubscribe(self, subscription: Subscription, filters: tuple[Filter, ...]) -> None:
         subscription.filters = filters
@@ -349,13 +504,25 @@ class RelayPool:
         self._subscriptions.pop(subscription.id, None)
         for part_id in subscription.parts:
             self._parts.pop(part_id, None)
-            for connection in self._connections.values():
-                await connection.unsubscribe(part_id)
+            lane = self._release(part_id)
+            for url in list(self._connections):
+                await self._socket(url, lane).unsubscribe(part_id)
 
     # -- ConnectionOwner -----------------------------------------------------------------
 
     def requests(self) -> dict[str, tuple[Filter, ...]]:
-        return {part_id: s.parts[part_id] for part_id, s in self._parts.items()}
+        return self._requests(0)
+
+    def wants(self, subscription_id: str) -> bool:
+        return self._lane_of.get(subscription_id) == 0
+
+    def _requests(self, lane: int) -> dict[str, tuple[Filter, ...]]:
+        """The subscription parts one lane's sockets carry."""
+        return {
+            part_id: s.parts[part_id]
+            for part_id, s in self._parts.items()
+            if self._lane_of.get(part_id, 0) == lane
+        }
 
     async def on_event(
         self, connection: RelayConnection, subscription_id: str, event: Event, *, live: bool

@@ -9,7 +9,10 @@ Start-up order matters for exactly-once payment:
    Responses stored but never delivered (the process died between storing
    and publishing) are published again.
 2. Then the subscription opens (``#p`` = every wallet key, ``since`` the
-   horizon before now), and the info event of each connection is published.
+   horizon before now), and the info event of each connection is published:
+   the first ``info_batch`` before "ready", the rest (a service with 100,000
+   connections) after it, ``info_batch`` at a time, so neither memory nor the
+   relay sockets hold 100,000 events at once and answers do not queue behind them.
 3. Each request runs in its own task, bounded by ``max_concurrent_requests``,
    so no request ever waits behind another request's payments.
 
@@ -78,6 +81,10 @@ RECOVERY_LOOKUPS = 16
 """Open payments looked up in the backend at once during start-up recovery."""
 
 
+InfoFingerprint = tuple[tuple[str, ...], bool, tuple[str, ...]]
+"""What a connection's info event says: its methods, whether it is active, its relays."""
+
+
 class LeaseLost(Exception):
     """This instance's lease expired and another instance took its work over."""
 
@@ -94,6 +101,7 @@ class DaemonOptions:
     prune_interval: float = 60.0
     takeover_interval: float = 1.0
     max_concurrent_requests: int = 1024
+    info_batch: int = 500
     shutdown_grace: float = 10.0
     publish: PublishPolicy = field(default_factory=PublishPolicy)
     pool: PoolOptions = field(default_factory=PoolOptions)
@@ -270,14 +278,15 @@ class WalletDaemon:
             )
             await self._adopt(orphans, exclusive=exclusive)
             self._subscription = await self._pool.subscribe(self._filters())
-            # Apps discover us by the info events: have them on the relays before "ready".
+            # Apps discover us by the info events: have them on the relays before "ready"
+            # (past ``info_batch`` connections, the first batch; the rest follows).
+            changes = self._info_changes()
+            batch = max(1, self._options.info_batch)
             await asyncio.gather(
-                self._confirm_listening(self._version),
-                *(
-                    self._pool.publish(event, timeout=5, relays=relays)
-                    for event, relays in self._info_events()
-                ),
+                self._confirm_listening(self._version), self._announce(changes[:batch])
             )
+            if len(changes) > batch:
+                self.spawn(self._announce_rest(changes[batch:], batch))
             if self._store.shared:
                 self.spawn(self._take_over_stopped())
             self.spawn(self._watch_connections())
@@ -330,7 +339,9 @@ class WalletDaemon:
     # -- connections ---------------------------------------------------------------------
 
     def _filters(self) -> list[Filter]:
-        wallets = sorted(self.pipeline.connections)
+        # In the store's order (oldest first), not sorted: a new connection then changes
+        # the last REQ only, and the pool sends only REQs that changed.
+        wallets = list(self.pipeline.connections)
         since = self._now() - self._settings.horizon
         return [Filter(kinds=(Kind.NWC_REQUEST,), tags={"p": tuple(wallets)}, since=since)]
 
@@ -425,32 +436,69 @@ class WalletDaemon:
             await asyncio.sleep(self._options.connections_poll_interval)
 
     def _publish_info(self) -> None:
-        for event, relays in self._info_events():
+        for connection, fingerprint in self._info_changes():
+            event, relays = self._info_event(connection, fingerprint)
             self._publisher.publish(event, relays)
 
-    def _info_events(self) -> list[tuple[Event, tuple[str, ...]]]:
-        """Info events of connections that are new or changed since last published."""
-        events: list[tuple[Event, tuple[str, ...]]] = []
+    def _info_changes(self) -> list[tuple[Connection, InfoFingerprint]]:
+        """Connections whose info event is new or changed since last published (now
+        counted as published: the caller publishes them)."""
+        changes: list[tuple[Connection, InfoFingerprint]] = []
+        allowed: dict[frozenset[str] | None, tuple[str, ...]] = {}  # grants repeat: ~1 s/100k
         for connection in self.pipeline.connections.values():
-            methods = connection.allowed_methods(self._backend.methods)
-            active = connection.revoked_at is None
-            fingerprint = (tuple(methods), active, connection.relays)
-            if self._published_info.get(connection.wallet_pubkey) == fingerprint:
-                continue
-            self._published_info[connection.wallet_pubkey] = fingerprint
-            # A replaceable event with the same created_at as the one it replaces may
-            # lose the tie on a relay (NIP-01 keeps the lowest id): always move forward.
-            stamp = max(self._now(), self._info_stamps.get(connection.wallet_pubkey, 0) + 1)
-            self._info_stamps[connection.wallet_pubkey] = stamp
-            event = build_info_event(
-                connection.wallet_key,
-                methods if active else [],
-                created_at=stamp,
-                notifications=notification_types(methods) if active else (),
-                app_pubkey=connection.app_pubkey,
+            methods = allowed.get(connection.methods)
+            if methods is None:
+                methods = tuple(connection.allowed_methods(self._backend.methods))
+                allowed[connection.methods] = methods
+            fingerprint = (methods, connection.revoked_at is None, connection.relays)
+            if self._published_info.get(connection.wallet_pubkey) != fingerprint:
+                self._published_info[connection.wallet_pubkey] = fingerprint
+                changes.append((connection, fingerprint))
+        return changes
+
+    def _info_event(
+        self, connection: Connection, fingerprint: InfoFingerprint
+    ) -> tuple[Event, tuple[str, ...]]:
+        """A connection's info event (signed now), and the relays it goes to."""
+        methods, active, _ = fingerprint
+        # A replaceable event with the same created_at as the one it replaces may
+        # lose the tie on a relay (NIP-01 keeps the lowest id): always move forward.
+        stamp = max(self._now(), self._info_stamps.get(connection.wallet_pubkey, 0) + 1)
+        self._info_stamps[connection.wallet_pubkey] = stamp
+        event = build_info_event(
+            connection.wallet_key,
+            list(methods) if active else [],
+            created_at=stamp,
+            notifications=notification_types(methods) if active else (),
+            app_pubkey=connection.app_pubkey,
+        )
+        return event, connection.relays or tuple(self._pool.relays)
+
+    async def _announce(self, changes: list[tuple[Connection, InfoFingerprint]]) -> None:
+        """Publish these info events and wait for the relays' OKs (5 s at most)."""
+        events: list[tuple[Event, tuple[str, ...]]] = []
+        for i, (c, fingerprint) in enumerate(changes, 1):
+            events.append(self._info_event(c, fingerprint))
+            if i % 50 == 0:
+                await asyncio.sleep(0)  # signing 500 takes ~50 ms: let requests through
+        await asyncio.gather(
+            *(self._pool.publish(event, timeout=5, relays=relays) for event, relays in events)
+        )
+
+    async def _announce_rest(
+        self, changes: list[tuple[Connection, InfoFingerprint]], batch: int
+    ) -> None:
+        """The info events left after "ready", ``batch`` at a time. One that changed
+        meanwhile is skipped: the connection watcher published the new one."""
+        for start in range(0, len(changes), batch):
+            await self._announce(
+                [
+                    (c, fingerprint)
+                    for c, fingerprint in changes[start : start + batch]
+                    if self._published_info.get(c.wallet_pubkey) == fingerprint
+                ]
             )
-            events.append((event, connection.relays or tuple(self._pool.relays)))
-        return events
+        log.info("published the info events of %s", count(len(changes), "more connection"))
 
     async def _watch_incoming(self) -> None:
         """``payment_received`` and ``hold_invoice_accepted`` go only to the app that made

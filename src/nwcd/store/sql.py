@@ -60,8 +60,9 @@ UPDATE_CONNECTION = (
     " revoked_at = ?, updated_at = ? WHERE wallet_pubkey = ?"
 )
 SELECT_CONNECTIONS = (
-    "SELECT wallet_secret, name, app_pubkey, relays, methods, max_amount_msat, budget_msat,"
-    " budget_period, expires_at, lud16, created_at, revoked_at, last_used_at FROM connections"
+    "SELECT wallet_secret, wallet_pubkey, name, app_pubkey, relays, methods, max_amount_msat,"
+    " budget_msat, budget_period, expires_at, lud16, created_at, revoked_at, last_used_at"
+    " FROM connections"
     " ORDER BY created_at, name"
 )
 CONNECTIONS_VERSION = "SELECT value FROM meta WHERE key = 'connections_version'"
@@ -397,11 +398,12 @@ def connection_row(c: Connection) -> tuple[Any, ...]:
 
 
 def connection_from_row(row: Sequence[Any]) -> Connection:
-    (secret, name, app_pubkey, relays, methods, max_amount, budget, period, expires_at, lud16,
-     created_at, revoked_at, last_used_at) = row  # fmt: skip
+    (secret, wallet_pubkey, name, app_pubkey, relays, methods, max_amount, budget, period,
+     expires_at, lud16, created_at, revoked_at, last_used_at) = row  # fmt: skip
     return Connection(
         name=name,
-        wallet_key=SecretKey.from_hex(secret),
+        # Nothing derived now (many connections load at start): checked on first use.
+        wallet_key=SecretKey.stored(secret, wallet_pubkey),
         app_pubkey=app_pubkey,
         relays=tuple(json.loads(relays)),
         created_at=created_at,
