@@ -106,9 +106,11 @@ async def service(
     per_connection: int | None,
     backend: Sequence[str] = (),
     extra: Sequence[str] = (),
+    entry: Sequence[str] = ("-m", "nwcd"),
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``nwcd serve`` as its own process; ``backend``: TOML lines after the service's
-    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``)."""
+    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``);
+    ``entry``: the interpreter's arguments before ``serve`` (``-c CODE`` to patch first)."""
     config = data_dir / "nwcd.toml"
     # Throughput is measured: no request rate limits (their defaults would be the figure).
     lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
@@ -117,8 +119,7 @@ async def service(
     config.write_text("\n".join([*lines, *backend, *extra]) + "\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "nwcd",
+        *entry,
         "serve",
         "--relay",
         relay,
