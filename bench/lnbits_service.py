@@ -17,12 +17,18 @@ each size, in alternating order, ``--runs`` times each:
 - **one by one**: the same through LNbits alone, sequentially (the sequential services).
 
 With each batch, the CPU seconds of the LNbits processes (the parent and its uvicorn
-child) and of ``nwcd serve``. Then the cap experiment: ``nwcd serve`` with the adapter's
-concurrency cap (``LnbitsBackend.max_concurrent_payments``) patched to each of
-``--caps`` (0: none), against LNbits alone with the same number of payments in flight,
-at ``--cap-size`` invoices. Every service runs throughout and the caps take turns, so
-none always meets a fuller LNbits database. Payee B's balance is checked after every
-batch: a payment that did not arrive is reported, never timed silently.
+child) and of ``nwcd serve``. Then the cap experiment: one ``nwcd serve`` per value of
+``--caps`` (0: none), each with the adapter's concurrency cap
+(``LnbitsBackend.max_concurrent_payments``) patched to it, against LNbits alone with
+the same number of payments in flight, at ``--cap-size`` invoices. Those services all
+run (each with its websocket on wallet A) and the caps take turns, so none always meets
+a fuller LNbits database. Payee B's balance is checked after every batch: a payment that
+did not arrive is reported, never timed silently.
+
+LNbits 1.6.2 serialises more than its writes: every database access takes one
+``asyncio.Lock`` (``Database.connect``) and each wallet's payments take another
+(``_pay_invoice``), so concurrent payments of one wallet overlap only in what they do
+outside the database (HTTP, keys, bolt11 decoding).
 
 It prints medians side by side and nwcd / LNbits alone as a ratio.
 ``collect(workdir, quick)`` returns the same as rows and curves for ``python -m bench all``.
@@ -57,7 +63,7 @@ from nwcd.relay.pool import RelayPool
 
 BENCH = "lnbits_service"
 AMOUNT_SAT = 10  # every run pays thousands of invoices
-FUND_SAT = 100_000_000
+FUND_SAT = 10_000_000  # the most LNbits credits at once
 INVOICE_MAKERS = 8  # invoices are made this many at a time (untimed)
 RATIO_TARGET = 1.10  # nwcd's last response within 1.10x of LNbits alone (as for LND)
 _CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -107,6 +113,7 @@ class Lnbits:
 
     def __init__(self, server: LnbitsServer, payer: LnbitsWallet, payee: LnbitsWallet) -> None:
         self.server = server
+        self.payer = payer
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
         self._payer = httpx.AsyncClient(
             base_url=server.url,
@@ -251,7 +258,8 @@ async def start_lnbits(workdir: Path) -> tuple[LnbitsServer, LnbitsWallet, Lnbit
     return server, payer, payee
 
 
-def backend_lines(server: LnbitsServer, payer: LnbitsWallet) -> list[str]:
+def backend_lines(lnbits: Lnbits) -> list[str]:
+    server, payer = lnbits.server, lnbits.payer
     return [
         "[backend]",
         'kind = "lnbits"',
@@ -267,6 +275,41 @@ def cap_label(cap: int) -> str:
     return f"cap {cap}" if cap else "no cap"
 
 
+async def start_services(
+    stack: contextlib.AsyncExitStack,
+    variants: Sequence[tuple[str, Sequence[str]]],
+    lnbits: Lnbits,
+    pool: RelayPool,
+    relay_url: str,
+    root: Path,
+) -> dict[str, Nwcd]:
+    """``nwcd serve`` per (label, interpreter arguments), each warmed up by one batch."""
+    services: dict[str, Nwcd] = {}
+    for label, entry in variants:
+        data_dir = root / label.replace(" ", "-")
+        data_dir.mkdir()
+        uri = await make_connection(data_dir, relay_url)
+        backend = backend_lines(lnbits)
+        process = await stack.enter_async_context(
+            service(data_dir, relay_url, per_connection=None, backend=backend, entry=entry)
+        )
+        services[label] = Nwcd(uri, process.pid)
+    await pool.wait_connected(10)
+    for nwcd in services.values():
+        await timed_batch(nwcd.uri, pool, await lnbits.invoices(5))
+        lnbits.paid += 5
+    return services
+
+
+def through(
+    nwcd: Nwcd, pool: RelayPool
+) -> Callable[[Sequence[str]], Awaitable[tuple[float, float]]]:
+    async def batch(invoices: Sequence[str]) -> tuple[float, float]:
+        return await timed_batch(nwcd.uri, pool, invoices)
+
+    return batch
+
+
 async def run(
     plan: Plan,
     server: LnbitsServer,
@@ -275,102 +318,86 @@ async def run(
     root: Path,
     say: Callable[[str], None] = print,
 ) -> Results:
+    """Both phases: nwcd as configured against LNbits alone, then the cap experiment."""
     results = Results()
     lnbits = Lnbits(server, payer, payee)
-    backend = backend_lines(server, payer)
     try:
         async with (
             relay_process(plan.relay, root / "relay") as relay_url,
-            contextlib.AsyncExitStack() as stack,
+            RelayPool([relay_url]) as pool,
         ):
-            pool = await stack.enter_async_context(RelayPool([relay_url]))
-            services: dict[str, Nwcd] = {}
-            # The service as configured, then one per cap of the experiment.
-            variants: list[tuple[str, Sequence[str]]] = [("nwcd", ("-m", "nwcd"))]
-            variants += [(cap_label(cap), ("-c", CAP_PATCH, str(cap))) for cap in plan.caps]
-            for label, entry in variants:
-                data_dir = root / label.replace(" ", "-")
-                data_dir.mkdir()
-                uri = await make_connection(data_dir, relay_url)
-                process = await stack.enter_async_context(
-                    service(data_dir, relay_url, per_connection=None, backend=backend, entry=entry)
-                )
-                services[label] = Nwcd(uri, process.pid)
-            await pool.wait_connected(10)
-            for nwcd in services.values():  # warm-up: each service's first batch
-                await timed_batch(nwcd.uri, pool, await lnbits.invoices(5))
-                lnbits.paid += 5
-            await lnbits.concurrent(await lnbits.invoices(5))
+            await lnbits.concurrent(await lnbits.invoices(5))  # warm-up
             lnbits.paid += 5
-
-            def through(nwcd: Nwcd) -> Callable[[Sequence[str]], Awaitable[tuple[float, float]]]:
-                async def batch(invoices: Sequence[str]) -> tuple[float, float]:
-                    return await timed_batch(nwcd.uri, pool, invoices)
-
-                return batch
-
-            main = services["nwcd"]
-            for run_number in range(plan.runs):
-                for size in plan.sizes:
-                    # Alternate who goes first, so neither always meets a warm LNbits.
-                    modes = ["nwcd", "alone"] if run_number % 2 == 0 else ["alone", "nwcd"]
-                    for mode in modes:
-                        pay = through(main) if mode == "nwcd" else lnbits.concurrent
-                        await measured(lnbits, results, mode, size, main.pid, pay, plan.pause)
-                    if run_number == 0:
-                        await measured(
-                            lnbits,
-                            results,
-                            "one by one",
-                            size,
-                            main.pid,
-                            lnbits.one_by_one,
-                            plan.pause,
+            # Phase 1: one service, as an operator runs it (its websocket on A included).
+            async with contextlib.AsyncExitStack() as stack:
+                services = await start_services(
+                    stack, [("nwcd", ("-m", "nwcd"))], lnbits, pool, relay_url, root
+                )
+                main = services["nwcd"]
+                for run_number in range(plan.runs):
+                    for size in plan.sizes:
+                        # Alternate who goes first, so neither always meets a warm LNbits.
+                        modes = ["nwcd", "alone"] if run_number % 2 == 0 else ["alone", "nwcd"]
+                        for mode in modes:
+                            pay = through(main, pool) if mode == "nwcd" else lnbits.concurrent
+                            await measured(lnbits, results, mode, size, main.pid, pay, plan.pause)
+                        if run_number == 0:
+                            await measured(
+                                lnbits,
+                                results,
+                                "one by one",
+                                size,
+                                main.pid,
+                                lnbits.one_by_one,
+                                plan.pause,
+                            )
+                        say(
+                            f"run {run_number + 1}: {size:3d}"
+                            f"  nwcd {results.samples[('nwcd', size)][-1].last:.3f} s"
+                            f"  alone {results.samples[('alone', size)][-1].last:.3f} s"
                         )
-                    say(
-                        f"run {run_number + 1}: {size:3d}"
-                        f"  nwcd {results.samples[('nwcd', size)][-1].last:.3f} s"
-                        f"  alone {results.samples[('alone', size)][-1].last:.3f} s"
-                    )
-            for run_number in range(plan.cap_runs):
-                caps = plan.caps if run_number % 2 == 0 else tuple(reversed(plan.caps))
-                for cap in caps:
-                    label = cap_label(cap)
-                    nwcd = services[label]
-
-                    async def alone(invoices: Sequence[str], cap: int = cap) -> tuple[float, float]:
-                        return await lnbits.concurrent(invoices, cap)
-
-                    for mode in ["nwcd", "alone"] if run_number % 2 == 0 else ["alone", "nwcd"]:
-                        if mode == "nwcd":
-                            await measured(
-                                lnbits,
-                                results,
-                                f"nwcd {label}",
-                                plan.cap_size,
-                                nwcd.pid,
-                                through(nwcd),
-                                plan.pause,
-                            )
-                        else:
-                            await measured(
-                                lnbits,
-                                results,
-                                f"alone {label}",
-                                plan.cap_size,
-                                nwcd.pid,
-                                alone,
-                                plan.pause,
-                            )
-                    nwcd_last = results.samples[(f"nwcd {label}", plan.cap_size)][-1].last
-                    alone_last = results.samples[(f"alone {label}", plan.cap_size)][-1].last
-                    say(
-                        f"cap run {run_number + 1}: {label:7}"
-                        f"  nwcd {nwcd_last:.3f} s  alone {alone_last:.3f} s"
-                    )
+            if plan.caps:
+                await cap_experiment(plan, lnbits, results, pool, relay_url, root, say)
     finally:
         await lnbits.close()
     return results
+
+
+async def cap_experiment(
+    plan: Plan,
+    lnbits: Lnbits,
+    results: Results,
+    pool: RelayPool,
+    relay_url: str,
+    root: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Phase 2: a service per cap, all running (so the caps can take turns: none always
+    meets a fuller LNbits database), each against LNbits alone with as many in flight."""
+    async with contextlib.AsyncExitStack() as stack:
+        variants = [(cap_label(cap), ("-c", CAP_PATCH, str(cap))) for cap in plan.caps]
+        services = await start_services(stack, variants, lnbits, pool, relay_url, root)
+        size = plan.cap_size
+        for run_number in range(plan.cap_runs):
+            caps = plan.caps if run_number % 2 == 0 else tuple(reversed(plan.caps))
+            for cap in caps:
+                label = cap_label(cap)
+                nwcd = services[label]
+
+                async def alone(invoices: Sequence[str], cap: int = cap) -> tuple[float, float]:
+                    return await lnbits.concurrent(invoices, cap)
+
+                for mode in ["nwcd", "alone"] if run_number % 2 == 0 else ["alone", "nwcd"]:
+                    pay = through(nwcd, pool) if mode == "nwcd" else alone
+                    await measured(
+                        lnbits, results, f"{mode} {label}", size, nwcd.pid, pay, plan.pause
+                    )
+                nwcd_last = results.samples[(f"nwcd {label}", size)][-1].last
+                alone_last = results.samples[(f"alone {label}", size)][-1].last
+                say(
+                    f"cap run {run_number + 1}: {label:7}"
+                    f"  nwcd {nwcd_last:.3f} s  alone {alone_last:.3f} s"
+                )
 
 
 def table(results: Results, plan: Plan) -> list[str]:
