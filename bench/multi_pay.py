@@ -106,11 +106,9 @@ async def service(
     per_connection: int | None,
     backend: Sequence[str] = (),
     extra: Sequence[str] = (),
-    entry: Sequence[str] = ("-m", "nwcd"),
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``nwcd serve`` as its own process; ``backend``: TOML lines after the service's
-    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``);
-    ``entry``: the interpreter's arguments before ``serve`` (``-c CODE`` to patch first)."""
+    (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``)."""
     config = data_dir / "nwcd.toml"
     # Throughput is measured: no request rate limits (their defaults would be the figure).
     lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
@@ -119,7 +117,8 @@ async def service(
     config.write_text("\n".join([*lines, *backend, *extra]) + "\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        *entry,
+        "-m",
+        "nwcd",
         "serve",
         "--relay",
         relay,
