@@ -169,6 +169,36 @@ async def test_a_backend_value_the_backend_refuses_is_one_config_error(tmp_path:
         await open_backend(settings)
 
 
+@pytest.mark.parametrize(("line", "cap"), [("", 8), ("max_concurrent_payments = 32\n", 32)])
+async def test_lnbits_concurrency_cap_is_configured(tmp_path: Path, line: str, cap: int) -> None:
+    from nwcd.bootstrap import open_backend
+
+    text = (
+        f'[backend]\nkind = "lnbits"\n[backend.lnbits]\nurl = "http://x"\nadmin_key = "k"\n{line}'
+    )
+    settings = load_settings(config_file=write(tmp_path, text), data_dir=tmp_path, environ={})
+    backend = await open_backend(settings)
+    assert backend.max_concurrent_payments == cap
+    await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "from 1 to 1000"), ("1001", "from 1 to 1000"), ("true", "must be a int")],
+)
+async def test_lnbits_concurrency_cap_is_checked(tmp_path: Path, value: str, message: str) -> None:
+    from nwcd.bootstrap import open_backend
+
+    text = (
+        '[backend]\nkind = "lnbits"\n[backend.lnbits]\nurl = "http://x"\nadmin_key = "k"\n'
+        f"max_concurrent_payments = {value}\n"
+    )
+    with pytest.raises(ConfigError, match=message):
+        await open_backend(
+            load_settings(config_file=write(tmp_path, text), data_dir=tmp_path, environ={})
+        )
+
+
 async def test_a_store_from_a_newer_nwcd_is_refused(tmp_path: Path) -> None:
     import sqlite3
 

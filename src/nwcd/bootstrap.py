@@ -119,7 +119,7 @@ async def _open_backend(settings: Settings) -> LightningBackend:
         case "simulator":
             return await open_simulator(settings)
         case "lnbits":
-            from nwcd.backends.lnbits import LnbitsBackend, LnbitsConfig
+            from nwcd.backends.lnbits import MAX_CONCURRENT_PAYMENTS, LnbitsBackend, LnbitsConfig
 
             return await LnbitsBackend.open(
                 LnbitsConfig(
@@ -128,6 +128,9 @@ async def _open_backend(settings: Settings) -> LightningBackend:
                     invoice_key=table.get("invoice_key"),
                     timeout=float(table.get("timeout", 30.0)),
                     network=table.get("network"),
+                    max_concurrent_payments=int(
+                        table.get("max_concurrent_payments", MAX_CONCURRENT_PAYMENTS)
+                    ),
                 )
             )
         case "lnd":

@@ -39,6 +39,7 @@ Example ``nwcd.toml``::
     url = "https://lnbits.example.com"
     admin_key = "..."               # or NWCD_LNBITS_ADMIN_KEY
     invoice_key = "..."             # optional: used for reads
+    max_concurrent_payments = 8     # payments sent to LNbits at once (1-1000)
 
     [backend.lnd]                   # LND's REST interface
     url = "https://127.0.0.1:8080"
@@ -118,6 +119,7 @@ _BACKEND_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
         "invoice_key": (str,),
         "timeout": (int, float),
         "network": (str,),
+        "max_concurrent_payments": (int,),
     },
     "lnd": {
         "url": (str,),

@@ -168,6 +168,12 @@ class LnbitsServer:
             return []
         return [int(child) for child in text.split()]
 
+    def pids(self) -> list[int]:
+        """The LNbits parent process and its uvicorn child (empty when stopped)."""
+        if self._process is None:
+            return []
+        return [self._process.pid, *self._children()]
+
     def stop(self) -> None:
         """SIGTERM the uvicorn child and wait, then the parent; SIGKILL what is left."""
         process, self._process = self._process, None

@@ -101,6 +101,8 @@ def test_config_repr_never_shows_keys() -> None:
         {"timeout": 0},
         {"timeout": float("nan")},
         {"network": "bitcoin"},
+        {"max_concurrent_payments": 0},
+        {"max_concurrent_payments": 1001},
     ],
 )
 def test_config_rejects(kwargs: dict[str, Any]) -> None:

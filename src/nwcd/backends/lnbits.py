@@ -95,6 +95,7 @@ _WS_LOG.setLevel(logging.INFO)
 _NAME: Final = "LNbits"
 _PAGE: Final = 1000  # LNbits returns at most 1000 payments per request
 _MAX_REASON: Final = 200  # characters of an LNbits failure detail passed on to the app
+_MAX_CAP: Final = 1_000  # max_concurrent_payments at most (the most items of a batch)
 _METADATA_KEY: Final = "nwcd_metadata"  # where make_invoice keeps NIP-47 metadata in ``extra``
 _SEEN_CAPACITY: Final = 10_000
 _CATCH_UP: Final = 100  # settled incoming payments looked at after each (re)connect
@@ -128,6 +129,8 @@ class LnbitsConfig:
         timeout: seconds to wait for LNbits on each request.
         network: ``mainnet`` / ``testnet`` / ``signet`` / ``regtest``, or None to
             learn it from the network of the wallet's invoices.
+        max_concurrent_payments: payments sent to LNbits at once (1 to 1000; see
+            :data:`MAX_CONCURRENT_PAYMENTS`).
     """
 
     url: str
@@ -135,6 +138,7 @@ class LnbitsConfig:
     invoice_key: str | None = None
     timeout: float = 30.0
     network: str | None = None
+    max_concurrent_payments: int = MAX_CONCURRENT_PAYMENTS
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -147,12 +151,15 @@ class LnbitsConfig:
             raise ValueError("timeout must be a positive number of seconds")
         if self.network is not None and self.network not in {n for _, n in _NETWORK_PREFIXES}:
             raise ValueError("network must be mainnet, testnet, signet or regtest")
+        if not 1 <= self.max_concurrent_payments <= _MAX_CAP:
+            raise ValueError(f"max_concurrent_payments must be from 1 to {_MAX_CAP}")
 
     def __repr__(self) -> str:
         invoice_key = "None" if self.invoice_key is None else "'<redacted>'"
         return (
             f"LnbitsConfig(url={self.url!r}, admin_key='<redacted>', invoice_key={invoice_key},"
-            f" timeout={self.timeout!r}, network={self.network!r})"
+            f" timeout={self.timeout!r}, network={self.network!r},"
+            f" max_concurrent_payments={self.max_concurrent_payments!r})"
         )
 
     __str__ = __repr__
@@ -277,6 +284,7 @@ class LnbitsBackend:
         """Use :meth:`open`."""
         self._config = config
         self._client = client
+        self.max_concurrent_payments = config.max_concurrent_payments
         self._admin = {"X-Api-Key": config.admin_key}
         self._read = {"X-Api-Key": config.read_key}
         self._network: str | None = config.network
