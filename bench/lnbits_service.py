@@ -52,11 +52,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.multi_pay import make_connection, relay_process, service, timed_batch
-from bench.report import Curve, Report, Row, check
 from tests.backends.lnbits_server import LNBITS_VERSION, LnbitsServer, LnbitsWallet
 from tests.support.relays import PeerMissing, nostr_rs_relay_executable
 
+from bench.multi_pay import make_connection, relay_process, service, timed_batch
+from bench.report import Curve, Report, Row, check
 from nwcd.backends.lnbits import MAX_CONCURRENT_PAYMENTS
 from nwcd.nip47.uri import ConnectionUri
 from nwcd.relay.pool import RelayPool

@@ -41,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.multi_pay import SERVICE_MESSAGES, balance_rate, relay_process, service
 from bench.report import Curve, Report, Row, check
-
 from nwcd.client.client import NWCClient
 from nwcd.errors import NwcdError
 from nwcd.nip47.uri import ConnectionUri
