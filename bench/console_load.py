@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.load import get_balance_load
 from bench.multi_pay import free_port, make_connection, relay_process, service
-
 from nwcd.console.credentials import Credentials
 from nwcd.nip47.uri import ConnectionUri
 

@@ -34,10 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg
-from bench.multi_pay import balance_rate, one_batch, relay_process
 from tests.support.postgres import PostgresServer
 from tests.support.service import ServeProcess
 
+from bench.multi_pay import balance_rate, one_batch, relay_process
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.nip47.encryption import Scheme, seal_content
 from nwcd.nip47.methods import encode_request

@@ -32,10 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.multi_pay import make_connection, relay_process
 from tests.interop.alby import payee_invoice, requests_seen
 from tests.interop.node import NodeProcess, node_scripts
 
+from bench.multi_pay import make_connection, relay_process
 from nwcd.backends.nwc import MAX_CONCURRENT_PAYMENTS
 from nwcd.client.client import NWCClient
 from nwcd.nip47.uri import ConnectionUri

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 from aiohttp import web
-from bench.multi_pay import make_connection, relay_process, service
 
+from bench.multi_pay import make_connection, relay_process, service
 from nwcd.backends.sim_lnurl import lnurl_server
 from nwcd.backends.simulator import SimulatedBackend, SimulatorConfig
 from nwcd.client.client import NWCClient

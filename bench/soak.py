@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.multi_pay import make_connection, relay_process
-
 from nwcd.nip47.encryption import Scheme, seal_content
 from nwcd.nip47.methods import encode_request
 from nwcd.nip47.uri import ConnectionUri
