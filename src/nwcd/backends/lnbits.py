@@ -116,8 +116,9 @@ LNbits 1.6.2 pays one wallet's payments one at a time (a lock per wallet, and on
 around every database access), yet it spends less CPU per payment the more requests
 wait, so internal payments (wallet to wallet in one LNbits) finish sooner with more in
 flight while the first answer comes later. Measured by ``bench/lnbits_service.py``
-(2 busy cores, 100 internal payments, medians): 1 at a time 7.6 s, 8 at a time 5.5 s
-(first answer 0.19 s), all 100 at once 3.2 s (first answer 1.4 s). A payment that
+(2 busy cores, 100 internal payments, medians of two runs): 1 at a time 5.3-7.6 s,
+4 to 32 at a time 4.0-6.3 s (8: 4.4-5.5 s, first answer 0.19 s), all 100 at once
+2.7-3.2 s (first answer 1.2-1.4 s). A payment that
 leaves LNbits holds the wallet's lock while LNbits waits up to 5 s for its funding
 source, so for those more in flight only lengthen each request's wait (towards the
 request timeout) and an unbounded batch would also pile requests onto LNbits' per-IP
