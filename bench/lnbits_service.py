@@ -26,8 +26,9 @@ payment that did not arrive is reported, never timed silently.
 
 LNbits 1.6.2 serialises more than its writes: every database access takes one
 ``asyncio.Lock`` (``Database.connect``) and each wallet's payments take another
-(``_pay_invoice``), so concurrent payments of one wallet overlap only in what they do
-outside the database (HTTP, keys, bolt11 decoding).
+(``_pay_invoice``). Yet it is CPU-bound and spends less CPU per payment the more
+requests wait, so its floor falls with more in flight while the first answer comes
+later (every request queues for the database lock at each step).
 
 It prints medians side by side and nwcd / LNbits alone as a ratio.
 ``collect(workdir, quick)`` returns the same as rows and curves for ``python -m bench all``.
