@@ -70,7 +70,7 @@ def draw(report: Report, out: Path) -> list[Path]:
         axes.grid(True, alpha=0.3)
         axes.legend()
         figure.tight_layout()
-        path = out / f"{name}.png"
+        path = out / f"{name.replace(' ', '-')}.png"
         figure.savefig(path)
         plt.close(figure)
         written.append(path)
