@@ -309,3 +309,15 @@ def test_secret_key_parse_is_a_value_or_invalid_key(text: str) -> None:
     except InvalidKey:
         return
     assert text in (secret.reveal_hex(), secret.reveal_nsec())
+
+
+def test_parsed_public_keys_are_shared_and_bad_ones_fail_every_time() -> None:
+    key = SecretKey.generate().public_key
+    assert PublicKey.from_hex(key.hex) is PublicKey.from_hex(key.hex)
+    assert PublicKey.from_hex(key.hex) == key
+    bad = "ff" * 32  # not an x coordinate on the curve
+    for _ in range(2):
+        with pytest.raises(InvalidKey):
+            PublicKey.from_hex(bad)
+    with pytest.raises(InvalidKey):
+        PublicKey.from_hex(["not", "a", "string"])  # type: ignore[arg-type]
