@@ -61,6 +61,7 @@ from nwcd.nip47.methods import (
     metadata_text,
 )
 from nwcd.nip47.results import PayResult, Transaction, encode_response, error_response
+from nwcd.nostr import jsontext
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import PublicKey
 from nwcd.nostr.kinds import Kind
@@ -87,6 +88,7 @@ from nwcd.service.payments import (
     plan_invoices,
     plan_keysends,
 )
+from nwcd.store.sql import event_json
 from nwcd.text import count
 
 __all__ = [
@@ -284,7 +286,7 @@ class Pipeline:
                 wallet_pubkey=connection.wallet_pubkey,
                 app_pubkey=event.pubkey,
                 scheme=scheme.value,
-                event_json=json.dumps(event.to_json(), separators=(",", ":")),
+                event_json=event_json(event),
                 received_at=now,
                 created_at=event.created_at,
             ),
@@ -845,7 +847,7 @@ def finished_line(
 def _method_name(plaintext: str) -> str:
     """The method named in a request, for the ``result_type`` of an early error."""
     try:
-        method = json.loads(plaintext).get("method")
+        method = jsontext.loads(plaintext).get("method")
     except (ValueError, AttributeError, RecursionError):
         return ""
     return method[:64] if isinstance(method, str) else ""
