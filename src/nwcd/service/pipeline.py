@@ -175,7 +175,10 @@ class RequestContext:
     received: float | None = None
 
     def with_method(self, method: str) -> RequestContext:
-        return replace(self, method=method)
+        # Not dataclasses.replace: that inspects the fields on every call (twice a request).
+        return RequestContext(
+            self.event, self.connection, self.app_key, self.scheme, method, self.received
+        )
 
 
 class Pipeline:
