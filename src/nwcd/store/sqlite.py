@@ -316,10 +316,12 @@ class SqliteStore:
         *,
         owner: str,
         now: int,
+        done: RequestOutcome | None = None,
     ) -> None:
         await self._write(
             lambda tx: steps.drive(
-                steps.save_responses(request_id, responses, owner=owner, now=now), _runner(tx)
+                steps.save_responses(request_id, responses, owner=owner, now=now, done=done),
+                _runner(tx),
             )
         )
 
