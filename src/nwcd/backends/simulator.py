@@ -913,7 +913,8 @@ class SimulatedBackend:
         if self._closed:
             raise BackendUnavailable("the simulator is closed")
         with _edge():
-            return await self._runner.run(fn, inline=inline)
+            # Every inline call counts as a write: the next checkpoint is due after 1000.
+            return await self._runner.run(fn, inline=inline, writes=inline)
 
     async def _call(
         self, fn: Callable[[], T], *, answer_lost: bool = False, inline: bool = False
