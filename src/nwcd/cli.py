@@ -963,6 +963,10 @@ def _setup_logging(verbose: bool, log_format: str = "text") -> None:
         handlers=[log_handler(log_format, sys.stderr)],
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    # Neither log format shows threads or processes: not looked up for every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 # -- serve / relay ---------------------------------------------------------------------
