@@ -75,8 +75,9 @@ def format_value(value: float) -> str:
 def markdown_table(rows: Iterable[Row]) -> str:
     header = ["benchmark", "case", "measured", "target", "compared with"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row.cells()) + " |"
-              for row in rows]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row.cells()) + " |" for row in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
