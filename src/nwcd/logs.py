@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from nwcd.nostr import jsontext
+
 __all__ = ["FIELDS", "LOG_FORMATS", "JsonFormatter", "log_handler"]
 
 FIELDS = "fields"
@@ -42,6 +44,10 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
+        line = jsontext.dumps_bytes(entry, default=str)
+        if line.isascii():
+            return line.decode()
+        # Non-ASCII escaped, as before: the log stream may not be UTF-8.
         return json.dumps(entry, separators=(",", ":"), default=str)
 
 

@@ -398,8 +398,11 @@ class RequestJournal(Protocol):
         *,
         owner: str,
         now: int,
+        done: RequestOutcome | None = None,
     ) -> None:
-        """Store responses to publish (the outbox) while the request is ``owner``'s.
+        """Store responses to publish (the outbox) while the request is ``owner``'s;
+        with ``done``, atomically mark the request done with it too (as :meth:`mark_done`),
+        one write where its last answer would take two.
 
         Raises:
             NotOwner: another instance took the request over; it answers.

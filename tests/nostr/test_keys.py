@@ -323,3 +323,15 @@ def test_a_stored_key_derives_nothing_until_used_and_is_checked_then() -> None:
         SecretKey.stored(real.reveal_hex(), other).sign(digest)
     with pytest.raises(InvalidKey):
         SecretKey.stored(real.reveal_hex(), other).shared_x(real.public_key)
+
+
+def test_parsed_public_keys_are_shared_and_bad_ones_fail_every_time() -> None:
+    key = SecretKey.generate().public_key
+    assert PublicKey.from_hex(key.hex) is PublicKey.from_hex(key.hex)
+    assert PublicKey.from_hex(key.hex) == key
+    bad = "ff" * 32  # not an x coordinate on the curve
+    for _ in range(2):
+        with pytest.raises(InvalidKey):
+            PublicKey.from_hex(bad)
+    with pytest.raises(InvalidKey):
+        PublicKey.from_hex(["not", "a", "string"])  # type: ignore[arg-type]

@@ -6,8 +6,10 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from nwcd.nostr.event import Event
-from nwcd.ports import Claim, Orphans, PaymentState, Reserved, Store
+from nwcd.ports import Claim, NotOwner, Orphans, PaymentState, Reserved, Store
 from tests.store.conftest import SharedStores
 from tests.store.helpers import (
     APP,
@@ -296,3 +298,30 @@ async def test_a_pruned_request_can_be_claimed_again(store: Store) -> None:
 
 async def test_prune_of_an_empty_store_removes_nothing(store: Store) -> None:
     assert await store.prune(before=NOW) == 0
+
+
+async def test_saving_the_last_answer_with_done_marks_the_request_done_in_the_same_write(
+    store: Store,
+) -> None:
+    request_id = await claimed(store)
+    answer = response_event(request_id)
+    await store.save_responses(request_id, [(None, answer)], owner=OWNER, now=NOW, done=FINISHED)
+    summary = await store.request_summary(request_id)
+    assert summary is not None
+    assert summary.done
+    assert (summary.method, summary.outcome, summary.finished_at) == (
+        FINISHED.method,
+        FINISHED.outcome,
+        FINISHED.finished_at,
+    )
+    assert await store.responses_for(request_id) == [answer]
+    # Not the owner's any more: neither the answer nor "done" is written.
+    taken = await claimed(store)
+    with pytest.raises(NotOwner):
+        await store.save_responses(
+            taken, [(None, response_event(taken))], owner="stalled", now=NOW, done=FINISHED
+        )
+    summary = await store.request_summary(taken)
+    assert summary is not None
+    assert not summary.done
+    assert await store.responses_for(taken) == []

@@ -385,8 +385,7 @@ async def test_writes_queued_together_commit_together_but_fail_alone(
     taken = connection("taken")
     await sqlite_store.add_connection(taken)
     release = threading.Event()
-    loop = asyncio.get_running_loop()
-    busy = loop.run_in_executor(sqlite_store._executor, release.wait)
+    busy = asyncio.wrap_future(sqlite_store._runner.submit(release.wait))
     record = request_record()
     writes = [
         asyncio.ensure_future(sqlite_store.claim(record, "first")),
@@ -409,3 +408,26 @@ async def test_writes_queued_together_commit_together_but_fail_alone(
     [loaded] = await sqlite_store.connections()
     assert loaded.last_used_at == NOW + 5
     assert await sqlite_store.connections_version() == 1
+
+
+async def test_a_write_waits_on_the_store_thread_while_another_process_holds_the_lock(
+    sqlite_store: SqliteStore,
+) -> None:
+    # Inline calls never wait for a lock (busy timeout 0 on the loop): SQLITE_BUSY sends
+    # the write to the store thread, where it waits; later calls keep their order.
+    other = sqlite3.connect(sqlite_store.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        record = request_record()
+        claim = asyncio.ensure_future(sqlite_store.claim(record, "me"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not claim.done()  # neither refused nor blocking the loop: waiting
+        assert not sqlite_store._runner.idle
+        read = asyncio.ensure_future(sqlite_store.request(record.event_id))
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    assert await claim == Claim(True, "me", NOW)
+    assert await read == record  # queued behind the claim, so it sees it
+    assert await sqlite_store.request(record.event_id) == record

@@ -95,6 +95,7 @@ from nwcd.ports import (
     Pending,
     Succeeded,
 )
+from nwcd.sqlite_runner import SqliteRunner
 
 __all__ = [
     "DEFAULT_INITIAL_BALANCE_MSAT",
@@ -827,6 +828,8 @@ class SimulatedBackend:
         self._ledger = _Ledger(db)
         self._outage = _OutageWatch(db)
         self._executor = executor
+        self._runner = SqliteRunner(executor, busy_timeout_ms=int(config.busy_timeout * 1000))
+        self._runner.attach(db)
         self._config = config
         self._clock = clock
         self._network = _NETWORKS[config.network]
@@ -885,7 +888,7 @@ class SimulatedBackend:
             event.set()
         try:
             with _edge():  # after every operation already handed to the thread
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+                await self._runner.close()
         finally:
             self._executor.shutdown(wait=False)
 
@@ -902,14 +905,21 @@ class SimulatedBackend:
 
     # --- database helpers -----------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the connection's thread, with SQLite errors translated."""
+    async def _run(self, fn: Callable[[], T], *, inline: bool = False) -> T:
+        """Run ``fn`` on the connection's thread, with SQLite errors translated.
+
+        ``inline``: on the loop's thread when that is safe (see :mod:`nwcd.sqlite_runner`;
+        ``fn``'s ``SQLITE_BUSY`` must leave nothing done).
+        """
         if self._closed:
             raise BackendUnavailable("the simulator is closed")
         with _edge():
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+            # Every inline call counts as a write: the next checkpoint is due after 1000.
+            return await self._runner.run(fn, inline=inline, writes=inline)
 
-    async def _call(self, fn: Callable[[], T], *, answer_lost: bool = False) -> T:
+    async def _call(
+        self, fn: Callable[[], T], *, answer_lost: bool = False, inline: bool = False
+    ) -> T:
         """Run a port method's ``fn`` on the thread as a simulated outage lets it.
 
         ``error``: raise at once, or (``answer_lost``: a payment start) after ``fn``
@@ -919,7 +929,7 @@ class SimulatedBackend:
         gated = functools.partial(self._gated, fn, answer_lost)
         while True:
             try:
-                return await self._run(gated)
+                return await self._run(gated, inline=inline)
             except _Hang as hang:
                 await self._sit_out(hang)
 
@@ -1379,7 +1389,9 @@ class SimulatedBackend:
                     continue
                 start_all = functools.partial(self._start_payments, batch)
                 try:
-                    results = await self._run(functools.partial(self._gated, start_all, True))
+                    results = await self._run(
+                        functools.partial(self._gated, start_all, True), inline=True
+                    )
                 except _Hang as hang:  # nothing started: callers that give up meanwhile never pay
                     self._starts[:0] = batch
                     await self._sit_out(hang)
@@ -1534,7 +1546,7 @@ class SimulatedBackend:
                 for payment_hash in due:
                     self._waiting[payment_hash].kicked = False
                 try:
-                    outcomes = await self._call(functools.partial(self._look, due))
+                    outcomes = await self._call(functools.partial(self._look, due), inline=True)
                 except BackendUnavailable as exc:
                     for payment_hash in due:
                         gone = self._waiting.pop(payment_hash, None)
@@ -1811,11 +1823,11 @@ class SimulatedBackend:
 
     async def get_balance(self) -> int:
         """Spendable msat: payments in flight count as spent until they fail."""
-        return await self._call(self._settled_balance)
+        return await self._call(self._settled_balance, inline=True)
 
     async def get_info(self) -> NodeInfo:
         """The wallet node; the block height is a clock-driven counter (one per 10 min)."""
-        return await self._call(self._info)
+        return await self._call(self._info, inline=True)
 
     def _info(self) -> NodeInfo:
         height = _GENESIS_HEIGHT + max(

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from nwcd.errors import ErrorCode, RequestError
+from nwcd.nostr import jsontext
 
 __all__ = [
     "CancelHoldInvoiceParams",
@@ -559,7 +560,7 @@ def decode_request(plaintext: str, *, max_items: int = 100) -> Request:
         RequestError: ``OTHER`` for malformed JSON, method or params.
     """
     try:
-        data = json.loads(plaintext)
+        data = jsontext.loads(plaintext)
     except (ValueError, RecursionError):
         raise RequestError(ErrorCode.OTHER, "invalid request: content is not JSON") from None
     if not isinstance(data, dict):

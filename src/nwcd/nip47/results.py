@@ -14,12 +14,12 @@ and ``error`` wins when both are present.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nwcd.errors import ErrorCode, InvalidMessage, RequestError
+from nwcd.nostr import jsontext
 
 __all__ = [
     "Budget",
@@ -226,14 +226,12 @@ def encode_response(
     error: ErrorPayload | None = None,
 ) -> str:
     """The plaintext of a response; exactly one of ``result``/``error``."""
-    return json.dumps(
+    return jsontext.dumps(
         {
             "result_type": result_type,
             "error": error.to_json() if error is not None else None,
             "result": result if error is None else None,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
+        }
     )
 
 
@@ -249,7 +247,7 @@ def decode_response(plaintext: str) -> Response:
         InvalidMessage: not a JSON object, or ``error`` of the wrong shape.
     """
     try:
-        data = json.loads(plaintext)
+        data = jsontext.loads(plaintext)
     except (ValueError, RecursionError):
         raise InvalidMessage("response is not JSON") from None
     if not isinstance(data, dict):

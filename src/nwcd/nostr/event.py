@@ -9,17 +9,18 @@ Wire form (https://github.com/nostr-protocol/nips/blob/master/01.md)::
 
 The id is ``sha256(utf8(json([0, pubkey, created_at, kind, tags, content])))``
 with no whitespace and non-ASCII characters kept verbatim, which is what
-``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes.
+``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes (and
+:mod:`nwcd.nostr.jsontext`, faster, byte for byte).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from nwcd.errors import InvalidEvent
+from nwcd.nostr import jsontext
 from nwcd.nostr.keys import SecretKey, verify_signature
 
 __all__ = ["Event", "Tags", "compute_id", "is_hex", "parse_event", "sign_event"]
@@ -42,11 +43,8 @@ def compute_id(pubkey: str, created_at: int, kind: int, tags: Tags, content: str
     Raises:
         InvalidEvent: the content or a tag is not encodable as UTF-8 (a lone surrogate).
     """
-    serialized = json.dumps(
-        [0, pubkey, created_at, kind, tags, content], ensure_ascii=False, separators=(",", ":")
-    )
     try:
-        data = serialized.encode()
+        data = jsontext.dumps_bytes([0, pubkey, created_at, kind, tags, content])
     except UnicodeEncodeError:
         raise InvalidEvent("event text is not valid UTF-8") from None
     return hashlib.sha256(data).hexdigest()

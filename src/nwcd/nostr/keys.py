@@ -21,6 +21,7 @@ stored public key is checked against the secret once.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import OrderedDict
 from typing import Any, Final
@@ -37,6 +38,7 @@ __all__ = ["PublicKey", "SecretKey", "verify_signature"]
 _CURVE_ORDER: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 _SHARED_CACHE_SIZE: Final = 4096
+_PARSED_CACHE_SIZE: Final = 4096
 
 
 def _hex32(text: str, what: str) -> bytes:
@@ -90,7 +92,10 @@ class PublicKey:
 
     @classmethod
     def from_hex(cls, text: str) -> PublicKey:
-        """Parse 64 lowercase hex characters."""
+        """Parse 64 lowercase hex characters (the last few thousand parsed are cached:
+        every request's signature check and its decryption parse the app's key)."""
+        if cls is PublicKey and type(text) is str:
+            return _public_key_from_hex(text)
         return cls(_hex32(text, "public key"))
 
     @classmethod
@@ -263,6 +268,12 @@ def _xonly(keypair: Any) -> bytes:
     if ok != 1:  # pragma: no cover - cannot fail for a valid key pair
         raise RuntimeError("libsecp256k1 could not serialize a public key")
     return bytes(ffi.buffer(out, 32))
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE_SIZE)
+def _public_key_from_hex(text: str) -> PublicKey:
+    """A parsed key, immutable, so shared (a string that fails is not remembered)."""
+    return PublicKey(_hex32(text, "public key"))
 
 
 def verify_signature(pubkey_hex: str, signature: bytes, message: bytes) -> bool:

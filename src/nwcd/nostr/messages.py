@@ -18,11 +18,11 @@ another exception.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
 from nwcd.errors import InvalidMessage
+from nwcd.nostr import jsontext
 from nwcd.nostr.event import Event, parse_event
 from nwcd.nostr.filters import Filter
 
@@ -160,12 +160,12 @@ ClientMessage = ClientEvent | ClientReq | ClientClose | ClientAuth
 
 def encode(message: RelayMessage | ClientMessage) -> str:
     """Serialize a message for the websocket."""
-    return json.dumps(message.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(message.to_json())
 
 
 def _load(text: str | bytes) -> list[Any]:
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text)
     except (ValueError, RecursionError):
         raise InvalidMessage("message is not JSON") from None
     if not isinstance(data, list) or not data or not isinstance(data[0], str):

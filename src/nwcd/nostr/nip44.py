@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -46,8 +47,10 @@ _MIN_PAYLOAD_CHARS: Final = 132
 _MIN_DECODED: Final = 99
 
 
+@functools.lru_cache(maxsize=4096)
 def conversation_key_from_shared_x(shared_x: bytes) -> bytes:
-    """HKDF-extract of the unhashed ECDH x coordinate."""
+    """HKDF-extract of the unhashed ECDH x coordinate (cached per peer: every request and
+    its response between the same two keys use the same one)."""
     return hmac.digest(_SALT, shared_x, hashlib.sha256)
 
 

@@ -210,15 +210,18 @@ class RelayConnection:
                 self._settle(event.id, OkResult(False, "error: the relay did not take it"))
                 continue
             await self._send_event(event)
-        sock = ws.transport.get_extra_info("socket")
-        quickack = _QUICKACK is not None and sock is not None
-        async for raw in ws:
-            if quickack:
-                # Acknowledge at once: a relay that does not set TCP_NODELAY (nostr-sdk's)
-                # otherwise holds its next message until our delayed ACK, ~40 ms later.
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            await self._dispatch(raw)
+        quick = _quickack_socket(ws)
+        try:
+            async for raw in ws:
+                if quick is not None and _QUICKACK is not None:
+                    # Acknowledge at once: a relay that does not set TCP_NODELAY (nostr-sdk's)
+                    # otherwise holds its next message until our delayed ACK, ~40 ms later.
+                    with contextlib.suppress(OSError):
+                        quick.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                await self._dispatch(raw)
+        finally:
+            if quick is not None:
+                quick.close()
 
     async def _dispatch(self, raw: str | bytes) -> None:
         try:
@@ -381,6 +384,22 @@ class RelayConnection:
         if ws is not None:
             with contextlib.suppress(ConnectionClosed, OSError):
                 await ws.close()
+
+
+def _quickack_socket(ws: ClientConnection) -> socket.socket | None:
+    """A duplicate of the connection's socket for setting TCP_QUICKACK after each read, or
+    None (not Linux, no socket). The transport's own socket object will not do: uvloop's
+    builds a Python socket for every setsockopt, a cost per message; the duplicate shares
+    the kernel socket, so its options are the connection's. Close it with the session."""
+    if _QUICKACK is None:
+        return None
+    sock = ws.transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        return socket.fromfd(sock.fileno(), sock.family, sock.type)
+    except OSError:
+        return None
 
 
 def _consume(task: asyncio.Task[bool]) -> None:

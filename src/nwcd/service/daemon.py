@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
@@ -49,7 +48,8 @@ from nwcd.nip47.info import (
     notification_types,
 )
 from nwcd.nip47.results import PayResult, Transaction
-from nwcd.nostr.event import Event, parse_event, sign_event
+from nwcd.nostr import jsontext
+from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.filters import Filter
 from nwcd.nostr.keys import PublicKey
 from nwcd.nostr.kinds import Kind
@@ -71,6 +71,7 @@ from nwcd.service.metrics import Metrics, RecoveryAction
 from nwcd.service.payments import PlannedPayment
 from nwcd.service.pipeline import Pipeline, RequestContext, ServiceSettings
 from nwcd.service.publisher import Publisher, PublishPolicy
+from nwcd.store.sql import event_from_json
 from nwcd.text import count
 
 __all__ = ["DaemonOptions", "LeaseLost", "WalletDaemon"]
@@ -233,9 +234,7 @@ class WalletDaemon:
 
         def build() -> list[Event]:
             app_key = PublicKey.from_hex(connection.app_pubkey)
-            plaintext = json.dumps(
-                {"notification_type": kind, "notification": tx.to_json()}, separators=(",", ":")
-            )
+            plaintext = jsontext.dumps({"notification_type": kind, "notification": tx.to_json()})
             return [
                 sign_event(
                     connection.wallet_key,
@@ -577,7 +576,7 @@ class WalletDaemon:
             return None
         age = max(0.0, self._clock.now() - request.received_at)
         return RequestContext(
-            parse_event(json.loads(request.event_json)),
+            event_from_json(request.event_json),
             connection,
             PublicKey.from_hex(request.app_pubkey),
             Scheme(request.scheme),

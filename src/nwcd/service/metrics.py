@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -133,6 +134,11 @@ class Metrics:
             self._recovery.labels(action.value)
         self._relays = _RelayStates()
         registry.register(self._relays)
+        # Children by label values, looked up once each: labels() validates and locks on
+        # every call. Bounded: labels are known methods and outcomes, else "other".
+        self._request_counts: dict[tuple[str, str], Any] = {}
+        self._latencies: dict[str, Any] = {}
+        self._item_counts: dict[str, Any] = {}
 
     def watch_relays(self, states: Callable[[], Mapping[str, bool]]) -> None:
         """Where relay states come from: ``states()`` maps each relay URL to connected."""
@@ -145,15 +151,26 @@ class Metrics:
             self.recovered(RecoveryAction.CLOSED)
             return
         method = method_label(outcome.method)
-        self._requests.labels(method, outcome_label(outcome.outcome)).inc()
+        key = (method, outcome_label(outcome.outcome))
+        counter = self._request_counts.get(key)
+        if counter is None:
+            counter = self._request_counts[key] = self._requests.labels(*key)
+        counter.inc()
         if outcome.latency_ms is not None:
-            self._latency.labels(method).observe(outcome.latency_ms / 1e3)
+            histogram = self._latencies.get(method)
+            if histogram is None:
+                histogram = self._latencies[method] = self._latency.labels(method)
+            histogram.observe(outcome.latency_ms / 1e3)
         if outcome.outcome == ErrorCode.QUOTA_EXCEEDED:
             self._denials.inc()
 
     def item_answered(self, outcome: str) -> None:
         """An item of a batch was answered ``ok`` or with an error code."""
-        self._items.labels(outcome_label(outcome)).inc()
+        label = outcome_label(outcome)
+        counter = self._item_counts.get(label)
+        if counter is None:
+            counter = self._item_counts[label] = self._items.labels(label)
+        counter.inc()
         if outcome == ErrorCode.QUOTA_EXCEEDED:
             self._denials.inc()
 

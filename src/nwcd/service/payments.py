@@ -22,12 +22,11 @@ each item of a ``multi_pay_*`` request:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,19 +254,41 @@ class _Slots:
         self._backend = asyncio.Semaphore(backend_cap) if backend_cap else None
         self._per_connection: dict[str, asyncio.Semaphore] = {}
 
-    @contextlib.asynccontextmanager
-    async def take(self, wallet_pubkey: str) -> AsyncIterator[None]:
+    def take(self, wallet_pubkey: str) -> _Taken:
+        """``async with slots.take(wallet):`` holds one slot of each kind."""
         own = self._per_connection.get(wallet_pubkey)
         if own is None:
             own = self._per_connection[wallet_pubkey] = asyncio.Semaphore(
                 self._limits.per_connection
             )
-        async with own, self._global:
-            if self._backend is None:
-                yield
-            else:
-                async with self._backend:
-                    yield
+        if self._backend is None:
+            return _Taken((own, self._global))
+        return _Taken((own, self._global, self._backend))
+
+
+class _Taken:
+    """Semaphores acquired in order and released in reverse (a plain class: an
+    ``asynccontextmanager`` builds an async generator and its wrapper for every item)."""
+
+    __slots__ = ("_semaphores",)
+
+    def __init__(self, semaphores: tuple[asyncio.Semaphore, ...]) -> None:
+        self._semaphores = semaphores
+
+    async def __aenter__(self) -> None:
+        taken: list[asyncio.Semaphore] = []
+        try:
+            for semaphore in self._semaphores:
+                await semaphore.acquire()
+                taken.append(semaphore)
+        except BaseException:  # cancelled while waiting: give back what was taken
+            for semaphore in reversed(taken):
+                semaphore.release()
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        for semaphore in reversed(self._semaphores):
+            semaphore.release()
 
 
 AnswerFn = Callable[[PlannedPayment, ItemResult, PaymentState | None, int | None], Awaitable[None]]

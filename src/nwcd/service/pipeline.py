@@ -61,6 +61,7 @@ from nwcd.nip47.methods import (
     metadata_text,
 )
 from nwcd.nip47.results import PayResult, Transaction, encode_response, error_response
+from nwcd.nostr import jsontext
 from nwcd.nostr.event import Event, sign_event
 from nwcd.nostr.keys import PublicKey
 from nwcd.nostr.kinds import Kind
@@ -87,6 +88,7 @@ from nwcd.service.payments import (
     plan_invoices,
     plan_keysends,
 )
+from nwcd.store.sql import event_json
 from nwcd.text import count
 
 __all__ = [
@@ -173,7 +175,10 @@ class RequestContext:
     received: float | None = None
 
     def with_method(self, method: str) -> RequestContext:
-        return replace(self, method=method)
+        # Not dataclasses.replace: that inspects the fields on every call (twice a request).
+        return RequestContext(
+            self.event, self.connection, self.app_key, self.scheme, method, self.received
+        )
 
 
 class Pipeline:
@@ -284,7 +289,7 @@ class Pipeline:
                 wallet_pubkey=connection.wallet_pubkey,
                 app_pubkey=event.pubkey,
                 scheme=scheme.value,
-                event_json=json.dumps(event.to_json(), separators=(",", ":")),
+                event_json=event_json(event),
                 received_at=now,
                 created_at=event.created_at,
             ),
@@ -450,12 +455,14 @@ class Pipeline:
         )
 
     async def _answer(self, ctx: RequestContext, plaintext: str, outcome: str) -> None:
-        """Answer the whole request (``outcome``: OK or the answer's error code)."""
+        """Answer the whole request (``outcome``: OK or the answer's error code): its
+        answer is stored and the request marked done in one write, then it is sent off."""
         response = self.build_response(ctx, plaintext)
-        if not await self._save(ctx, [(None, response)]):
+        done = self._outcome(ctx, outcome)
+        if not await self._save(ctx, [(None, response)], done=done):
             return
         self._sink.publish(response, ctx.connection.relays)
-        await self._finished(ctx, outcome)
+        self._report(ctx, done)
 
     async def _answer_error(self, ctx: RequestContext, code: ErrorCode, message: str) -> None:
         await self._answer(ctx, error_response(ctx.method, code, message), code.value)
@@ -471,8 +478,21 @@ class Pipeline:
     ) -> None:
         """The one place a request finishes, once its last answer is stored and sent off:
         one store write marks it done with what it finished as, then it is logged and
-        counted (see :func:`finished_request` for ``answer``)."""
-        outcome = finished_request(
+        counted (see :func:`finished_request` for ``answer``). A request answered as a
+        whole (:meth:`_answer`) is marked done in the write that stores its answer."""
+        outcome = self._outcome(ctx, answer, amount_msat=amount_msat, items=items)
+        await self._store.mark_done(ctx.event.id, outcome)
+        self._report(ctx, outcome, detail)
+
+    def _outcome(
+        self,
+        ctx: RequestContext,
+        answer: str | None,
+        *,
+        amount_msat: int | None = None,
+        items: int = 0,
+    ) -> RequestOutcome:
+        return finished_request(
             ctx,
             answer,
             now=self._now(),
@@ -480,16 +500,25 @@ class Pipeline:
             amount_msat=amount_msat,
             items=items,
         )
-        await self._store.mark_done(ctx.event.id, outcome)
+
+    def _report(self, ctx: RequestContext, outcome: RequestOutcome, detail: str = "") -> None:
+        """A finished request: its log line and metrics."""
         message, fields = finished_line(ctx, outcome, detail)
         log.info(message, extra={FIELDS: fields})
         self._metrics.request_finished(outcome)
 
-    async def _save(self, ctx: RequestContext, responses: list[tuple[int | None, Event]]) -> bool:
-        """Store responses to publish; False if another instance took the request over."""
+    async def _save(
+        self,
+        ctx: RequestContext,
+        responses: list[tuple[int | None, Event]],
+        *,
+        done: RequestOutcome | None = None,
+    ) -> bool:
+        """Store responses to publish (with ``done``: and mark the request done); False if
+        another instance took the request over."""
         try:
             await self._store.save_responses(
-                ctx.event.id, responses, owner=self.instance_id, now=self._now()
+                ctx.event.id, responses, owner=self.instance_id, now=self._now(), done=done
             )
         except NotOwner:
             _left_to_heir(ctx.event.id)
@@ -845,7 +874,7 @@ def finished_line(
 def _method_name(plaintext: str) -> str:
     """The method named in a request, for the ``result_type`` of an early error."""
     try:
-        method = json.loads(plaintext).get("method")
+        method = jsontext.loads(plaintext).get("method")
     except (ValueError, AttributeError, RecursionError):
         return ""
     return method[:64] if isinstance(method, str) else ""

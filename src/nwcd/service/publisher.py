@@ -115,11 +115,12 @@ class Publisher:
             await self._deferred_ready.wait()
             self._deferred_ready.clear()
             while self._deferred:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
-                # cancellation that arrives as the wait ends, and close() would hang.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._policy.defer_limit):
-                        await self._idle.wait()
+                if not self._idle.is_set():  # no timer when nothing urgent is running
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that arrives as the wait ends, and close() would hang.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._policy.defer_limit):
+                            await self._idle.wait()
                 build, relays = self._deferred.popleft()
                 try:
                     events = build()

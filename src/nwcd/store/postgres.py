@@ -250,11 +250,12 @@ class PostgresStore:
         *,
         owner: str,
         now: int,
+        done: RequestOutcome | None = None,
     ) -> None:
         async with self._transaction() as db:
             await steps.drive_async(
                 steps.save_responses(
-                    request_id, responses, owner=owner, now=now, lock_row=" FOR UPDATE"
+                    request_id, responses, owner=owner, now=now, lock_row=" FOR UPDATE", done=done
                 ),
                 _runner(db),
             )

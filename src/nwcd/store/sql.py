@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
+from nwcd.nostr import jsontext
 from nwcd.nostr.event import Event, parse_event
 from nwcd.nostr.keys import SecretKey
 from nwcd.policy.grants import BudgetPeriod, Connection
@@ -362,11 +363,11 @@ def sort_orphans(
 
 
 def event_json(event: Event) -> str:
-    return json.dumps(event.to_json(), separators=(",", ":"))
+    return jsontext.dumps(event.to_json())
 
 
 def event_from_json(text: str) -> Event:
-    return parse_event(json.loads(text))
+    return parse_event(jsontext.loads(text))
 
 
 def connection_fields(c: Connection) -> tuple[Any, ...]:

@@ -1,10 +1,13 @@
 """The SQLite store: one file in the data dir, for one ``nwcd serve`` at a time.
 
-Theory of operation: every store method is one synchronous function run on a
-single dedicated thread, so each is one transaction and they never interleave
-inside this process; ``BEGIN IMMEDIATE`` plus ``busy_timeout`` serialize
-writers across processes (``nwcd serve`` and ``nwcd connection ...``). WAL
-mode keeps readers from blocking the writer. Commits survive a killed process
+Theory of operation: every store method is one synchronous function, so each
+is one transaction and they never interleave inside this process. It runs on
+the event loop's thread when the connection's own thread is idle and no other
+process holds the write lock (see :mod:`nwcd.sqlite_runner`: a thread round
+trip costs more CPU than the statement), else on that single dedicated thread;
+``BEGIN IMMEDIATE`` plus ``busy_timeout`` serialize writers across processes
+(``nwcd serve`` and ``nwcd connection ...``). WAL mode keeps readers from
+blocking the writer. Commits survive a killed process
 (``synchronous=NORMAL`` in WAL mode); after a power loss the last commits may
 be lost, which crash recovery handles by asking the backend about every
 payment that is not final.
@@ -44,6 +47,7 @@ from nwcd.ports import (
     RequestSummary,
     Reserved,
 )
+from nwcd.sqlite_runner import SqliteRunner, is_busy
 from nwcd.store import sql, steps
 
 __all__ = ["SqliteStore"]
@@ -97,6 +101,8 @@ def _enable_wal(db: sqlite3.Connection, *, timeout: float) -> None:
 _VERSION_BOUND = 5.0
 """Seconds between connection-version queries while nothing says the file changed."""
 
+_BUSY_TIMEOUT_MS = 10_000
+
 
 class SqliteStore:
     """:class:`~nwcd.ports.Store` on a SQLite file."""
@@ -107,6 +113,7 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nwcd-sqlite")
+        self._runner = SqliteRunner(self._executor, busy_timeout_ms=_BUSY_TIMEOUT_MS)
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._pending_lock = threading.Lock()
@@ -130,7 +137,7 @@ class SqliteStore:
         if fresh:
             # The file holds wallet keys: readable by the owner only.
             os.chmod(self.path, 0o600)
-        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         _enable_wal(db, timeout=10.0)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
@@ -148,9 +155,11 @@ class SqliteStore:
                     for statement in _statements(script):
                         tx.execute(statement)
                     tx.execute(f"PRAGMA user_version = {number}")
+        self._runner.attach(db)
 
     async def close(self) -> None:
         def close() -> None:
+            self._runner.db = None
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -158,17 +167,28 @@ class SqliteStore:
         await self._run(close)
         self._executor.shutdown(wait=True)
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+    async def _run(self, fn: Callable[[], T], *, inline: bool = False, writes: bool = False) -> T:
+        return await self._runner.run(fn, inline=inline, writes=writes)
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside a write transaction shared with the writes queued beside it.
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = True) -> T:
+        """Run ``fn`` inside a write transaction.
 
-        Writes that arrive while the store thread is busy are committed together
+        Inline (the store thread idle): its own ``BEGIN IMMEDIATE`` ... ``COMMIT`` on
+        the loop's thread, unless another process holds the write lock.
+        Else, on the thread: writes that arrive while it is busy are committed together
         (one ``BEGIN IMMEDIATE`` ... ``COMMIT``), each in its own savepoint so one
         failing write never undoes the others. Order is kept: a read issued after
         a write runs after it, since the write's flush job was queued first.
         """
+        if inline and self._runner.idle:
+            try:
+                value = self._write_now(fn)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+            else:
+                self._runner.wrote()
+                return value
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._pending_lock:
@@ -176,9 +196,14 @@ class SqliteStore:
             schedule = not self._flush_queued
             self._flush_queued = True
         if schedule:
-            self._executor.submit(self._flush, loop)
+            self._runner.submit(lambda: self._flush(loop))
         result: T = await future
         return result
+
+    def _write_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in its own transaction; ``SQLITE_BUSY`` leaves nothing done."""
+        with self._transaction() as tx:
+            return fn(tx)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._pending_lock:
@@ -309,10 +334,12 @@ class SqliteStore:
         *,
         owner: str,
         now: int,
+        done: RequestOutcome | None = None,
     ) -> None:
         await self._write(
             lambda tx: steps.drive(
-                steps.save_responses(request_id, responses, owner=owner, now=now), _runner(tx)
+                steps.save_responses(request_id, responses, owner=owner, now=now, done=done),
+                _runner(tx),
             )
         )
 
@@ -332,7 +359,7 @@ class SqliteStore:
             tx.execute(sql.PRUNE_RESPONSES, (before, before))
             return int(tx.execute(sql.PRUNE_REQUESTS, (before, before)).rowcount)
 
-        return await self._write(prune)
+        return await self._write(prune, inline=False)  # may delete many rows
 
     # -- payments ------------------------------------------------------------------------
 
@@ -368,7 +395,7 @@ class SqliteStore:
                     _runner(tx),
                 )
 
-        return await self._run(reserve)
+        return await self._run(reserve, inline=True, writes=True)
 
     async def mark_in_flight(self, payment_ids: Sequence[int], now: int) -> set[int]:
         """Move reservations to ``in_flight``; returns the ids that moved (a row another
@@ -430,7 +457,7 @@ class SqliteStore:
                 )
             ]
 
-        return sql.best_by_hash(await self._run(find))
+        return sql.best_by_hash(await self._run(find, inline=True))
 
     async def payment(self, payment_id: int) -> PaymentRecord | None:
         rows = await self._read(sql.SELECT_PAYMENT, (payment_id,))
@@ -545,7 +572,7 @@ class SqliteStore:
             assert self._db is not None
             return self._db.execute(query, args).fetchall()
 
-        return await self._run(read)
+        return await self._run(read, inline=True)
 
 
 def _resolve(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -569,7 +596,15 @@ class _Transaction:
         return self._db
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # a failed COMMIT may leave it open
+                    self._db.execute("ROLLBACK")
+                raise
+            return
+        self._db.execute("ROLLBACK")
 
 
 def _runner(tx: sqlite3.Connection) -> Callable[[str, Sequence[Any]], list[Any]]:

@@ -23,6 +23,7 @@ from nwcd.ports import (
     Orphans,
     PaymentIntent,
     PaymentRecord,
+    RequestOutcome,
     RequestRecord,
     Reserved,
 )
@@ -123,8 +124,10 @@ def save_responses(
     owner: str,
     now: int,
     lock_row: str = "",
+    done: RequestOutcome | None = None,
 ) -> Steps[None]:
-    """Store responses of a request that is still ``owner``'s (the outbox).
+    """Store responses of a request that is still ``owner``'s (the outbox); with
+    ``done``, its last answers: the request is marked done with that, in the same step.
 
     An instance that stalled past its lease must not answer what the instance that
     took its work over answers too (two different answers for one item): its write
@@ -136,6 +139,8 @@ def save_responses(
     yield from _owned(request_id, owner, lock_row)
     for item_index, event in responses:
         yield sql.INSERT_RESPONSE, sql.response_row(request_id, item_index, event, now)
+    if done is not None:
+        yield sql.MARK_DONE, sql.done_row(request_id, done)
 
 
 def _owned(request_id: str, owner: str, lock_row: str) -> Steps[None]:
