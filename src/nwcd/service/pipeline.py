@@ -88,7 +88,6 @@ from nwcd.service.payments import (
     plan_invoices,
     plan_keysends,
 )
-from nwcd.store.sql import event_json
 from nwcd.text import count
 
 __all__ = [
@@ -289,7 +288,7 @@ class Pipeline:
                 wallet_pubkey=connection.wallet_pubkey,
                 app_pubkey=event.pubkey,
                 scheme=scheme.value,
-                event_json=event_json(event),
+                event_json=jsontext.dumps(event.to_json()),
                 received_at=now,
                 created_at=event.created_at,
             ),
