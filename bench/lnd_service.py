@@ -265,7 +265,7 @@ def rows(results: Results, sizes: list[int]) -> Report:
 async def collect(workdir: Path, quick: bool) -> Report:
     sizes = [10, 100] if quick else [10, 50, 100]
     args = argparse.Namespace(
-        runs=1 if quick else 3, sizes=",".join(map(str, sizes)), relay="nostr-rs-relay", pause=1.0
+        runs=1 if quick else 2, sizes=",".join(map(str, sizes)), relay="nostr-rs-relay", pause=1.0
     )
     with lnd_network() as network:
         results = await run(args, network, workdir)

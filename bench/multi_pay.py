@@ -114,8 +114,10 @@ async def service(
     (default: the simulator in the data dir); ``extra``: more tables (e.g. ``[http]``);
     ``ready_timeout``: seconds to wait for its "nwcd ready"."""
     config = data_dir / "nwcd.toml"
-    # Throughput is measured: no request rate limits (their defaults would be the figure).
+    # Throughput is measured: no request rate limits (their defaults would be the figure),
+    # and batches beyond the default 100 items are allowed (the 200-invoice batch).
     lines = ["[service]", "app_requests_per_minute = 0", "requests_per_second = 0"]
+    lines.append("max_batch_items = 1000")
     if per_connection is not None:
         lines.append(f"max_payments_per_connection = {per_connection}")
     config.write_text("\n".join([*lines, *backend, *extra]) + "\n")

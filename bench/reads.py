@@ -1,11 +1,12 @@
 """Benchmark: read requests (get_balance) under load, nwcd against the Alby JS SDK service.
 
-    python bench/reads.py [--runs 3] [--seconds 5] [--clients 3] [--concurrency 16]
+    python bench/reads.py [--runs 3] [--seconds 5] [--clients 3] [--concurrency 16] [--relay R]
 
 ``nwcd serve`` (its own process, simulator) and then a wallet service written with the
 Alby JS SDK (``interop/alby_wallet_service.mjs``, @getalby/sdk's NWCWalletService on an
-in-memory wallet, Node.js) on the same nostr-relay process, each loaded with get_balance
-by ``--clients`` client processes keeping ``--concurrency`` requests in flight, alternately.
+in-memory wallet, Node.js) on the same relay process (nostr-sdk's LocalRelay, in Rust,
+unless ``--relay``), each loaded with get_balance by ``--clients`` client processes keeping
+``--concurrency`` requests in flight, alternately.
 Prints requests/s, p50/p99 latency and the service's CPU per request. nwcd journals every
 request durably (exactly-once across restarts and instances); the SDK's service keeps
 nothing, so it is the floor of a stateless NWC service in Node.
@@ -52,10 +53,10 @@ SERVICES = {"nwcd": nwcd_service, "Alby JS SDK": alby_service}
 
 
 async def measure(
-    workdir: Path, *, runs: int, seconds: float, clients: int, concurrency: int
+    workdir: Path, *, runs: int, seconds: float, clients: int, concurrency: int, relay_kind: str
 ) -> dict[str, list[LoadResult]]:
     results: dict[str, list[LoadResult]] = {name: [] for name in SERVICES}
-    async with relay_process("nostr-relay", workdir / "relay") as relay:
+    async with relay_process(relay_kind, workdir / "relay") as relay:
         for run in range(runs):
             order = list(SERVICES) if run % 2 == 0 else list(reversed(SERVICES))
             for name in order:
@@ -86,12 +87,13 @@ def medians(results: list[LoadResult]) -> dict[str, float]:
 
 async def collect(workdir: Path, quick: bool) -> Report:
     clients, concurrency = 3, 16
+    # nostr-sdk's LocalRelay (Rust): the Python nostr-relay would be the limit.
     results = await measure(
         workdir, runs=2 if quick else 3, seconds=4 if quick else 6, clients=clients,
-        concurrency=concurrency,
+        concurrency=concurrency, relay_kind="nostr-sdk",
     )  # fmt: skip
     ours, alby = medians(results["nwcd"]), medians(results["Alby JS SDK"])
-    load = f"{clients} client processes x {concurrency} in flight, nostr-relay"
+    load = f"{clients} client processes x {concurrency} in flight, nostr-sdk LocalRelay"
     return Report(
         rows=[
             Row("reads", f"get_balance service CPU per request ({load})", ours["cpu"], "ms",
@@ -112,11 +114,14 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--relay", default="nostr-sdk", help="nostr-sdk, nostr-relay, nostr-rs-relay"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nwcd-reads-") as tmp:
         results = await measure(
             Path(tmp), runs=args.runs, seconds=args.seconds, clients=args.clients,
-            concurrency=args.concurrency,
+            concurrency=args.concurrency, relay_kind=args.relay,
         )  # fmt: skip
     print(f"\nmedians of {args.runs} runs")
     for name, runs in results.items():
