@@ -44,7 +44,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.backends.lnbits_server import LNBITS_VERSION, LnbitsServer, LnbitsWallet
 from tests.support.relays import PeerMissing, nostr_rs_relay_executable
 
+from bench.load import paid_one_by_one, paid_together
 from bench.multi_pay import make_connection, relay_process, service, timed_batch
 from bench.report import Curve, Report, Row, check
 from nwcd.backends.lnbits import MAX_CONCURRENT_PAYMENTS
@@ -190,25 +190,10 @@ class Lnbits:
 
     async def concurrent(self, batch: Sequence[str], limit: int = 0) -> tuple[float, float]:
         """All of ``batch`` at once (``limit``: at most that many in flight)."""
-        slots = asyncio.Semaphore(limit or len(batch))
-        started = time.perf_counter()
-        done: list[float] = []
-
-        async def one(invoice: str) -> None:
-            async with slots:
-                await self.pay(invoice)
-            done.append(time.perf_counter() - started)
-
-        await asyncio.gather(*(one(invoice) for invoice in batch))
-        return min(done), max(done)
+        return await paid_together(self.pay, batch, limit)
 
     async def one_by_one(self, batch: Sequence[str]) -> tuple[float, float]:
-        started = time.perf_counter()
-        first = 0.0
-        for invoice in batch:
-            await self.pay(invoice)
-            first = first or time.perf_counter() - started
-        return first, time.perf_counter() - started
+        return await paid_one_by_one(self.pay, batch)
 
 
 @dataclass

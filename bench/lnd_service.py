@@ -27,7 +27,6 @@ import ssl
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.backends.lnd_network import LndNetwork, LndNode, connections_to, lnd_network
 
-from bench.load import cpu_seconds
+from bench.load import cpu_seconds, paid_one_by_one, paid_together
 from bench.multi_pay import make_connection, relay_process, service, timed_batch
 from bench.report import Curve, Report, Row
 from nwcd.relay.pool import RelayPool
@@ -123,23 +122,10 @@ class LndAlone:
                     raise RuntimeError(f"LND failed a payment: {line[:200]}")
 
     async def concurrent(self, batch: list[str]) -> tuple[float, float]:
-        started = time.perf_counter()
-        done: list[float] = []
-
-        async def one(invoice: str) -> None:
-            await self.pay(invoice)
-            done.append(time.perf_counter() - started)
-
-        await asyncio.gather(*(one(invoice) for invoice in batch))
-        return min(done), max(done)
+        return await paid_together(self.pay, batch)
 
     async def one_by_one(self, batch: list[str]) -> tuple[float, float]:
-        started = time.perf_counter()
-        first = 0.0
-        for invoice in batch:
-            await self.pay(invoice)
-            first = first or time.perf_counter() - started
-        return first, time.perf_counter() - started
+        return await paid_one_by_one(self.pay, batch)
 
 
 async def run(args: argparse.Namespace, network: LndNetwork, root: Path) -> Results:

@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,36 @@ def cpu_seconds(*pids: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / _CLOCK_TICK
+
+
+async def paid_together(
+    pay: Callable[[str], Awaitable[None]], batch: Sequence[str], limit: int = 0
+) -> tuple[float, float]:
+    """Pay all of ``batch`` at once (``limit``: at most that many in flight): seconds to
+    the first and the last payment done (a backend alone: the floor)."""
+    slots = asyncio.Semaphore(limit or len(batch) or 1)
+    started = time.perf_counter()
+    done: list[float] = []
+
+    async def one(invoice: str) -> None:
+        async with slots:
+            await pay(invoice)
+        done.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(one(invoice) for invoice in batch))
+    return min(done), max(done)
+
+
+async def paid_one_by_one(
+    pay: Callable[[str], Awaitable[None]], batch: Sequence[str]
+) -> tuple[float, float]:
+    """Pay ``batch`` one at a time (how sequential services pay): first and last, seconds."""
+    started = time.perf_counter()
+    first = 0.0
+    for invoice in batch:
+        await pay(invoice)
+        first = first or time.perf_counter() - started
+    return first, time.perf_counter() - started
 
 
 def rss_mb(pid: int) -> float:

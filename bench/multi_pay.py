@@ -173,6 +173,24 @@ async def _drain(process: asyncio.subprocess.Process) -> None:
             SERVICE_TIMES.append(latency_ms / 1e3)
 
 
+@contextlib.asynccontextmanager
+async def simulated_service(
+    data_dir: Path, relay: str, per_connection: int | None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, ConnectionUri, RelayPool, SimulatedBackend]]:
+    """``nwcd serve`` on the simulator in ``data_dir`` with one app connection, a client
+    pool on ``relay`` and the simulator (to make invoices), warmed up by a small batch."""
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    uri = await make_connection(data_dir, relay)
+    async with (
+        service(data_dir, relay, per_connection=per_connection) as process,
+        RelayPool([relay]) as pool,
+        await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite")) as sim,
+    ):
+        await pool.wait_connected(10)
+        await one_batch(uri, pool, sim, 10, 0)  # warm-up
+        yield process, uri, pool, sim
+
+
 async def make_connection(data_dir: Path, relay: str) -> ConnectionUri:
     store = await SqliteStore.open(data_dir / "nwcd.sqlite")
     wallet_key, app_secret = SecretKey.generate(), SecretKey.generate()
@@ -275,15 +293,9 @@ async def bench_relay(kind: str, args: argparse.Namespace, root: Path) -> list[s
         medians: dict[tuple[int, int | None], float] = {}
         for latency, per_connection in cases:
             data_dir = Path(tempfile.mkdtemp(dir=root))
-            uri = await make_connection(data_dir, relay_url)
             runs = args.runs if per_connection is None or latency == 0 else 1
-            async with (
-                service(data_dir, relay_url, per_connection=per_connection),
-                RelayPool([relay_url]) as pool,
-                await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite")) as sim,
-            ):
-                await pool.wait_connected(10)
-                await one_batch(uri, pool, sim, 10, 0)  # warm-up
+            async with simulated_service(data_dir, relay_url, per_connection) as served:
+                _, uri, pool, sim = served
                 times = []
                 for _ in range(runs):
                     # Start each run on an idle relay: the previous run's notifications
@@ -390,15 +402,8 @@ async def collect(workdir: Path, quick: bool) -> Report:
         curves: dict[str, list[tuple[float, float]]] = {"concurrent": [], "one at a time": []}
         for per_connection, label in ((None, "concurrent"), (1, "one at a time")):
             data_dir = workdir / f"batch-{per_connection}"
-            data_dir.mkdir(parents=True)
-            uri = await make_connection(data_dir, relay_url)
-            async with (
-                service(data_dir, relay_url, per_connection=per_connection) as process,
-                RelayPool([relay_url]) as pool,
-                await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite")) as sim,
-            ):
-                await pool.wait_connected(10)
-                await one_batch(uri, pool, sim, 10, 0)  # warm-up
+            async with simulated_service(data_dir, relay_url, per_connection) as served:
+                process, uri, pool, sim = served
                 for size in sizes if per_connection is None else sizes[: 3 if not quick else 2]:
                     times = []
                     for _ in range(runs if per_connection is None else 1):
@@ -426,21 +431,15 @@ async def collect(workdir: Path, quick: bool) -> Report:
 
 async def _rust_relay_batch(workdir: Path, runs: int) -> Row:
     """The 100-invoice batch through nostr-rs-relay, where Alby Hub was measured too."""
-    async with relay_process("nostr-rs-relay", workdir / "rs-relay") as relay_url:
-        data_dir = workdir / "rs-relay-batch"
-        data_dir.mkdir(parents=True)
-        uri = await make_connection(data_dir, relay_url)
-        async with (
-            service(data_dir, relay_url, per_connection=None),
-            RelayPool([relay_url]) as pool,
-            await SimulatedBackend.open(SimulatorConfig(data_dir / "simulator.sqlite")) as sim,
-        ):
-            await pool.wait_connected(10)
-            await one_batch(uri, pool, sim, 10, 0)  # warm-up
-            times = []
-            for _ in range(runs):
-                await asyncio.sleep(1.5)
-                times.append(await one_batch(uri, pool, sim, 100, 200))
+    async with (
+        relay_process("nostr-rs-relay", workdir / "rs-relay") as relay_url,
+        simulated_service(workdir / "rs-relay-batch", relay_url, None) as served,
+    ):
+        _, uri, pool, sim = served
+        times = []
+        for _ in range(runs):
+            await asyncio.sleep(1.5)
+            times.append(await one_batch(uri, pool, sim, 100, 200))
     seconds = statistics.median(times)
     low, high = HUB_100_AT_200MS_RS
     return Row("batch", "100 invoices at 200 ms, nostr-rs-relay", seconds, "s",
