@@ -31,9 +31,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["SqliteRunner", "is_busy"]
+__all__ = ["NOT_NOW", "NotNow", "SqliteRunner", "is_busy"]
 
 T = TypeVar("T")
+
+
+class NotNow:
+    """What :meth:`SqliteRunner.try_inline` returns when the call must go to the thread."""
+
+
+NOT_NOW = NotNow()
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -76,17 +83,26 @@ class SqliteRunner:
 
         ``writes``: ``fn`` commits writes (counted towards the next checkpoint).
         """
-        if inline and self._queued == 0 and self.db is not None:
-            try:
-                value = fn()
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-            else:
-                if writes:
-                    self.wrote()
+        if inline:
+            value = self.try_inline(fn, writes=writes)
+            if not isinstance(value, NotNow):
                 return value
         return await asyncio.wrap_future(self.submit(fn))
+
+    def try_inline(self, fn: Callable[[], T], *, writes: bool = False) -> T | NotNow:
+        """``fn()`` on the loop's thread now, or :data:`NOT_NOW` if the thread is busy or
+        another process holds the lock (then ``fn`` left nothing done: see the module)."""
+        if not self.idle:
+            return NOT_NOW
+        try:
+            value = fn()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            return NOT_NOW
+        if writes:
+            self.wrote()
+        return value
 
     def wrote(self) -> None:
         """An inline write committed: every ``checkpoint_every`` of them, a checkpoint."""

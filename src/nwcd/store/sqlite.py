@@ -47,7 +47,7 @@ from nwcd.ports import (
     RequestSummary,
     Reserved,
 )
-from nwcd.sqlite_runner import SqliteRunner, is_busy
+from nwcd.sqlite_runner import NotNow, SqliteRunner
 from nwcd.store import sql, steps
 
 __all__ = ["SqliteStore"]
@@ -180,14 +180,9 @@ class SqliteStore:
         failing write never undoes the others. Order is kept: a read issued after
         a write runs after it, since the write's flush job was queued first.
         """
-        if inline and self._runner.idle:
-            try:
-                value = self._write_now(fn)
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-            else:
-                self._runner.wrote()
+        if inline:
+            value = self._runner.try_inline(lambda: self._write_now(fn), writes=True)
+            if not isinstance(value, NotNow):
                 return value
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
